@@ -1,0 +1,188 @@
+"""Mamba blocks, the backbone, and the recurrent state cache.
+
+Backbone: token embedding -> n_layer x (norm -> mixer -> residual add) -> final norm.
+Variants: causal (default), bidirectional (BiMamba mixers), and reverse-complement
+equivariant for DNA (``rc_equivariant``: ``rcps`` runs the shared backbone on the
+sequence and on its reverse complement and stacks both feature sets, Caduceus-PS
+style; ``posthoc`` averages task outputs over both strands at evaluation).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint
+
+from .config import MambaConfig
+from .mixer import BiMambaMixer, LayerState, MambaMixer
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.weight._no_weight_decay = True
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(dtype)
+
+
+def make_norm(config: MambaConfig) -> nn.Module:
+    if config.rms_norm:
+        return RMSNorm(config.d_model, config.norm_epsilon)
+    norm = nn.LayerNorm(config.d_model, eps=config.norm_epsilon)
+    norm.weight._no_weight_decay = True
+    norm.bias._no_weight_decay = True
+    return norm
+
+
+class MambaBlock(nn.Module):
+    """x -> x + mixer(norm(x)); the residual is kept in fp32 when ``residual_in_fp32``."""
+
+    def __init__(self, config: MambaConfig, layer_idx: int):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        self.norm = make_norm(config)
+        self.mixer = BiMambaMixer(config, layer_idx) if config.bidirectional else MambaMixer(config, layer_idx)
+
+    def forward(self, hidden, mask=None, seq_idx=None, state: LayerState | None = None):
+        residual = hidden.float() if self.config.residual_in_fp32 else hidden
+        normed = self.norm(hidden.to(self.norm.weight.dtype))
+        out = self.mixer(normed, mask=mask, seq_idx=seq_idx, state=state)
+        return residual + out
+
+
+class MambaCache:
+    """Recurrent state of every layer for step-by-step inference."""
+
+    def __init__(self, states: list[LayerState]):
+        self.states = states
+        self.seen = 0
+
+
+def check_inputs(config: MambaConfig, input_ids=None, inputs_embeds=None, mask=None, seq_idx=None) -> None:
+    """Raises a clear error for malformed model inputs."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("pass exactly one of input_ids (batch, L) or inputs_embeds (batch, L, d_model)")
+    if input_ids is not None:
+        if not isinstance(input_ids, torch.Tensor):
+            raise TypeError(f"input_ids must be a torch.Tensor, got {type(input_ids).__name__}")
+        if input_ids.dtype.is_floating_point or input_ids.dtype.is_complex or input_ids.dtype == torch.bool:
+            raise TypeError(f"input_ids must be an integer tensor (token ids), got {input_ids.dtype}")
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be (batch, L), got shape {tuple(input_ids.shape)}")
+        batch, length = input_ids.shape
+        if input_ids.numel():
+            lo, hi = int(input_ids.min()), int(input_ids.max())
+            if lo < 0 or hi >= config.vocab_size:
+                bad = lo if lo < 0 else hi
+                raise ValueError(
+                    f"token id {bad} is out of range for vocab_size {config.vocab_size}; "
+                    "check that the tokenizer matches the model"
+                )
+    else:
+        if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != config.d_model:
+            raise ValueError(f"inputs_embeds must be (batch, L, d_model={config.d_model}), got {tuple(inputs_embeds.shape)}")
+        if not inputs_embeds.is_floating_point():
+            raise TypeError(f"inputs_embeds must be a float tensor, got {inputs_embeds.dtype}")
+        if not torch.isfinite(inputs_embeds).all():
+            raise ValueError("inputs_embeds contains NaN or Inf values")
+        batch, length = inputs_embeds.shape[:2]
+    if batch == 0:
+        raise ValueError("empty batch: the input has 0 sequences")
+    if length == 0:
+        raise ValueError("empty sequences: the input has length 0")
+    if mask is not None:
+        if tuple(mask.shape) != (batch, length):
+            raise ValueError(f"attention mask must be (batch={batch}, L={length}), got {tuple(mask.shape)}")
+        if mask.is_floating_point() and not torch.isfinite(mask).all():
+            raise ValueError("attention mask contains NaN or Inf values")
+    if seq_idx is not None and tuple(seq_idx.shape) != (batch, length):
+        raise ValueError(f"seq_idx must be (batch={batch}, L={length}), got {tuple(seq_idx.shape)}")
+
+
+class MambaModel(nn.Module):
+    """The backbone. ``forward`` returns hidden states (batch, L, feature_dim)."""
+
+    def __init__(self, config: MambaConfig):
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.padded_vocab_size, config.d_model)
+        self.layers = nn.ModuleList([MambaBlock(config, i) for i in range(config.n_layer)])
+        self.norm_f = make_norm(config)
+        self.gradient_checkpointing = False
+        self.apply(self._init_weights)
+        if config.rc_equivariant != "none":
+            self.register_buffer("complement", torch.tensor(config.complement_map, dtype=torch.long), persistent=False)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.config.d_model * (2 if self.config.rc_equivariant == "rcps" else 1)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        c = self.config
+        if isinstance(module, nn.Linear):
+            if module.bias is not None and not getattr(module.bias, "_no_reinit", False):
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=c.initializer_range)
+        if c.rescale_prenorm_residual and isinstance(module, MambaMixer) and hasattr(module, "out_proj"):
+            # GPT-2 style: scale residual-writing projections by 1/sqrt(n_layer)
+            nn.init.kaiming_uniform_(module.out_proj.weight, a=math.sqrt(5))
+            with torch.no_grad():
+                module.out_proj.weight /= math.sqrt(c.n_layer)
+
+    def new_cache(self, batch: int, device=None) -> MambaCache:
+        if self.config.bidirectional:
+            raise ValueError("a bidirectional model cannot run step by step; use a causal model for generation")
+        if self.config.rc_equivariant == "rcps":
+            raise ValueError("an rcps model reads both strands whole and cannot run step by step")
+        device = device or self.embedding.weight.device
+        return MambaCache([layer.mixer.new_state(batch, device) for layer in self.layers])
+
+    def embed(self, input_ids):
+        return self.embedding(input_ids)
+
+    def run_layers(self, hidden, mask=None, seq_idx=None, cache: MambaCache | None = None):
+        for i, layer in enumerate(self.layers):
+            state = cache.states[i] if cache is not None else None
+            if self.gradient_checkpointing and self.training and state is None and torch.is_grad_enabled():
+                hidden = torch.utils.checkpoint.checkpoint(layer, hidden, mask, seq_idx, None, use_reentrant=False)
+            else:
+                hidden = layer(hidden, mask=mask, seq_idx=seq_idx, state=state)
+        return self.norm_f(hidden.to(self.norm_f.weight.dtype))
+
+    def forward(self, input_ids=None, attention_mask=None, seq_idx=None, inputs_embeds=None, cache: MambaCache | None = None):
+        """input_ids: (batch, L) int; attention_mask: (batch, L), 1 = real token, 0 = padding;
+        seq_idx: (batch, L) document index for packed sequences. Returns (batch, L, feature_dim)."""
+        check_inputs(self.config, input_ids, inputs_embeds, attention_mask, seq_idx)
+        mask = attention_mask.bool() if attention_mask is not None else None
+        if mask is not None and bool(mask.all()):
+            mask = None  # nothing is padded: skip the masking work
+        hidden = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
+        out = self.run_layers(hidden, mask, seq_idx, cache)
+        if cache is not None:
+            cache.seen += hidden.shape[1]
+        if self.config.rc_equivariant == "rcps":
+            if input_ids is None:
+                raise ValueError("rc_equivariant='rcps' needs input_ids (it builds the reverse complement from them)")
+            rc_ids = self.reverse_complement(input_ids, mask)
+            rc_mask = mask.flip(1) if mask is not None else None
+            rc_seq = seq_idx.flip(1) if seq_idx is not None else None
+            out_rc = self.run_layers(self.embed(rc_ids), rc_mask, rc_seq)
+            out = torch.cat([out, out_rc.flip(1)], dim=-1)
+        return out
+
+    def reverse_complement(self, input_ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Reverse complement of token ids (batch, L): complemented and flipped along L.
+
+        Right padding ends up on the left; masked steps are identity steps, so that is harmless."""
+        if self.config.rc_equivariant == "none":
+            raise ValueError("reverse_complement needs a config with rc_equivariant and complement_map")
+        return self.complement[input_ids].flip(1)
