@@ -9,6 +9,8 @@ from .heads import (
     TaskOutput,
     TokenClassificationHead,
     build_head,
+    head_from_spec,
+    register_head,
     pool,
 )
 from .mixer import BiMambaMixer, LayerState, MambaMixer
@@ -17,5 +19,5 @@ from .model import MambaBlock, MambaCache, MambaModel, RMSNorm
 __all__ = [
     "ConfigError", "MambaConfig", "MambaModel", "MambaBlock", "MambaMixer", "BiMambaMixer", "LayerState",
     "MambaCache", "RMSNorm", "MambaForTask", "TaskOutput", "LMHead", "SequenceClassificationHead",
-    "MultiLabelHead", "RegressionHead", "TokenClassificationHead", "build_head", "pool",
+    "MultiLabelHead", "RegressionHead", "TokenClassificationHead", "build_head", "head_from_spec", "register_head", "pool",
 ]

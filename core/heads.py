@@ -46,6 +46,7 @@ class Head(nn.Module):
 
     sequence_level = True  # one output per sequence (False: one per position)
     kind = "head"
+    spec: dict  # constructor arguments, saved with checkpoints
 
     def loss(self, logits, labels, mask=None):
         raise NotImplementedError
@@ -59,6 +60,8 @@ class SequenceClassificationHead(Head):
     def __init__(self, feature_dim: int, num_labels: int, pooling: str = "mean", dropout: float = 0.0,
                  class_weights: list[float] | None = None):
         super().__init__()
+        self.spec = {"kind": self.kind, "num_labels": num_labels, "pooling": pooling, "dropout": dropout,
+                     "class_weights": class_weights}
         if num_labels < 2:
             raise ValueError(f"classification needs num_labels >= 2, got {num_labels}")
         if pooling not in POOLINGS:
@@ -87,6 +90,8 @@ class MultiLabelHead(SequenceClassificationHead):
     def __init__(self, feature_dim: int, num_labels: int, pooling: str = "mean", dropout: float = 0.0,
                  pos_weight: list[float] | None = None):
         super().__init__(feature_dim, max(num_labels, 2), pooling, dropout)
+        self.spec = {"kind": self.kind, "num_labels": num_labels, "pooling": pooling, "dropout": dropout,
+                     "pos_weight": pos_weight}
         self.num_labels = num_labels
         self.score = nn.Linear(feature_dim, num_labels)
         self.register_buffer("pos_weight", torch.tensor(pos_weight, dtype=torch.float32) if pos_weight else None)
@@ -104,6 +109,7 @@ class RegressionHead(Head):
 
     def __init__(self, feature_dim: int, num_outputs: int = 1, pooling: str = "mean", dropout: float = 0.0):
         super().__init__()
+        self.spec = {"kind": self.kind, "num_outputs": num_outputs, "pooling": pooling, "dropout": dropout}
         self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
         self.score = nn.Linear(feature_dim, num_outputs)
@@ -123,6 +129,7 @@ class TokenClassificationHead(Head):
 
     def __init__(self, feature_dim: int, num_labels: int, dropout: float = 0.0):
         super().__init__()
+        self.spec = {"kind": self.kind, "num_labels": num_labels, "dropout": dropout}
         self.num_labels = num_labels
         self.dropout = nn.Dropout(dropout)
         self.score = nn.Linear(feature_dim, num_labels)
@@ -146,6 +153,7 @@ class LMHead(Head):
     def __init__(self, feature_dim: int, vocab_size: int, embedding: nn.Embedding | None = None,
                  complement: torch.Tensor | None = None):
         super().__init__()
+        self.spec = {"kind": self.kind}
         self.vocab_size = vocab_size
         self.tied = embedding is not None
         if embedding is not None:
@@ -260,14 +268,30 @@ class MambaForTask(nn.Module):
         return torch.cat(out, 1)
 
 
-def build_head(kind: str, feature_dim: int, num_labels: int = 2, **kwargs) -> Head:
-    """Makes a head by name: classification, multilabel, regression, token_classification."""
-    heads = {
-        "classification": SequenceClassificationHead,
-        "multilabel": MultiLabelHead,
-        "regression": lambda f, n, **kw: RegressionHead(f, n, **kw),
-        "token_classification": TokenClassificationHead,
-    }
-    if kind not in heads:
-        raise ValueError(f"unknown head {kind!r}; choose one of {', '.join(heads)} (the LM head comes with MambaForTask)")
-    return heads[kind](feature_dim, num_labels, **kwargs)
+HEADS: dict[str, type] = {
+    "classification": SequenceClassificationHead,
+    "multilabel": MultiLabelHead,
+    "regression": RegressionHead,
+    "token_classification": TokenClassificationHead,
+}
+
+
+def register_head(kind: str, cls: type) -> None:
+    """Makes a domain's head known to ``build_head`` and to checkpoint loading (its ``spec`` must hold its kwargs)."""
+    HEADS[kind] = cls
+
+
+def build_head(kind: str, feature_dim: int, **kwargs) -> Head:
+    """Makes a head by name, e.g. ``build_head("classification", 768, num_labels=3, pooling="mean")``."""
+    if kind not in HEADS:
+        raise ValueError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)} (the LM head comes with MambaForTask)")
+    return HEADS[kind](feature_dim, **kwargs)
+
+
+def head_from_spec(spec: dict, feature_dim: int) -> Head | None:
+    """Rebuilds a head from its saved ``spec``; None for the LM head (MambaForTask makes it)."""
+    spec = dict(spec)
+    kind = spec.pop("kind")
+    if kind == "lm":
+        return None
+    return build_head(kind, feature_dim, **spec)
