@@ -8,7 +8,8 @@ when online):
   ``model_type: mamba`` + ``model.safetensors`` (single or sharded) or
   ``pytorch_model.bin``;
 - original mamba_ssm: ``config.json`` with ``d_model``/``n_layer``/``ssm_cfg`` +
-  ``pytorch_model.bin``.
+  ``pytorch_model.bin``;
+- Caduceus (bidirectional DNA Mamba, HF format, ``model_type: caduceus``) without RCPS layers.
 
 Writes our format and exports the Hugging Face format. Never unpickles code:
 ``.bin`` files are read with ``torch.load(weights_only=True)``. Files are
@@ -155,6 +156,8 @@ def detect_format(cfg: dict) -> str:
         if cfg.get("model_type") not in (None, "mamba"):
             raise CheckpointError(f"model_type {cfg.get('model_type')!r} is not Mamba-1")
         return "hf"
+    if cfg.get("model_type") == "caduceus":
+        return "caduceus"
     if cfg.get("model_type") == "mamba2":
         raise CheckpointError("this is a Mamba-2 checkpoint; mambatune reads Mamba-1 models")
     if "d_model" in cfg and "n_layer" in cfg:
@@ -203,6 +206,32 @@ def config_from_mamba_ssm(c: dict) -> MambaConfig:
     )
 
 
+def config_from_caduceus(c: dict) -> MambaConfig:
+    """Caduceus (bidirectional Mamba for DNA, HF format). RC-equivariant 'rcps' checkpoints are refused."""
+    if c.get("rcps"):
+        raise CheckpointError(
+            "this Caduceus checkpoint uses RCPS layers, whose weight layout mambatune does not read yet; "
+            "Caduceus checkpoints with rcps=false load, and rc_equivariant='posthoc' gives strand-invariant predictions"
+        )
+    ssm = dict(c.get("ssm_cfg") or {})
+    ssm.pop("use_fast_path", None)
+    ssm.pop("layer", None)
+    strategy = {"add": "add", "ew_multiply": "mul", None: "add"}.get(c.get("bidirectional_strategy", "add"))
+    if strategy is None:
+        raise CheckpointError(f"Caduceus bidirectional_strategy {c['bidirectional_strategy']!r} is not supported")
+    vocab = c["vocab_size"]
+    cmap = c.get("complement_map")
+    complement = [int(cmap[str(i)]) if str(i) in cmap else int(cmap.get(i, i)) for i in range(vocab)] if cmap else None
+    return MambaConfig(
+        d_model=c["d_model"], n_layer=c["n_layer"], vocab_size=vocab,
+        pad_vocab_size_multiple=c.get("pad_vocab_size_multiple", 8), rms_norm=c.get("rms_norm", True),
+        residual_in_fp32=c.get("residual_in_fp32", False), norm_epsilon=c.get("norm_epsilon", 1e-5),
+        tie_embeddings=c.get("tie_word_embeddings", True), bidirectional=c.get("bidirectional", True),
+        bidirectional_strategy=strategy, tie_bidirectional=c.get("bidirectional_weight_tie", True),
+        complement_map=complement, rc_equivariant="none", pad_token_id=c.get("pad_token_id"), **ssm,
+    )
+
+
 def config_to_hf(cfg: MambaConfig) -> dict:
     if cfg.bidirectional or cfg.rc_equivariant != "none" or not cfg.rms_norm:
         raise CheckpointError("Hugging Face MambaForCausalLM holds causal RMSNorm models only; this model is "
@@ -222,12 +251,20 @@ def config_to_hf(cfg: MambaConfig) -> dict:
 
 # -- state dict conversion -----------------------------------------------------------------
 
-def to_ours(sd: dict[str, torch.Tensor], fmt: str) -> dict[str, torch.Tensor]:
-    """Renames a HF / mamba_ssm state dict to our module names (backbone.* and head.weight)."""
+def to_ours(sd: dict[str, torch.Tensor], fmt: str, config: MambaConfig | None = None) -> dict[str, torch.Tensor]:
+    """Renames a HF / mamba_ssm / Caduceus state dict to our module names (backbone.* and head.weight)."""
     out = {}
     for k, v in sd.items():
         k2 = k
-        if fmt == "hf":
+        if fmt == "caduceus":
+            k2 = k2.removeprefix("caduceus.")
+            k2 = k2.replace("backbone.embeddings.word_embeddings.", "backbone.embedding.")
+            bi = config is not None and config.bidirectional
+            k2 = k2.replace(".mixer.mamba_fwd.", ".mixer.fwd." if bi else ".mixer.")
+            k2 = k2.replace(".mixer.mamba_rev.", ".mixer.rev.")
+            if bi and config.tie_bidirectional and re.search(r"\.mixer\.rev\.(in_proj|out_proj)\.", k2):
+                continue  # the same tensors as the forward direction's
+        elif fmt == "hf":
             if not k2.startswith(("backbone.", "lm_head.")):
                 k2 = "backbone." + k2  # a bare MambaModel
             k2 = k2.replace("backbone.embeddings.", "backbone.embedding.")
@@ -295,6 +332,8 @@ def load_config(path_or_id) -> tuple[MambaConfig, dict, str]:
         return MambaConfig.from_dict(raw["model"]), raw, fmt
     if fmt == "hf":
         return config_from_hf(raw), raw, fmt
+    if fmt == "caduceus":
+        return config_from_caduceus(raw), raw, fmt
     return config_from_mamba_ssm(raw), raw, fmt
 
 
@@ -325,7 +364,7 @@ def load_pretrained(
         config = MambaConfig.from_dict(d)
     sd = read_state_dict(folder)
     if fmt != "mambatune":
-        sd = to_ours(sd, fmt)
+        sd = to_ours(sd, fmt, config)
     probe = MambaForTask(config)
     if isinstance(head, dict):
         head = head_from_spec(head, probe.backbone.feature_dim)
