@@ -24,6 +24,7 @@ class LayerState:
 
     conv: torch.Tensor
     ssm: torch.Tensor
+    prefixed: bool = False  # an affix adapter's prefix has been read into this state
 
 
 class MambaMixer(nn.Module):
@@ -44,6 +45,9 @@ class MambaMixer(nn.Module):
         self.D = nn.Parameter(torch.ones(d_inner))
         self.A_log._no_weight_decay = True
         self.D._no_weight_decay = True
+        # optional adapter hooks (mambatune.core.peft); None keeps the plain Mamba-1 mixer
+        self.prefix: nn.Module | None = None  # affix tokens read before conv and scan, see peft/affix.py
+        self.ssm_extension: nn.Module | None = None  # extra SSM states, see peft/additional_scan.py
         self.reset_dt()
 
     @torch.no_grad()
@@ -69,6 +73,8 @@ class MambaMixer(nn.Module):
         dt, B, C = torch.split(x_dbl, [r, n, n], dim=-1)
         dt = self.dt_proj(dt)  # a module call: the bias is applied here, so adapters on dt_proj are honoured
         A = -torch.exp(self.A_log.float())
+        if self.ssm_extension is not None:
+            B, C, A = self.ssm_extension(x, B, C, A)
         return dt, B, C, A
 
     def forward(
@@ -83,10 +89,17 @@ class MambaMixer(nn.Module):
         """hidden: (batch, L, d_model) -> (batch, L, d_model). ``state`` is read and updated in place."""
         in_proj = in_proj if in_proj is not None else self.in_proj
         out_proj = out_proj if out_proj is not None else self.out_proj
+        prefix = self.prefix if self.prefix is not None and (state is None or not state.prefixed) else None
+        if prefix is not None:
+            hidden, mask, seq_idx = prefix.prepend(hidden, mask, seq_idx)
         xz = in_proj(hidden)
         if state is not None and hidden.shape[1] == 1 and mask is None and seq_idx is None:
             return out_proj(self._step(xz[:, 0], state)[:, None])
         y = self.scan_path(xz, mask, seq_idx, state)
+        if prefix is not None:
+            y = y[:, prefix.num_tokens:]
+            if state is not None:
+                state.prefixed = True
         return out_proj(y)
 
     def scan_path(self, xz, mask=None, seq_idx=None, state: LayerState | None = None) -> torch.Tensor:
@@ -129,11 +142,17 @@ class MambaMixer(nn.Module):
             state.ssm, x, dt[:, 0], A, B[:, 0, None], C[:, 0, None], self.D.float(), z, delta_softplus=True
         )
 
+    @property
+    def d_state_total(self) -> int:
+        """SSM state size N, plus the states an additional-scan adapter appends."""
+        extra = self.ssm_extension.num_states if self.ssm_extension is not None else 0
+        return self.A_log.shape[1] + extra
+
     def new_state(self, batch: int, device, dtype=torch.float32) -> LayerState:
         c = self.config
         return LayerState(
             conv=torch.zeros(batch, c.d_inner, c.d_conv - 1, device=device, dtype=torch.float32),
-            ssm=torch.zeros(batch, c.d_inner, self.A_log.shape[1], device=device, dtype=torch.float32),
+            ssm=torch.zeros(batch, c.d_inner, self.d_state_total, device=device, dtype=torch.float32),
         )
 
 

@@ -50,11 +50,14 @@ class MambaBlock(nn.Module):
         self.layer_idx = layer_idx
         self.norm = make_norm(config)
         self.mixer = BiMambaMixer(config, layer_idx) if config.bidirectional else MambaMixer(config, layer_idx)
+        self.parallel_adapter: nn.Module | None = None  # optional hook, see peft/parallel_adapter.py
 
     def forward(self, hidden, mask=None, seq_idx=None, state: LayerState | None = None):
         residual = hidden.float() if self.config.residual_in_fp32 else hidden
         normed = self.norm(hidden.to(self.norm.weight.dtype))
         out = self.mixer(normed, mask=mask, seq_idx=seq_idx, state=state)
+        if self.parallel_adapter is not None:
+            out = out + self.parallel_adapter(hidden, normed)
         return residual + out
 
 
@@ -79,7 +82,7 @@ def check_inputs(config: MambaConfig, input_ids=None, inputs_embeds=None, mask=N
             raise ValueError(f"input_ids must be (batch, L), got shape {tuple(input_ids.shape)}")
         batch, length = input_ids.shape
         if input_ids.numel():
-            lo, hi = int(input_ids.min()), int(input_ids.max())
+            lo, hi = (int(v) for v in torch.aminmax(input_ids))
             if lo < 0 or hi >= config.vocab_size:
                 bad = lo if lo < 0 else hi
                 raise ValueError(
@@ -116,6 +119,7 @@ class MambaModel(nn.Module):
         self.embedding = nn.Embedding(config.padded_vocab_size, config.d_model)
         self.layers = nn.ModuleList([MambaBlock(config, i) for i in range(config.n_layer)])
         self.norm_f = make_norm(config)
+        self.prompt: nn.Module | None = None  # optional hook: learned prompt embeddings, see peft/prompt.py
         self.gradient_checkpointing = False
         self.apply(self._init_weights)
         if config.rc_equivariant != "none":
@@ -150,13 +154,18 @@ class MambaModel(nn.Module):
         return self.embedding(input_ids)
 
     def run_layers(self, hidden, mask=None, seq_idx=None, cache: MambaCache | None = None):
+        n_prompt = 0
+        if self.prompt is not None and (cache is None or cache.seen == 0):
+            hidden, mask, seq_idx = self.prompt.prepend(hidden, mask, seq_idx)
+            n_prompt = self.prompt.num_tokens
         for i, layer in enumerate(self.layers):
             state = cache.states[i] if cache is not None else None
             if self.gradient_checkpointing and self.training and state is None and torch.is_grad_enabled():
                 hidden = torch.utils.checkpoint.checkpoint(layer, hidden, mask, seq_idx, None, use_reentrant=False)
             else:
                 hidden = layer(hidden, mask=mask, seq_idx=seq_idx, state=state)
-        return self.norm_f(hidden.to(self.norm_f.weight.dtype))
+        out = self.norm_f(hidden.to(self.norm_f.weight.dtype))
+        return out[:, n_prompt:] if n_prompt else out
 
     def forward(self, input_ids=None, attention_mask=None, seq_idx=None, inputs_embeds=None, cache: MambaCache | None = None):
         """input_ids: (batch, L) int; attention_mask: (batch, L), 1 = real token, 0 = padding;
