@@ -40,7 +40,7 @@ def test_kmer_baseline_learns_a_motif_and_is_strand_invariant():
     for i in range(120):
         s = "".join(rng.choice(list("ACGT"), 200))
         if i % 2:
-            s = s[:90] + "TATAAAAGGC" + s[100:]
+            s = s[:60] + "TATAAAAGGC" * 3 + s[90:]
         seqs.append(s)
         labels.append(i % 2)
     from mambatune.domains.genomics.tokenizer import reverse_complement
