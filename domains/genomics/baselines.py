@@ -21,17 +21,19 @@ class KmerLogisticRegression:
             raise ValueError(f"k must be >= 1, got {k}")
         self.k, self.canonical = k, canonical
         self.model = make_pipeline(
-            CountVectorizer(analyzer="char", ngram_range=(k, k), lowercase=True, dtype=np.float32),
+            CountVectorizer(analyzer=self._kmers, dtype=np.float32),
             TfidfTransformer(use_idf=False, norm="l1"),  # counts -> frequencies
             StandardScaler(with_mean=False),  # per-k-mer scale, so one C suits every k
             LogisticRegression(C=C, max_iter=max_iter, random_state=seed),
         )
 
+    def _kmers(self, seq: str) -> list[str]:
+        k = self.k
+        strands = [seq, reverse_complement(seq)] if self.canonical else [seq]
+        return [s[i : i + k] for s in strands for i in range(len(s) - k + 1)]
+
     def _prep(self, seqs) -> list[str]:
-        seqs = [str(s).upper() for s in seqs]
-        if self.canonical:  # both strands, separated so no k-mer spans the join
-            seqs = [f"{s}|{reverse_complement(s)}" for s in seqs]
-        return seqs
+        return [str(s).upper() for s in seqs]
 
     def fit(self, seqs, labels) -> "KmerLogisticRegression":
         self.model.fit(self._prep(seqs), np.asarray(labels))
