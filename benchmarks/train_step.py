@@ -39,12 +39,20 @@ def step_fn(model, opt, ids, precision):
     opt.zero_grad(set_to_none=True)
 
 
-def measure(batch: int, length: int, precision: str, method: str, backend: str, steps: int = 8, warmup: int = 3):
+def measure(batch: int, length: int, precision: str, method, backend: str, steps: int = 8, warmup: int = 3,
+            checkpointing: bool = False):
+    """One configuration: ``method`` is "full", "head-only" or a mambatune.core.peft config (or list of them)."""
     torch.manual_seed(0)
     model = MambaForTask(MambaConfig(**SHAPE, backend=backend)).cuda()
+    model.backbone.gradient_checkpointing = checkpointing
     if method == "head-only":
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith("backbone.norm_f"))
+    elif method != "full":
+        from mambatune.core.peft import apply
+
+        apply(model, method)
+        model.cuda()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
     ids = torch.randint(0, SHAPE["vocab_size"], (batch, length), device="cuda")
