@@ -1,0 +1,178 @@
+"""DDP and FSDP (``fully_shard``) for runs launched by torchrun.
+
+The same TrainConfig runs on one process or many: ``torchrun --nproc-per-node N
+script.py`` sets RANK / WORLD_SIZE / LOCAL_RANK and ``setup`` joins the process
+group (NCCL on CUDA, gloo on CPU). Rank 0 logs and writes checkpoints; every
+rank takes part in collectives (FSDP state gathering, loss averaging).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.utils.data import DistributedSampler
+
+STRATEGIES = ("auto", "none", "ddp", "fsdp")
+
+
+@dataclass
+class DistEnv:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    strategy: str = "none"
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+
+def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if name == "cuda" and torch.cuda.is_available():
+        return torch.device(f"cuda:{local_rank}")
+    return torch.device(name)
+
+
+def setup(strategy: str = "auto", device: str = "auto") -> DistEnv:
+    """Reads torchrun's environment and joins the process group when WORLD_SIZE > 1."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown distributed strategy {strategy!r}; choose one of {STRATEGIES}")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = pick_device(device, local)
+    if world == 1:
+        return DistEnv(0, 1, 0, "none", dev)
+    if strategy == "none":
+        raise ValueError("WORLD_SIZE > 1 (launched by torchrun) but distributed strategy is 'none'; use ddp or fsdp")
+    if not dist.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        dist.init_process_group(backend)
+    return DistEnv(rank, world, local, "ddp" if strategy == "auto" else strategy, dev)
+
+
+def teardown(env: DistEnv) -> None:
+    if env.active and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def wrap(model: nn.Module, env: DistEnv) -> nn.Module:
+    """DDP-wraps the model, or shards it in place with ``fully_shard`` (each block, then the root)."""
+    if not env.active:
+        return model
+    if env.strategy == "ddp":
+        ids = [env.device.index] if env.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    from torch.distributed.fsdp import fully_shard  # torch >= 2.6
+    layers = getattr(getattr(model, "backbone", None), "layers", None)
+    for block in layers or []:
+        fully_shard(block)
+    fully_shard(model)
+    return model
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def sync_gradients(model: nn.Module, env: DistEnv, sync: bool):
+    """Context for one micro-batch: gradients are all-reduced only when ``sync`` (the last of an accumulation)."""
+    if not env.active or sync:
+        if env.strategy == "fsdp" and env.active:
+            model.set_requires_gradient_sync(True)
+        return contextlib.nullcontext()
+    if env.strategy == "ddp":
+        return model.no_sync()
+    model.set_requires_gradient_sync(False)
+    return contextlib.nullcontext()
+
+
+def clip_grad_norm(model: nn.Module, max_norm: float) -> float:
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
+    if hasattr(norm, "full_tensor"):
+        norm = norm.full_tensor()
+    return float(norm)
+
+
+def mean_across_ranks(value: float, env: DistEnv) -> float:
+    if not env.active:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=env.device if env.device.type == "cuda" else "cpu")
+    dist.all_reduce(t)
+    return float(t.item()) / env.world_size
+
+
+def barrier(env: DistEnv) -> None:
+    if env.active:
+        dist.barrier()
+
+
+def model_state(model: nn.Module, env: DistEnv) -> dict[str, torch.Tensor]:
+    """The full (unsharded) state dict on CPU; a collective under FSDP (call on every rank)."""
+    if env.active and env.strategy == "fsdp":
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
+
+
+def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], env: DistEnv, strict: bool = True) -> None:
+    if env.active and env.strategy == "fsdp":
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+        set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True, strict=strict))
+        return
+    missing, unexpected = unwrap(model).load_state_dict(state, strict=False)
+    if unexpected or (strict and missing):
+        raise ValueError(f"checkpoint does not fit the model: missing {missing[:10]}, unexpected {unexpected[:10]}")
+
+
+def optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, env: DistEnv) -> dict:
+    if env.active and env.strategy == "fsdp":
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+        return get_optimizer_state_dict(model, optimizer,
+                                        options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return optimizer.state_dict()
+
+
+def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict, env: DistEnv) -> None:
+    if env.active and env.strategy == "fsdp":
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+        set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
+        return
+    optimizer.load_state_dict(state)
+
+
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler (also for one process) that can start part-way through an epoch.
+
+    The order of an epoch depends only on (seed, epoch), so skipping the first
+    ``skip`` samples of this replica resumes the data stream exactly."""
+
+    def __init__(self, dataset, env: DistEnv, shuffle: bool = True, seed: int = 0, drop_last: bool = True):
+        super().__init__(dataset, num_replicas=env.world_size, rank=env.rank, shuffle=shuffle, seed=seed,
+                         drop_last=drop_last)
+        self.skip = 0
+
+    def set_position(self, epoch: int, skip: int) -> None:
+        self.set_epoch(epoch)
+        self.skip = skip
+
+    def __iter__(self):
+        return iter(list(super().__iter__())[self.skip:])
+
+    def __len__(self) -> int:
+        return max(0, self.num_samples - self.skip)

@@ -1,0 +1,121 @@
+"""The ``mambatune`` command: list, run, eval, predict, advise, export."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+EPILOG = """examples:
+  mambatune list
+  mambatune run generic/sequence_classification_lora train.epochs=2 train.output_dir=runs/demo
+  mambatune eval runs/demo
+  mambatune predict runs/demo "Permission is granted to copy this document"
+  mambatune advise --examples 20000 --gpu-memory 24
+  mambatune export runs/demo exported/
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mambatune", description="Fine-tune Mamba models from recipes.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the shipped recipes and the commands that run them")
+    r = sub.add_parser("run", help="run a recipe (a shipped name or a YAML path) with key=value overrides")
+    r.add_argument("recipe")
+    r.add_argument("overrides", nargs="*", help="dotted key=value, e.g. train.lr=3e-4 peft.methods.0.rank=4")
+    r.add_argument("--dry-run", action="store_true", help="print the resolved recipe and stop")
+    e = sub.add_parser("eval", help="score a finished run on a split of its data")
+    e.add_argument("run_dir")
+    e.add_argument("--split", default=None, help="train, val or test (default: the recipe's eval.split)")
+    pr = sub.add_parser("predict", help="predict with a finished run")
+    pr.add_argument("run_dir")
+    pr.add_argument("input", help="a CSV / TSV / parquet (the recipe's text column), a .txt (one per line), or a text")
+    pr.add_argument("--output", "-o", default=None, help="write CSV here instead of stdout")
+    a = sub.add_parser("advise", help="recommend full / PEFT / head-only from data size and GPU memory")
+    a.add_argument("--examples", type=int, required=True, help="number of training examples")
+    a.add_argument("--gpu-memory", type=float, required=True, help="GPU memory in GiB")
+    a.add_argument("--params", type=float, default=130e6, help="model parameters (default 130e6)")
+    x = sub.add_parser("export", help="write a standalone model folder (LoRA merged) from a run")
+    x.add_argument("run_dir")
+    x.add_argument("out")
+    return p
+
+
+def cmd_list() -> int:
+    from .recipe import RECIPES_DIR, list_recipes, recipe_command
+    for path in list_recipes():
+        name = path.relative_to(RECIPES_DIR).with_suffix("")
+        print(f"{str(name):45s} {recipe_command(path)}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    import yaml
+    from .recipe import load_recipe, pipeline_module
+    recipe = load_recipe(args.recipe, args.overrides)
+    if args.dry_run:
+        print(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+        return 0
+    run_dir = pipeline_module(recipe.pipeline).run(recipe)
+    results = json.loads((run_dir / "results.json").read_text())
+    print(json.dumps({"run_dir": str(run_dir), "test": results.get("test"), "baselines": results.get("baselines")},
+                     indent=2))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .recipe import load_resolved, pipeline_module
+    recipe = load_resolved(args.run_dir)
+    metrics = pipeline_module(recipe.pipeline).evaluate(args.run_dir, args.split)
+    (Path(args.run_dir) / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .recipe import load_resolved, pipeline_module
+    recipe = load_resolved(args.run_dir)
+    module = pipeline_module(recipe.pipeline)
+    rows = module.predict(args.run_dir, module.read_inputs(args.input, recipe))
+    out = open(args.output, "w", newline="") if args.output else sys.stdout
+    try:
+        w = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["text", "label", "probability"])
+        w.writeheader()
+        w.writerows(rows)
+    finally:
+        if args.output:
+            out.close()
+    return 0
+
+
+def cmd_advise(args) -> int:
+    from .advise import advise
+    print(advise(args.examples, args.gpu_memory, args.params))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .recipe import load_resolved, pipeline_module
+    recipe = load_resolved(args.run_dir)
+    out = pipeline_module(recipe.pipeline).export(args.run_dir, args.out)
+    print(f"exported to {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .recipe import RecipeError
+    args = parser().parse_args(argv)
+    commands = {"list": lambda: cmd_list(), "run": lambda: cmd_run(args), "eval": lambda: cmd_eval(args),
+                "predict": lambda: cmd_predict(args), "advise": lambda: cmd_advise(args),
+                "export": lambda: cmd_export(args)}
+    try:
+        return commands[args.command]()
+    except (RecipeError, FileNotFoundError, KeyError, ValueError) as err:
+        print(f"mambatune {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
