@@ -1,7 +1,10 @@
 """PEFT benchmark: tokens/s and peak memory per token of each method on the 130m shape.
 
     python -m mambatune.benchmarks.peft [--batch 8] [--length 2048] [--json out.json]
-    python -m mambatune.benchmarks.peft --long 1048576   # one step at L = 1M with gradient checkpointing
+    python -m mambatune.benchmarks.peft --long 1048576   # also one step at L = 1M with gradient checkpointing
+
+The long-context rows use bf16 weights with a bf16 residual stream and a
+mean-pooled classification head (no L x vocab logits), batch 1.
 
 All rows are measured side by side in one run on one GPU (AdamW, LM loss on
 random tokens). Target (issue 4, after Halloran et al. 2024, MPFT + PEFT):
@@ -61,7 +64,7 @@ def main(argv=None) -> int:
         for name, method in [("long LoRA bf16 ckpt", LoRAConfig(targets=["in_proj", "x_proj"], rank=8)),
                              ("long full bf16 ckpt", "full")]:
             try:
-                r = measure(1, args.long, "bf16-autocast", method, "auto", steps=1, warmup=1, checkpointing=True)
+                r = measure(1, args.long, "bf16", method, "auto", steps=1, warmup=1, checkpointing=True, classify=True)
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
                 r = {"tok_per_s": None, "peak_GiB": "OOM", "trainable": None, "step_ms": None}

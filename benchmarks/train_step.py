@@ -31,19 +31,29 @@ def find_anchors() -> dict:
     return {}
 
 
-def step_fn(model, opt, ids, precision):
+def step_fn(model, opt, ids, precision, labels=None):
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16-autocast"):
-        out = model(ids, labels=ids)
+        out = model(ids, labels=ids if labels is None else labels)
     out.loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
 
 
 def measure(batch: int, length: int, precision: str, method, backend: str, steps: int = 8, warmup: int = 3,
-            checkpointing: bool = False):
-    """One configuration: ``method`` is "full", "head-only" or a mambatune.core.peft config (or list of them)."""
+            checkpointing: bool = False, classify: bool = False):
+    """One configuration: ``method`` is "full", "head-only" or a mambatune.core.peft config (or list of them).
+
+    precision: "fp32", "bf16-autocast" (fp32 master weights) or "bf16" (bf16 weights and a bf16
+    residual stream: the long-context setting). ``classify``: a 2-class mean-pooled head instead of
+    the LM head, so no (L x vocab) logits are made."""
+    from mambatune.core import SequenceClassificationHead
+
     torch.manual_seed(0)
-    model = MambaForTask(MambaConfig(**SHAPE, backend=backend)).cuda()
+    cfg = MambaConfig(**SHAPE, backend=backend, residual_in_fp32=precision != "bf16")
+    head = SequenceClassificationHead(cfg.d_model, 2) if classify else None
+    model = MambaForTask(cfg, head=head).cuda()
+    if precision == "bf16":
+        model = model.to(torch.bfloat16)
     model.backbone.gradient_checkpointing = checkpointing
     if method == "head-only":
         for name, p in model.named_parameters():
@@ -56,15 +66,16 @@ def measure(batch: int, length: int, precision: str, method, backend: str, steps
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
     ids = torch.randint(0, SHAPE["vocab_size"], (batch, length), device="cuda")
+    labels = torch.zeros(batch, dtype=torch.long, device="cuda") if classify else None
     for _ in range(warmup):
-        step_fn(model, opt, ids, precision)
+        step_fn(model, opt, ids, precision, labels)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(steps):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        step_fn(model, opt, ids, precision)
+        step_fn(model, opt, ids, precision, labels)
         end.record()
         torch.cuda.synchronize()
         times.append(start.elapsed_time(end))
