@@ -23,7 +23,9 @@ from mambatune.core import MambaConfig, MambaForTask
 SHAPE = dict(d_model=768, n_layer=24, vocab_size=50277)
 
 
-def find_anchors() -> dict:
+def find_anchors(path: str | None = None) -> dict:
+    if path:
+        return json.loads(Path(path).read_text())
     for base in [Path.cwd(), *Path(__file__).resolve().parents]:
         for cand in (base / "shared" / "anchors.json", base.parent / "shared" / "anchors.json"):
             if cand.exists():
@@ -93,11 +95,12 @@ def main(argv=None) -> int:
     ap.add_argument("--shapes", default="8x2048,2x8192")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--anchors", default=None, help="path of anchors.json (default: shared/anchors.json found upwards)")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("train_step benchmark needs a CUDA GPU", file=sys.stderr)
         return 2
-    anchors = find_anchors().get("train", {})
+    anchors = find_anchors(args.anchors).get("train", {})
     device = torch.cuda.get_device_name()
     rows = []
     for shape in args.shapes.split(","):
