@@ -2,7 +2,7 @@
 
 GPU (default)::
 
-    python benchmarks/scan.py [--json results.json]
+    python benchmarks/scan.py [--json results.json] [--backends triton,triton_channels_last]
 
 times forward and forward+backward (median of CUDA-event timings after warm-up,
 through ``triton.testing.do_bench``, which flushes L2 between runs) and the peak
@@ -10,6 +10,8 @@ memory of one forward+backward, for (B, D, L, N) = (4, 1536, 2048, 16),
 (4, 1536, 8192, 16), (1, 1536, 32768, 16), (4, 1536, 2048, 64) in bf16 with the
 inputs of ``shared/anchors.json`` (u, delta, z, B, C bf16, time-varying B/C of
 one group; A, D, delta_bias fp32; delta_softplus). Rows: ``triton`` (ours),
+``triton_channels_last`` (ours on the transposed views the mixer passes: u, z
+sliced from one (B, L, 2D) tensor, B, C from a (B, L, 48 + 2N) one, no copies),
 ``reference`` (a Python loop: only at the smallest shape, few repeats),
 ``chunked`` (plain PyTorch, where affordable), mambapy's ``pscan`` (PyPI
 ``mambapy``) and mamba_ssm's CUDA kernel when importable; the anchors' mamba_ssm
@@ -63,8 +65,36 @@ def make_inputs(batch, dim, length, n_state, device, dtype=torch.bfloat16, seed=
     )
 
 
-def ours(backend):
+DT_RANK = 48  # the 130m shape's dt_rank: x_proj's output is (batch, L, 48 + 2N)
+
+
+def make_channels_last_bases(batch, dim, length, n_state, device, dtype=torch.bfloat16, seed=0):
+    """The tensors the mixer holds: in_proj's (batch, L, 2 * dim) output, dt (batch, L, dim) and
+    x_proj's (batch, L, dt_rank + 2N) output, plus the fp32 parameters."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+
+    def rnd(*shape, scale=1.0, dt=dtype):
+        return (torch.randn(*shape, generator=g) * scale).to(device=device, dtype=dt)
+
+    return dict(xz=rnd(batch, length, 2 * dim), dt=rnd(batch, length, dim, scale=0.5),
+                xdbl=rnd(batch, length, DT_RANK + 2 * n_state),
+                A=-(torch.rand(dim, n_state, generator=g) + 0.5).to(device), D=rnd(dim, dt=torch.float32),
+                delta_bias=rnd(dim, scale=0.3, dt=torch.float32))
+
+
+def channels_last_views(t):
+    """The scan inputs as the mixer passes them: transposed views, no copies."""
+    dim, n = t["dt"].shape[2], (t["xdbl"].shape[2] - DT_RANK) // 2
+    return dict(u=t["xz"][..., :dim].transpose(1, 2), z=t["xz"][..., dim:].transpose(1, 2),
+                delta=t["dt"].transpose(1, 2), B=t["xdbl"][..., DT_RANK:DT_RANK + n].transpose(1, 2),
+                C=t["xdbl"][..., DT_RANK + n:].transpose(1, 2), A=t["A"], D=t["D"], delta_bias=t["delta_bias"])
+
+
+def ours(backend, views=None):
+    """Our selective_scan; ``views`` builds its inputs from the timed tensors (default: they are the inputs)."""
     def fn(x):
+        if views is not None:
+            x = views(x)
         return selective_scan(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"],
                               delta_bias=x["delta_bias"], delta_softplus=True, backend=backend)
     return fn
@@ -103,7 +133,8 @@ def time_one(fn, x, grad: bool, budget_s: float):
     import triton.testing
 
     leaves = {k: v.detach().clone().requires_grad_(grad) for k, v in x.items()}
-    g_y = torch.randn_like(leaves["u"]) if grad else None
+    with torch.no_grad():
+        g_y = torch.randn_like(fn(leaves)) if grad else None  # in y's layout
 
     def step():
         if grad:
@@ -142,18 +173,23 @@ def time_one(fn, x, grad: bool, budget_s: float):
 def run_gpu(args) -> list[dict]:
     anchors = load_anchors(args.anchors).get("scan", {})
     rows = []
-    backends = [("triton", ours("triton")), ("chunked", ours("chunked")), ("reference", ours("reference"))]
-    try:
-        backends.append(("mambapy_pscan", mambapy_scan()))
-    except ImportError as err:
-        print(f"mambapy not importable ({err}); pip install mambapy")
-    try:
-        backends.append(("mamba_ssm_cuda", mamba_ssm_scan()))
-    except ImportError as err:
-        print(f"mamba_ssm not importable here ({err}); its anchors.json figures are shown instead")
+    wanted = set(args.backends.split(","))
+    backends = [(k, f) for k, f in (("triton", ours("triton")), ("triton_channels_last", ours("triton", channels_last_views)),
+                                    ("chunked", ours("chunked")), ("reference", ours("reference"))) if k in wanted]
+    if "mambapy_pscan" in wanted:
+        try:
+            backends.append(("mambapy_pscan", mambapy_scan()))
+        except ImportError as err:
+            print(f"mambapy not importable ({err}); pip install mambapy")
+    if "mamba_ssm_cuda" in wanted:
+        try:
+            backends.append(("mamba_ssm_cuda", mamba_ssm_scan()))
+        except ImportError as err:
+            print(f"mamba_ssm not importable here ({err}); its anchors.json figures are shown instead")
     for shape in SHAPES:
         batch, dim, length, n_state = shape
-        x = make_inputs(*shape, device="cuda")
+        x_plain = make_inputs(*shape, device="cuda")
+        x_cl = make_channels_last_bases(*shape, device="cuda") if "triton_channels_last" in wanted else None
         big = batch * dim * length * 2
         name = f"B{batch} D{dim} L{length} N{n_state}"
         anchor = anchors.get(f"scan[mamba_ssm_cuda] {name}", {})
@@ -164,7 +200,8 @@ def run_gpu(args) -> list[dict]:
                 continue
             if label == "mambapy_pscan" and batch * dim * length * n_state * 4 * 12 > 60 * 2**30:
                 continue
-            budget = 2.0 if label in ("triton", "mamba_ssm_cuda") else 0.5
+            budget = 2.0 if label.startswith("triton") or label == "mamba_ssm_cuda" else 0.5
+            x = x_cl if label == "triton_channels_last" else x_plain
             try:
                 f_ms, _, _, f_how = time_one(fn, x, grad=False, budget_s=budget)
                 fb_ms, peak, extra, fb_how = time_one(fn, x, grad=True, budget_s=budget)
@@ -182,7 +219,7 @@ def run_gpu(args) -> list[dict]:
             rows.append(row)
             print(json.dumps(row), flush=True)
             torch.cuda.empty_cache()
-        del x
+        del x, x_plain, x_cl
     return rows
 
 
@@ -256,6 +293,8 @@ def main() -> None:
     ap.add_argument("--cpu-ref-length", type=int, default=0, help="run the CPU reference at this L and scale")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--sweep", action="store_true", help="also time other Triton tile shapes")
+    ap.add_argument("--backends", default="triton,triton_channels_last,chunked,reference,mambapy_pscan,mamba_ssm_cuda",
+                    help="comma-separated rows to time (the slow peers take most of the run)")
     ap.add_argument("--json", type=str, default="", help="write the GPU rows here")
     ap.add_argument("--anchors", type=str, default="", help="path of anchors.json (default: ../shared/anchors.json)")
     args = ap.parse_args()

@@ -18,6 +18,11 @@ forms every gradient from the two. Gradients of B and C summed over the
 channels of a group are accumulated with fp32 atomics; those of parameters
 shared across the batch (A, D, delta_bias, time-invariant B/C) go to small
 per-batch buffers that the host sums.
+
+Every (batch, dim, L) tensor and time-varying B/C is indexed through its own
+strides, so the transposed (batch, L, channels) views the mixer passes are read
+in place; y and the input gradients are allocated in their input's layout
+(channels-last for such a view), so the mixer's transposes back are free.
 """
 from __future__ import annotations
 
@@ -35,11 +40,13 @@ def _affine_combine(a1, b1, a2, b2):
 
 
 @triton.jit
-def _load_dt(delta_ptr, bias_ptr, mask_ptr, i_b, o_d, m_d, o_t, m_t, dim, length,
+def _load_dt(p_delta, bias_ptr, mask_ptr, i_b, o_d, m_d, o_t, m_t, st_delta, length,
              HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_MASK: tl.constexpr):
-    """dt and the pre-activation (delta + bias) for steps o_t, both [BD, BT] fp32; dt = 0 outside."""
+    """dt and the pre-activation (delta + bias) for steps o_t, both [BD, BT] fp32; dt = 0 outside.
+
+    p_delta: [BD, 1] pointers to step 0 of this row's channels; st_delta: delta's time stride."""
     m = m_d[:, None] & m_t[None, :]
-    p = delta_ptr + i_b.to(tl.int64) * dim * length + o_d[:, None] * length + o_t[None, :]
+    p = p_delta + o_t.to(tl.int64)[None, :] * st_delta
     b_pre = tl.load(p, mask=m, other=0.0).to(tl.float32)
     if HAS_BIAS:
         b_pre += tl.load(bias_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)[:, None]
@@ -67,23 +74,27 @@ def _load_keep(seq_ptr, i_b, o_t, length, HAS_SEQ: tl.constexpr):
 
 
 @triton.jit
-def _load_bc(p_base, i_d, o_d, m_d, o_n, m_n, o_t, m_t, n_state, length, dim_per_group,
+def _load_bc(p_base, i_d, o_d, m_d, o_n, m_n, o_t, m_t, s_g, s_n, s_t, dim_per_group,
              TIME_VARYING: tl.constexpr, ONE_GROUP: tl.constexpr, BD: tl.constexpr):
-    """B or C for the tile, fp32, broadcastable to [BD, BN, BT]; p_base points at this batch row."""
+    """B or C for the tile, fp32, broadcastable to [BD, BN, BT].
+
+    Time-varying: p_base points at this batch row of a (batch, groups, N, L) tensor with strides
+    s_g, s_n, s_t; time-invariant: at a contiguous (dim, N) tensor."""
     if TIME_VARYING:
+        o_tl = o_t.to(tl.int64)
         if ONE_GROUP:
             # all BD channels of the block share one group: one [BN, BT] load
             i_g = (i_d * BD) // dim_per_group
-            p = p_base + i_g * n_state * length + o_n[:, None] * length + o_t[None, :]
+            p = p_base + i_g * s_g + o_n[:, None] * s_n + o_tl[None, :] * s_t
             b = tl.load(p, mask=m_n[:, None] & m_t[None, :], other=0.0).to(tl.float32)
             b = b[None, :, :]
         else:
             o_g = o_d // dim_per_group
-            p = p_base + o_g[:, None, None] * n_state * length + o_n[None, :, None] * length + o_t[None, None, :]
+            p = p_base + o_g[:, None, None] * s_g + o_n[None, :, None] * s_n + o_tl[None, None, :] * s_t
             m = m_d[:, None, None] & m_n[None, :, None] & m_t[None, None, :]
             b = tl.load(p, mask=m, other=0.0).to(tl.float32)
     else:
-        p = p_base + o_d[:, None] * n_state + o_n[None, :]
+        p = p_base + o_d[:, None] * s_n + o_n[None, :]
         b = tl.load(p, mask=m_d[:, None] & m_n[None, :], other=0.0).to(tl.float32)
         b = b[:, :, None]
     return b
@@ -92,22 +103,26 @@ def _load_bc(p_base, i_d, o_d, m_d, o_n, m_n, o_t, m_t, n_state, length, dim_per
 @triton.jit
 def _accumulate_bc(p_base, b_g, i_d, o_d, o_n, m_dn, o_t, m_t, n_state, length, dim_per_group,
                    ONE_GROUP: tl.constexpr, BD: tl.constexpr):
-    """Adds the [BD, BN, BT] gradient of a time-varying B or C into its (groups, N, L) fp32 row, summing channels."""
+    """Adds the [BD, BN, BT] gradient of a time-varying B or C into its contiguous (groups, N, L) fp32 row,
+    summing channels."""
+    o_tl = o_t.to(tl.int64)
     if ONE_GROUP:
         i_g = (i_d * BD) // dim_per_group
-        p = p_base + i_g * n_state * length + o_n[:, None] * length + o_t[None, :]
-        tl.atomic_add(p, tl.sum(b_g, axis=0), mask=(o_n < n_state)[:, None] & m_t[None, :])
+        p = p_base + i_g * n_state * length + o_n[:, None] * length + o_tl[None, :]
+        tl.atomic_add(p, tl.sum(b_g, axis=0), mask=(o_n < n_state)[:, None] & m_t[None, :], sem="relaxed")
     else:
         o_g = o_d // dim_per_group
-        p = p_base + o_g[:, None, None] * n_state * length + o_n[None, :, None] * length + o_t[None, None, :]
-        tl.atomic_add(p, b_g, mask=m_dn[:, :, None] & m_t[None, None, :])
+        p = p_base + o_g[:, None, None] * n_state * length + o_n[None, :, None] * length + o_tl[None, None, :]
+        tl.atomic_add(p, b_g, mask=m_dn[:, :, None] & m_t[None, None, :], sem="relaxed")
 
 
 @triton.jit
 def _scan_fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr, seq_ptr, mask_ptr,
     y_ptr, hT_ptr, ckpt_ptr,
-    dim, length, n_state, dpg_B, dpg_C, n_groups_B, n_groups_C,
+    dim, length, n_state, dpg_B, dpg_C,
+    su_b, su_d, su_t, sdl_b, sdl_d, sdl_t, sz_b, sz_d, sz_t, sy_b, sy_d, sy_t,
+    sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_H0: tl.constexpr, HAS_SEQ: tl.constexpr, HAS_MASK: tl.constexpr, SAVE_CKPT: tl.constexpr,
     B_TV: tl.constexpr, C_TV: tl.constexpr, ONE_GROUP_B: tl.constexpr, ONE_GROUP_C: tl.constexpr,
@@ -126,34 +141,35 @@ def _scan_fwd_kernel(
     b_A2 = b_A * 1.4426950408889634
     if HAS_D:
         b_Dskip = tl.load(D_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
-    p_row = i_b.to(tl.int64) * dim * length  # u, delta, z, y: (batch, dim, length)
-    p_dn = i_b.to(tl.int64) * dim * n_state + o_d[:, None] * n_state + o_n[None, :]
+    # [BD, 1] pointers to step 0 of this row's channels; any strides (channels-last views included)
+    i_b64, o_d64 = i_b.to(tl.int64), o_d.to(tl.int64)[:, None]
+    p_u = u_ptr + i_b64 * su_b + o_d64 * su_d
+    p_delta = delta_ptr + i_b64 * sdl_b + o_d64 * sdl_d
+    if HAS_Z:
+        p_z = z_ptr + i_b64 * sz_b + o_d64 * sz_d
+    p_y = y_ptr + i_b64 * sy_b + o_d64 * sy_d
+    p_dn = i_b64 * dim * n_state + o_d[:, None] * n_state + o_n[None, :]
     if HAS_H0:
         b_h = tl.load(h0_ptr + p_dn, mask=m_dn, other=0.0).to(tl.float32)
     else:
         b_h = tl.zeros([BD, BN], dtype=tl.float32)
-    if B_TV:
-        p_B = B_ptr + i_b.to(tl.int64) * n_groups_B * n_state * length
-    else:
-        p_B = B_ptr
-    if C_TV:
-        p_C = C_ptr + i_b.to(tl.int64) * n_groups_C * n_state * length
-    else:
-        p_C = C_ptr
+    p_B = B_ptr + i_b64 * sB_b
+    p_C = C_ptr + i_b64 * sC_b
 
     for i_c in range(0, n_chunks):
         if SAVE_CKPT:
-            p_ck = ckpt_ptr + (i_b.to(tl.int64) * n_chunks + i_c) * dim * n_state + o_d[:, None] * n_state + o_n[None, :]
+            p_ck = ckpt_ptr + (i_b64 * n_chunks + i_c) * dim * n_state + o_d[:, None] * n_state + o_n[None, :]
             tl.store(p_ck, b_h, mask=m_dn)
         o_tt = i_c * BT + o_t
+        o_tl = o_tt.to(tl.int64)[None, :]
         m_t = o_tt < length
         m_dt = m_d[:, None] & m_t[None, :]
-        b_dt, b_pre = _load_dt(delta_ptr, bias_ptr, mask_ptr, i_b, o_d, m_d, o_tt, m_t, dim, length,
+        b_dt, b_pre = _load_dt(p_delta, bias_ptr, mask_ptr, i_b, o_d, m_d, o_tt, m_t, sdl_t, length,
                                HAS_BIAS, SOFTPLUS, HAS_MASK)
-        b_u = tl.load(u_ptr + p_row + o_d[:, None] * length + o_tt[None, :], mask=m_dt, other=0.0).to(tl.float32)
+        b_u = tl.load(p_u + o_tl * su_t, mask=m_dt, other=0.0).to(tl.float32)
         b_keep = _load_keep(seq_ptr, i_b, o_tt, length, HAS_SEQ)
-        b_Bm = _load_bc(p_B, i_d, o_d, m_d, o_n, m_n, o_tt, m_t, n_state, length, dpg_B, B_TV, ONE_GROUP_B, BD)
-        b_Cm = _load_bc(p_C, i_d, o_d, m_d, o_n, m_n, o_tt, m_t, n_state, length, dpg_C, C_TV, ONE_GROUP_C, BD)
+        b_Bm = _load_bc(p_B, i_d, o_d, m_d, o_n, m_n, o_tt, m_t, sB_g, sB_n, sB_t, dpg_B, B_TV, ONE_GROUP_B, BD)
+        b_Cm = _load_bc(p_C, i_d, o_d, m_d, o_n, m_n, o_tt, m_t, sC_g, sC_n, sC_t, dpg_C, C_TV, ONE_GROUP_C, BD)
         b_a = tl.exp2(b_dt[:, None, :] * b_A2[:, :, None]) * b_keep[None, None, :]  # [BD, BN, BT]
         b_x = (b_dt * b_u)[:, None, :] * b_Bm  # [BD, BN, BT]
         b_ac, b_xc = tl.associative_scan((b_a, b_x), axis=2, combine_fn=_affine_combine)
@@ -164,12 +180,11 @@ def _scan_fwd_kernel(
         if HAS_D:
             b_y += b_Dskip[:, None] * b_u
         if HAS_Z:
-            b_z = tl.load(z_ptr + p_row + o_d[:, None] * length + o_tt[None, :], mask=m_dt, other=0.0).to(tl.float32)
+            b_z = tl.load(p_z + o_tl * sz_t, mask=m_dt, other=0.0).to(tl.float32)
             b_y *= b_z * tl.sigmoid(b_z)
         if HAS_MASK:
             b_y *= tl.load(mask_ptr + i_b * length + o_tt, mask=m_t, other=0.0)[None, :]
-        p_y = y_ptr + p_row + o_d[:, None] * length + o_tt[None, :]
-        tl.store(p_y, b_y.to(p_y.dtype.element_ty), mask=m_dt)
+        tl.store(p_y + o_tl * sy_t, b_y.to(y_ptr.dtype.element_ty), mask=m_dt)
     tl.store(hT_ptr + p_dn, b_h, mask=m_dn)
 
 
@@ -179,6 +194,9 @@ def _scan_bwd_kernel(
     gy_ptr, ghT_ptr,
     gu_ptr, gdelta_ptr, gz_ptr, gB_ptr, gC_ptr, gh0_ptr, gA_ptr, gD_ptr, gbias_ptr,
     dim, length, n_state, dpg_B, dpg_C, n_groups_B, n_groups_C,
+    su_b, su_d, su_t, sdl_b, sdl_d, sdl_t, sz_b, sz_d, sz_t, sgy_b, sgy_d, sgy_t,
+    sgu_b, sgu_d, sgu_t, sgdl_b, sgdl_d, sgdl_t, sgz_b, sgz_d, sgz_t,
+    sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_GHT: tl.constexpr, HAS_SEQ: tl.constexpr, HAS_MASK: tl.constexpr,
     B_TV: tl.constexpr, C_TV: tl.constexpr, ONE_GROUP_B: tl.constexpr, ONE_GROUP_C: tl.constexpr,
@@ -197,23 +215,31 @@ def _scan_bwd_kernel(
     b_A2 = b_A * 1.4426950408889634
     if HAS_D:
         b_Dskip = tl.load(D_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
-    p_row = i_b.to(tl.int64) * dim * length
-    p_dn = i_b.to(tl.int64) * dim * n_state + o_d[:, None] * n_state + o_n[None, :]
+    i_b64, o_d64 = i_b.to(tl.int64), o_d.to(tl.int64)[:, None]
+    p_u = u_ptr + i_b64 * su_b + o_d64 * su_d  # [BD, 1]: step 0 of this row's channels
+    p_delta = delta_ptr + i_b64 * sdl_b + o_d64 * sdl_d
+    p_gy = gy_ptr + i_b64 * sgy_b + o_d64 * sgy_d
+    p_gu = gu_ptr + i_b64 * sgu_b + o_d64 * sgu_d
+    p_gdelta = gdelta_ptr + i_b64 * sgdl_b + o_d64 * sgdl_d
+    if HAS_Z:
+        p_z = z_ptr + i_b64 * sz_b + o_d64 * sz_d
+        p_gz = gz_ptr + i_b64 * sgz_b + o_d64 * sgz_d
+    p_dn = i_b64 * dim * n_state + o_d[:, None] * n_state + o_n[None, :]
     if HAS_GHT:
         b_g = tl.load(ghT_ptr + p_dn, mask=m_dn, other=0.0).to(tl.float32)  # d loss / d state after the chunk
     else:
         b_g = tl.zeros([BD, BN], dtype=tl.float32)
+    p_B = B_ptr + i_b64 * sB_b
+    p_C = C_ptr + i_b64 * sC_b
+    # time-varying B/C gradients: contiguous fp32 (batch, groups, N, L), added into with relaxed atomics
+    # (spreading them over several copies to cut contention measured slower: RESULTS.md)
     if B_TV:
-        p_B = B_ptr + i_b.to(tl.int64) * n_groups_B * n_state * length
-        p_gB = gB_ptr + i_b.to(tl.int64) * n_groups_B * n_state * length
+        p_gB = gB_ptr + i_b64 * n_groups_B * n_state * length
     else:
-        p_B = B_ptr
         b_gB = tl.zeros([BD, BN], dtype=tl.float32)
     if C_TV:
-        p_C = C_ptr + i_b.to(tl.int64) * n_groups_C * n_state * length
-        p_gC = gC_ptr + i_b.to(tl.int64) * n_groups_C * n_state * length
+        p_gC = gC_ptr + i_b64 * n_groups_C * n_state * length
     else:
-        p_C = C_ptr
         b_gC = tl.zeros([BD, BN], dtype=tl.float32)
     b_gA = tl.zeros([BD, BN], dtype=tl.float32)
     b_gD = tl.zeros([BD], dtype=tl.float32)
@@ -222,18 +248,18 @@ def _scan_bwd_kernel(
     for i_r in range(0, n_chunks):
         i_c = n_chunks - 1 - i_r
         o_tt = i_c * BT + o_t
+        o_tl = o_tt.to(tl.int64)[None, :]
         m_t = o_tt < length
         m_dt = m_d[:, None] & m_t[None, :]
-        p_dt2 = o_d[:, None] * length + o_tt[None, :]  # [BD, BT] offsets within the batch row
         # recompute the chunk's forward from its checkpoint
-        p_ck = ckpt_ptr + (i_b.to(tl.int64) * n_chunks + i_c) * dim * n_state + o_d[:, None] * n_state + o_n[None, :]
+        p_ck = ckpt_ptr + (i_b64 * n_chunks + i_c) * dim * n_state + o_d[:, None] * n_state + o_n[None, :]
         b_h0 = tl.load(p_ck, mask=m_dn, other=0.0)
-        b_dt, b_pre = _load_dt(delta_ptr, bias_ptr, mask_ptr, i_b, o_d, m_d, o_tt, m_t, dim, length,
+        b_dt, b_pre = _load_dt(p_delta, bias_ptr, mask_ptr, i_b, o_d, m_d, o_tt, m_t, sdl_t, length,
                                HAS_BIAS, SOFTPLUS, HAS_MASK)
-        b_u = tl.load(u_ptr + p_row + p_dt2, mask=m_dt, other=0.0).to(tl.float32)
+        b_u = tl.load(p_u + o_tl * su_t, mask=m_dt, other=0.0).to(tl.float32)
         b_keep = _load_keep(seq_ptr, i_b, o_tt, length, HAS_SEQ)
-        b_Bm = _load_bc(p_B, i_d, o_d, m_d, o_n, m_n, o_tt, m_t, n_state, length, dpg_B, B_TV, ONE_GROUP_B, BD)
-        b_Cm = _load_bc(p_C, i_d, o_d, m_d, o_n, m_n, o_tt, m_t, n_state, length, dpg_C, C_TV, ONE_GROUP_C, BD)
+        b_Bm = _load_bc(p_B, i_d, o_d, m_d, o_n, m_n, o_tt, m_t, sB_g, sB_n, sB_t, dpg_B, B_TV, ONE_GROUP_B, BD)
+        b_Cm = _load_bc(p_C, i_d, o_d, m_d, o_n, m_n, o_tt, m_t, sC_g, sC_n, sC_t, dpg_C, C_TV, ONE_GROUP_C, BD)
         b_a = tl.exp2(b_dt[:, None, :] * b_A2[:, :, None]) * b_keep[None, None, :]  # [BD, BN, BT]
         b_dtu = b_dt * b_u  # [BD, BT]
         b_x = b_dtu[:, None, :] * b_Bm
@@ -241,17 +267,17 @@ def _scan_bwd_kernel(
         b_hs = b_ac * b_h0[:, :, None] + b_xc  # [BD, BN, BT]
 
         # output gradient through mask and gate
-        b_go = tl.load(gy_ptr + p_row + p_dt2, mask=m_dt, other=0.0).to(tl.float32)
+        b_go = tl.load(p_gy + o_tl * sgy_t, mask=m_dt, other=0.0).to(tl.float32)
         if HAS_MASK:
             b_go *= tl.load(mask_ptr + i_b * length + o_tt, mask=m_t, other=0.0)[None, :]
         if HAS_Z:
             b_ypre = tl.sum(b_hs * b_Cm, axis=1)
             if HAS_D:
                 b_ypre += b_Dskip[:, None] * b_u
-            b_z = tl.load(z_ptr + p_row + p_dt2, mask=m_dt, other=0.0).to(tl.float32)
+            b_z = tl.load(p_z + o_tl * sz_t, mask=m_dt, other=0.0).to(tl.float32)
             b_sig = tl.sigmoid(b_z)
             b_gz = b_go * b_ypre * b_sig * (1.0 + b_z * (1.0 - b_sig))
-            tl.store(gz_ptr + p_row + p_dt2, b_gz.to(gz_ptr.dtype.element_ty), mask=m_dt)
+            tl.store(p_gz + o_tl * sgz_t, b_gz.to(gz_ptr.dtype.element_ty), mask=m_dt)
             b_gy = b_go * b_z * b_sig
         else:
             b_gy = b_go
@@ -261,7 +287,7 @@ def _scan_bwd_kernel(
         # adjoint recurrence g[t] = gy[t] C[t] + a[t+1] g[t+1], g[last] gets the carry b_g
         o_tn = o_tt + 1
         m_tn = (o_tn < length) & (o_t < BT - 1)
-        b_dtn, _ = _load_dt(delta_ptr, bias_ptr, mask_ptr, i_b, o_d, m_d, o_tn, m_tn, dim, length,
+        b_dtn, _ = _load_dt(p_delta, bias_ptr, mask_ptr, i_b, o_d, m_d, o_tn, m_tn, sdl_t, length,
                             HAS_BIAS, SOFTPLUS, HAS_MASK)
         b_keepn = _load_keep(seq_ptr, i_b, tl.where(m_tn, o_tn, 0), length, HAS_SEQ)
         b_an = tl.exp2(b_dtn[:, None, :] * b_A2[:, :, None]) * b_keepn[None, None, :]
@@ -277,7 +303,7 @@ def _scan_bwd_kernel(
         b_gu = b_gsB * b_dt
         if HAS_D:
             b_gu += b_gy * b_Dskip[:, None]
-        tl.store(gu_ptr + p_row + p_dt2, b_gu.to(gu_ptr.dtype.element_ty), mask=m_dt)
+        tl.store(p_gu + o_tl * sgu_t, b_gu.to(gu_ptr.dtype.element_ty), mask=m_dt)
         if HAS_MASK:
             b_gdt *= tl.load(mask_ptr + i_b * length + o_tt, mask=m_t, other=0.0)[None, :]
         if SOFTPLUS:
@@ -285,7 +311,7 @@ def _scan_bwd_kernel(
         b_gdt = tl.where(m_dt, b_gdt, 0.0)
         if HAS_BIAS:
             b_gbias += tl.sum(b_gdt, axis=1)
-        tl.store(gdelta_ptr + p_row + p_dt2, b_gdt.to(gdelta_ptr.dtype.element_ty), mask=m_dt)
+        tl.store(p_gdelta + o_tl * sgdl_t, b_gdt.to(gdelta_ptr.dtype.element_ty), mask=m_dt)
 
         b_gBm = b_gs * b_dtu[:, None, :]  # [BD, BN, BT]
         b_gCm = b_gy[:, None, :] * b_hs
@@ -337,8 +363,30 @@ def _contig(t):
     return None if t is None else t.contiguous()
 
 
+def _big_strides(t: torch.Tensor | None) -> tuple[int, int, int]:
+    """(batch, dim, time) strides of a (batch, dim, L) tensor; zeros for an absent one."""
+    return (0, 0, 0) if t is None else tuple(t.stride())
+
+
+def _bc_strides(t: torch.Tensor) -> tuple[int, int, int, int]:
+    """(batch, group, state, time) strides of a time-varying (batch, G, N, L) B or C; for a
+    contiguous time-invariant (dim, N) one, the row stride N in the state slot."""
+    return tuple(t.stride()) if t.dim() == 4 else (0, 0, t.stride(0), 0)
+
+
+def empty_in_layout_of(t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """An empty (batch, dim, L) tensor like t: channels-last ((batch, L, dim) memory, seen transposed)
+    when t's channel stride is 1 and its time stride is not, else contiguous."""
+    batch, dim, length = t.shape
+    dtype = t.dtype if dtype is None else dtype
+    if t.stride(1) == 1 and t.stride(2) != 1 and dim > 1:
+        return torch.empty(batch, length, dim, device=t.device, dtype=dtype).transpose(1, 2)
+    return torch.empty(batch, dim, length, device=t.device, dtype=dtype)
+
+
 def _prepare(p: ScanInputs, backward: bool):
-    """Contiguous tensors in the layouts the kernels index, and the launch arguments of one kernel."""
+    """The tensors the kernels read (big ones and B/C with their own strides, small ones contiguous)
+    and the launch arguments of one kernel."""
     batch, dim, length = p.u.shape
     n_state = p.A.shape[1]
     cfg = _config(batch, dim, n_state, backward)
@@ -346,50 +394,53 @@ def _prepare(p: ScanInputs, backward: bool):
     groups_B = p.B.shape[1] if tv_B else 1
     groups_C = p.C.shape[1] if tv_C else 1
     dpg_B, dpg_C = dim // groups_B, dim // groups_C
-    t = dict(u=p.u.contiguous(), delta=p.delta.contiguous(), A=p.A.contiguous(), B=p.B.contiguous(),
-             C=p.C.contiguous(), D=_contig(p.D), z=_contig(p.z), bias=_contig(p.delta_bias),
+    t = dict(u=p.u, delta=p.delta, A=p.A.contiguous(), B=p.B if tv_B else p.B.contiguous(),
+             C=p.C if tv_C else p.C.contiguous(), D=_contig(p.D), z=p.z, bias=_contig(p.delta_bias),
              h0=_contig(p.initial_state),
              seq=p.seq_idx.to(torch.int32).contiguous() if p.seq_idx is not None else None,
              mask=p.mask.to(torch.float32).contiguous() if p.mask is not None else None)
-    args = (dim, length, n_state, dpg_B, dpg_C, groups_B, groups_C)
+    shape = dict(dim=dim, length=length, n_state=n_state, dpg_B=dpg_B, dpg_C=dpg_C)
+    bc_strides = (*_bc_strides(t["B"]), *_bc_strides(t["C"]))
     flags = dict(HAS_D=t["D"] is not None, HAS_Z=t["z"] is not None, HAS_BIAS=t["bias"] is not None,
                  SOFTPLUS=p.delta_softplus, HAS_SEQ=t["seq"] is not None, HAS_MASK=t["mask"] is not None,
                  B_TV=tv_B, C_TV=tv_C, ONE_GROUP_B=dpg_B % cfg["BD"] == 0, ONE_GROUP_C=dpg_C % cfg["BD"] == 0,
                  BD=cfg["BD"], BN=cfg["BN"], BT=cfg["BT"], num_warps=cfg["num_warps"])
-    return t, cfg, args, flags
+    return t, cfg, shape, bc_strides, flags
 
 
 def _scan_fwd(p: ScanInputs, save_ckpt: bool):
-    t, cfg, args, flags = _prepare(p, backward=False)
-    batch, (dim, length, n_state) = p.u.shape[0], args[:3]
+    t, cfg, shape, bc_strides, flags = _prepare(p, backward=False)
+    batch, dim, length, n_state = p.u.shape[0], shape["dim"], shape["length"], shape["n_state"]
     u = t["u"]
-    y = torch.empty_like(u)
+    y = empty_in_layout_of(u)
     hT = torch.empty(batch, dim, n_state, device=u.device, dtype=torch.float32)
     n_chunks = triton.cdiv(length, cfg["BT"])
     ckpt = torch.empty(batch, n_chunks, dim, n_state, device=u.device, dtype=torch.float32) if save_ckpt else hT
     grid = (triton.cdiv(dim, cfg["BD"]), batch)
     _scan_fwd_kernel[grid](
         u, t["delta"], t["A"], t["B"], t["C"], t["D"], t["z"], t["bias"], t["h0"], t["seq"], t["mask"],
-        y, hT, ckpt, *args,
+        y, hT, ckpt, dim, length, n_state, shape["dpg_B"], shape["dpg_C"],
+        *_big_strides(u), *_big_strides(t["delta"]), *_big_strides(t["z"]), *_big_strides(y), *bc_strides,
         HAS_H0=t["h0"] is not None, SAVE_CKPT=save_ckpt, **flags,
     )
     return y, hT, (ckpt if save_ckpt else None)
 
 
 def _scan_bwd(p: ScanInputs, ckpt: torch.Tensor, g_y: torch.Tensor | None, g_hT: torch.Tensor | None):
-    t, cfg, args, flags = _prepare(p, backward=True)
-    batch, (dim, length, n_state) = p.u.shape[0], args[:3]
+    t, cfg, shape, bc_strides, flags = _prepare(p, backward=True)
+    batch, dim, length, n_state = p.u.shape[0], shape["dim"], shape["length"], shape["n_state"]
     assert ckpt.shape[1] == triton.cdiv(length, cfg["BT"]), "forward and backward must share the chunk length BT"
     u = t["u"]
     dev, f32 = u.device, torch.float32
-    g_y = torch.zeros_like(u) if g_y is None else g_y.contiguous()
-    g_u = torch.empty_like(u)
-    g_delta = torch.empty_like(t["delta"])
-    g_z = torch.empty_like(t["z"]) if t["z"] is not None else None
+    g_y = torch.zeros_like(u) if g_y is None else g_y
+    # input gradients in their input's layout, so a channels-last view gets a channels-last gradient
+    g_u = empty_in_layout_of(u)
+    g_delta = empty_in_layout_of(t["delta"])
+    g_z = empty_in_layout_of(t["z"]) if t["z"] is not None else None
     tv_B, tv_C = flags["B_TV"], flags["C_TV"]
-    # time-varying: fp32 accumulators for the atomics; time-invariant: per-batch partial sums
-    g_B = torch.zeros(p.B.shape, device=dev, dtype=f32) if tv_B else torch.empty(batch, dim, n_state, device=dev, dtype=f32)
-    g_C = torch.zeros(p.C.shape, device=dev, dtype=f32) if tv_C else torch.empty(batch, dim, n_state, device=dev, dtype=f32)
+    # time-varying: contiguous fp32 accumulators for the atomics; time-invariant: per-batch partial sums
+    g_B = torch.zeros(t["B"].shape, device=dev, dtype=f32) if tv_B else torch.empty(batch, dim, n_state, device=dev, dtype=f32)
+    g_C = torch.zeros(t["C"].shape, device=dev, dtype=f32) if tv_C else torch.empty(batch, dim, n_state, device=dev, dtype=f32)
     g_h0 = torch.empty(batch, dim, n_state, device=dev, dtype=f32)
     g_A = torch.empty(batch, dim, n_state, device=dev, dtype=f32)
     g_D = torch.empty(batch, dim, device=dev, dtype=f32) if t["D"] is not None else None
@@ -398,7 +449,11 @@ def _scan_bwd(p: ScanInputs, ckpt: torch.Tensor, g_y: torch.Tensor | None, g_hT:
     _scan_bwd_kernel[grid](
         u, t["delta"], t["A"], t["B"], t["C"], t["D"], t["z"], t["bias"], t["seq"], t["mask"], ckpt,
         g_y, None if g_hT is None else g_hT.float().contiguous(),
-        g_u, g_delta, g_z, g_B, g_C, g_h0, g_A, g_D, g_bias, *args,
+        g_u, g_delta, g_z, g_B, g_C, g_h0, g_A, g_D, g_bias,
+        dim, length, n_state, shape["dpg_B"], shape["dpg_C"],
+        t["B"].shape[1] if tv_B else 1, t["C"].shape[1] if tv_C else 1,
+        *_big_strides(u), *_big_strides(t["delta"]), *_big_strides(t["z"]), *_big_strides(g_y),
+        *_big_strides(g_u), *_big_strides(g_delta), *_big_strides(g_z), *bc_strides,
         HAS_GHT=g_hT is not None, **flags,
     )
     return dict(u=g_u, delta=g_delta, z=g_z, B=g_B if tv_B else g_B.sum(0), C=g_C if tv_C else g_C.sum(0),
