@@ -30,7 +30,8 @@ from mambatune.core.peft import PeftConfig
 from mambatune.core.training import TrainConfig
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
-PIPELINES = {"sequence_classification": "mambatune.pipelines.sequence_classification"}
+PIPELINES = {"sequence_classification": "mambatune.pipelines.sequence_classification",
+             "genomics": "mambatune.pipelines.genomics"}
 
 
 class RecipeError(ConfigError):

@@ -1,0 +1,140 @@
+"""Model-side DNA data: windows as token tensors, reverse-complement augmentation and
+RC-averaged inference.
+
+* :class:`DNAWindowDataset`: (sequence, label) windows tokenized once with a
+  :class:`~.tokenizer.DNATokenizer`, optionally cropped around their centre;
+  with ``rc_augment`` each ``__getitem__`` picks a random strand (drawn from
+  torch's global RNG, so a seeded Trainer is reproducible).
+* :func:`collate_windows`: right-pads a batch with ``[PAD]`` (id 0).
+* :func:`predict_logits`: batched inference, optionally averaging the logits
+  of a window and of its reverse complement (sequence-level heads).
+* :func:`pooled_features`: mean-pooled backbone features (batch, F) for
+  embedding-based classifiers.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .tokenizer import PAD_ID, DNATokenizer
+
+
+def center_crop(seq: str, length: int | None) -> str:
+    """The central ``length`` bases of ``seq`` (all of it when ``length`` is None or >= len(seq)).
+
+    The crop starts at ``len(seq) // 2 - length // 2``, so a base at the window's centre
+    (index ``len // 2``, e.g. a variant) stays at the crop's centre (index ``length // 2``)."""
+    if length is None or length >= len(seq):
+        return seq
+    if length < 1:
+        raise ValueError(f"crop length must be >= 1, got {length}")
+    start = len(seq) // 2 - length // 2
+    return seq[start:start + length]
+
+
+class DNAWindowDataset(Dataset):
+    """Tokenized DNA windows with optional labels.
+
+    sequences: DNA strings (A C G T N, any case, IUPAC codes -> N);
+    labels: one int (class) or float per window, or None for unlabelled / LM data;
+    crop: keep only the central ``crop`` bases; rc_augment: a random strand per item.
+    Items: ``{"input_ids": (L,) long, "labels": () long}`` (LM data: ``labels`` = the ids)."""
+
+    def __init__(self, sequences: Sequence[str], labels: Sequence | None = None, tokenizer: DNATokenizer | None = None,
+                 crop: int | None = None, rc_augment: bool = False, lm: bool = False):
+        if len(sequences) == 0:
+            raise ValueError("DNAWindowDataset got no sequences")
+        if labels is not None and len(labels) != len(sequences):
+            raise ValueError(f"{len(sequences)} sequences but {len(labels)} labels")
+        if labels is not None and any(y is None for y in labels):
+            missing = sum(y is None for y in labels)
+            raise ValueError(f"{missing} window(s) have no label; drop them or fill the label column")
+        self.tokenizer = tokenizer or DNATokenizer()
+        self.rc_augment = rc_augment
+        self.lm = lm
+        self.ids = [np.asarray(self.tokenizer.encode(center_crop(s, crop), name=f"window {i}"), dtype=np.int64)
+                    for i, s in enumerate(sequences)]
+        self.labels = None if labels is None else torch.as_tensor(np.asarray(labels))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        ids = self.ids[i]
+        if self.rc_augment and bool(torch.rand(()) < 0.5):
+            ids = self.tokenizer.reverse_complement_ids(ids)
+        ids = torch.from_numpy(np.ascontiguousarray(ids))
+        item = {"input_ids": ids}
+        if self.lm:
+            item["labels"] = ids
+        elif self.labels is not None:
+            item["labels"] = self.labels[i]
+        return item
+
+
+def collate_windows(batch: list[dict]) -> dict[str, torch.Tensor]:
+    """Right-pads ``input_ids`` with [PAD]; ``attention_mask`` 1 = real base. Token-level labels
+    (LM) are padded too; sequence labels are stacked."""
+    length = max(len(e["input_ids"]) for e in batch)
+    ids = torch.full((len(batch), length), PAD_ID, dtype=torch.long)
+    mask = torch.zeros(len(batch), length, dtype=torch.long)
+    for i, e in enumerate(batch):
+        n = len(e["input_ids"])
+        ids[i, :n] = e["input_ids"]
+        mask[i, :n] = 1
+    out = {"input_ids": ids, "attention_mask": mask}
+    if "labels" in batch[0]:
+        labels = [e["labels"] for e in batch]
+        out["labels"] = ids.clone() if labels[0].dim() == 1 else torch.stack(labels)
+    return out
+
+
+def _batches(dataset: DNAWindowDataset, batch_size: int):
+    for start in range(0, len(dataset), batch_size):
+        items = [{"input_ids": torch.from_numpy(dataset.ids[i])} for i in range(start, min(start + batch_size, len(dataset)))]
+        yield collate_windows(items)
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, dataset: DNAWindowDataset, batch_size: int = 32,
+                   rc_average: bool = True) -> torch.Tensor:
+    """Sequence-level logits (n, classes) on the forward strand, or the mean of the forward and
+    reverse-complement logits when ``rc_average`` (right padding stays on the right)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for batch in _batches(dataset, batch_size):
+        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        logits = model(ids, mask).logits.float()
+        if rc_average:
+            rc = dataset.tokenizer.reverse_complement_ids(ids)
+            logits = (logits + model(rc, mask).logits.float()) / 2
+        out.append(logits.cpu())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def pooled_features(backbone: torch.nn.Module, dataset: DNAWindowDataset, batch_size: int = 32,
+                    rc_average: bool = True) -> np.ndarray:
+    """Mean-pooled backbone features (n, F) of each window (averaged over both strands when
+    ``rc_average``). ``backbone`` is a MambaModel (``model.backbone``)."""
+    from mambatune.core import pool
+
+    was_training = backbone.training
+    backbone.eval()
+    device = next(backbone.parameters()).device
+    out = []
+    for batch in _batches(dataset, batch_size):
+        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        feats = pool(backbone(ids, mask).float(), mask, "mean")
+        if rc_average:
+            rc = dataset.tokenizer.reverse_complement_ids(ids)
+            feats = (feats + pool(backbone(rc, mask).float(), mask, "mean")) / 2
+        out.append(feats.cpu().numpy())
+    backbone.train(was_training)
+    return np.concatenate(out)

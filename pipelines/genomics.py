@@ -1,0 +1,567 @@
+"""Genomics pipeline: promoter classification, variant-effect prediction, DNA LM pretraining.
+
+``data.task`` picks what a recipe does (recipes in ``recipes/genomics/``):
+
+- ``promoter``: chr20 promoter windows (``data.promoter_classes`` binary or multiclass),
+  fine-tuned with the recipe's PEFT method (none = full), RC augmentation in training,
+  RC-averaged inference;
+- ``vep_zeroshot``: -LLR of alt vs ref under a causal DNA LM (``model.pretrained``, or
+  one pretrained in this run under ``lm/`` when none is given);
+- ``vep``: supervised, ``data.vep_method`` ``finetune`` (backbone + pair head, end to end,
+  with the PEFT method) or ``embedding`` (logistic regression on frozen ref/alt features);
+- ``pretrain_dna``: a causal DNA LM on the training-split windows (or a FASTA) -> ``model/``.
+
+Every task writes the run folder (config.yaml, checkpoints/, metrics.jsonl, plots/ with
+ROC and PR curves of all models, report.md, results.json) and fits its baselines in the
+same run on the same windows: 6-mer logistic regression, a Markov-chain LM for the
+LM tasks, and the same model trained from scratch when the base is pretrained.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mambatune.core import MambaConfig, MambaForTask, build_head
+from mambatune.core import peft
+from mambatune.core.checkpoints import load_pretrained, save_pretrained
+from mambatune.core.training import Trainer
+from mambatune.domains.genomics import DNATokenizer, load_promoters, load_variants
+from mambatune.domains.genomics.baselines import KmerLogisticRegression
+from mambatune.domains.genomics.metrics import binary_metrics, multiclass_metrics, plot_roc_pr
+from mambatune.domains.genomics.sequence_data import (
+    DNAWindowDataset, center_crop, collate_windows, predict_logits,
+)
+from mambatune.domains.genomics.vep import (
+    MarkovLM, VariantPairClassifier, VariantPairDataset, collate_pairs, fit_embedding_classifier,
+    lm_log_likelihood_ratio, pair_features, variant_pairs,
+)
+
+TASKS = ("promoter", "vep_zeroshot", "vep", "pretrain_dna")
+DEFAULT_DNA_MODEL = "runs/pretrain_dna/model"  # where `mambatune run genomics/pretrain_dna` leaves its model
+BEHAVIOUR_KEYS = ("backend",)  # model.config keys that apply to a pretrained model (the rest is its shape)
+
+
+@dataclass
+class DataConfig:
+    """task: promoter | vep_zeroshot | vep | pretrain_dna; promoter_classes: binary | multiclass;
+    window: crop every window to its central ``window`` bp (null: the full 2,000 bp promoter /
+    1,001 bp variant windows); rc_augment: random strand per training example; rc_average: average
+    both strands at inference; max_train / max_eval: subsample (quick runs); vep_method: finetune |
+    embedding; vep_radius: bp around the variant over which alt - ref features are pooled;
+    lm_windows: pretraining windows drawn from ``genome`` (a FASTA; null: the training-split windows
+    of the demo sets, chunked); kmer: k of the k-mer baseline; markov_order: order of the Markov LM
+    baseline; n_boot: bootstrap resamples for the 95 % intervals; scratch_baseline: also train the same
+    model from scratch when ``model.pretrained`` is set."""
+
+    task: str = "promoter"
+    promoter_classes: str = "binary"
+    window: int | None = 1000
+    rc_augment: bool = True
+    rc_average: bool = True
+    max_train: int | None = None
+    max_eval: int | None = None
+    vep_method: str = "finetune"
+    vep_radius: int = 16
+    genome: str | None = None
+    lm_windows: int = 2000
+    kmer: int = 6
+    markov_order: int = 5
+    n_boot: int = 1000
+    scratch_baseline: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.promoter_classes not in ("binary", "multiclass"):
+            raise ValueError(f"promoter_classes must be 'binary' or 'multiclass', got {self.promoter_classes!r}")
+        if self.vep_method not in ("finetune", "embedding"):
+            raise ValueError(f"vep_method must be 'finetune' or 'embedding', got {self.vep_method!r}")
+        if self.window is not None and self.window < 16:
+            raise ValueError(f"window must be >= 16 bp or null, got {self.window}")
+        for name in ("max_train", "max_eval"):
+            v = getattr(self, name)
+            if v is not None and v < 2:
+                raise ValueError(f"{name} must be >= 2 or null, got {v}")
+        if self.n_boot < 0 or self.lm_windows < 1 or self.kmer < 1 or self.vep_radius < 0:
+            raise ValueError("n_boot must be >= 0, lm_windows and kmer >= 1, vep_radius >= 0")
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+def subsample(df, n: int | None, seed: int):
+    return df if n is None or len(df) <= n else df.sample(n, seed=seed, shuffle=True)
+
+
+def promoter_splits(cfg: DataConfig) -> dict[str, tuple[list[str], list[int]]]:
+    out = {}
+    for split in ("train", "val", "test"):
+        df = subsample(load_promoters(cfg.promoter_classes, split), cfg.max_train if split == "train" else cfg.max_eval,
+                       cfg.seed)
+        out[split] = ([center_crop(s, cfg.window) for s in df["sequence"].to_list()], df["label"].to_list())
+    return out
+
+
+def variant_splits(cfg: DataConfig) -> dict[str, dict]:
+    """{split: {"ref", "alt" (windows), "labels", "n_skipped" (not SNVs)}} of the combivep variants."""
+    out = {}
+    for split in ("train", "val", "test"):
+        df = load_variants(split)
+        snv = df.filter((df["ref"].str.len_chars() == 1) & (df["alt"].str.len_chars() == 1))
+        snv = subsample(snv, cfg.max_train if split == "train" else cfg.max_eval, cfg.seed)
+        ref, alt = variant_pairs(snv["ref_seq"].to_list(), snv["ref"].to_list(), snv["alt"].to_list(), cfg.window)
+        out[split] = {"ref": ref, "alt": alt, "labels": snv["label"].to_list(), "n_skipped": len(df) - len(snv)}
+    return out
+
+
+def lm_corpus(cfg: DataConfig, split: str) -> list[str]:
+    """Pretraining windows of ``window`` bp (default 1,000): a FASTA's windows (training split only:
+    ``genome`` set) or the demo windows of ``split`` (promoters of every class and variant windows)
+    cut into non-overlapping pieces. Only windows of one split, so evaluation windows stay unseen."""
+    length = cfg.window or 1000
+    if cfg.genome and split == "train":
+        return genome_windows(cfg, length)
+    seqs = load_promoters("multiclass", split)["sequence"].to_list() + load_variants(split)["ref_seq"].to_list()
+    pieces = [s[i:i + length] for s in seqs for i in range(0, len(s) - length + 1, length)]
+    pieces = [p for p in pieces if p.upper().count("N") <= 0.1 * length]
+    if split != "train" and cfg.max_eval:
+        pieces = pieces[: cfg.max_eval]
+    if split == "train" and cfg.max_train:
+        pieces = pieces[: cfg.max_train]
+    return pieces
+
+
+def genome_windows(cfg: DataConfig, length: int) -> list[str]:
+    """``lm_windows`` random windows (<= 10 % N) of the FASTA ``genome``, none overlapping a
+    validation or test window of the demo datasets (same contig names)."""
+    from mambatune.domains.genomics import Genome
+    held_out = {}
+    for df in (load_promoters("multiclass", ["val", "test"]), load_variants(["val", "test"])):
+        starts = df["start"] if "start" in df.columns else df["window_start"]
+        ends = df["end"] if "end" in df.columns else df["window_start"] + df["ref_seq"].str.len_chars()
+        for c, s, e in zip(df["chrom"].to_list(), starts.to_list(), ends.to_list()):
+            held_out.setdefault(str(c).removeprefix("chr"), []).append((s, e))
+    rng = np.random.default_rng(cfg.seed)
+    out = []
+    with Genome(cfg.genome) as genome:
+        contigs = {c: n for c, n in genome.contigs.items() if n > length}
+        if not contigs:
+            raise ValueError(f"{cfg.genome} has no contig longer than {length} bp")
+        names, sizes = list(contigs), np.array(list(contigs.values()), dtype=np.float64)
+        for _ in range(cfg.lm_windows * 20):
+            if len(out) == cfg.lm_windows:
+                break
+            c = names[rng.choice(len(names), p=sizes / sizes.sum())]
+            start = int(rng.integers(0, contigs[c] - length))
+            if any(s < start + length and start < e for s, e in held_out.get(c.removeprefix("chr"), [])):
+                continue
+            seq = genome.fetch(c, start, start + length)
+            if seq.upper().count("N") <= 0.1 * length:
+                out.append(seq)
+    if not out:
+        raise ValueError(f"no usable window (<= 10 % N) found in {cfg.genome}")
+    return out
+
+
+# -- models --------------------------------------------------------------------------------------
+
+def resolve_pretrained(path: str | None) -> str | None:
+    """The base model's folder: ``default`` means $MAMBATUNE_DNA_MODEL or runs/pretrain_dna/model.
+    A path that does not exist is an error that says how to make one."""
+    if path is None:
+        return None
+    if path == "default":
+        path = os.environ.get("MAMBATUNE_DNA_MODEL", DEFAULT_DNA_MODEL)
+    if not Path(path).exists():
+        raise FileNotFoundError(
+            f"pretrained DNA model {path!r} does not exist. Create one with `mambatune run genomics/pretrain_dna` "
+            f"(it writes {DEFAULT_DNA_MODEL}; set train.output_dir to put it elsewhere), then set "
+            f"model.pretrained to its model/ folder, or model.pretrained=null to train from scratch")
+    return path
+
+
+def new_config(recipe, tokenizer: DNATokenizer) -> MambaConfig:
+    cfg = dict(recipe.model.config)
+    cfg.update(vocab_size=tokenizer.vocab_size, pad_token_id=0)
+    if cfg.get("rc_equivariant", "none") != "none":
+        cfg.setdefault("complement_map", tokenizer._complement_ids.tolist())
+    return MambaConfig.from_dict(cfg)
+
+
+def base_config(recipe, tokenizer: DNATokenizer, pretrained: str | None) -> MambaConfig:
+    """The architecture: the pretrained model's (so a scratch baseline is the same model) or model.config."""
+    if pretrained:
+        from mambatune.core.checkpoints import load_config
+        config = load_config(pretrained)[0]
+        if config.vocab_size < tokenizer.vocab_size:
+            raise ValueError(f"the pretrained model's vocabulary ({config.vocab_size}) is smaller than the DNA "
+                             f"tokenizer's ({tokenizer.vocab_size})")
+        d = config.to_dict()
+        d.update({k: v for k, v in recipe.model.config.items() if k in BEHAVIOUR_KEYS})
+        return MambaConfig.from_dict(d)
+    return new_config(recipe, tokenizer)
+
+
+def behaviour_overrides(recipe) -> dict | None:
+    return {k: v for k, v in recipe.model.config.items() if k in BEHAVIOUR_KEYS} or None
+
+
+def classifier(recipe, config: MambaConfig, num_labels: int, pretrained: str | None) -> MambaForTask:
+    torch.manual_seed(recipe.model.seed)
+    spec = dict(recipe.model.head)
+    spec.setdefault("num_labels", num_labels)
+    if pretrained:
+        return load_pretrained(pretrained, head=spec, config_overrides=behaviour_overrides(recipe))
+    kind = spec.pop("kind")
+    return MambaForTask(config, build_head(kind, config.d_model * (2 if config.rc_equivariant == "rcps" else 1), **spec))
+
+
+def pair_classifier(recipe, config: MambaConfig, pretrained: str | None) -> VariantPairClassifier:
+    torch.manual_seed(recipe.model.seed)
+    if pretrained:
+        backbone = load_pretrained(pretrained, config_overrides=behaviour_overrides(recipe)).backbone
+    else:
+        backbone = MambaForTask(config).backbone
+    return VariantPairClassifier(backbone, 2, recipe.data.vep_radius, float(recipe.model.head.get("dropout", 0.0)))
+
+
+def language_model(recipe, tokenizer: DNATokenizer, pretrained: str | None) -> MambaForTask:
+    if pretrained:
+        model = load_pretrained(pretrained, config_overrides=behaviour_overrides(recipe))
+        if getattr(model.head, "kind", None) != "lm":
+            model = load_pretrained(pretrained, head={"kind": "lm"}, config_overrides=behaviour_overrides(recipe))
+        return model
+    torch.manual_seed(recipe.model.seed)
+    return MambaForTask(new_config(recipe, tokenizer))
+
+
+def train_model(model, train_cfg, train_data, val_data, collate, metrics_fn, methods=None):
+    """Applies ``methods`` (a PeftConfig; None or empty: full fine-tuning), trains, returns (model, result, summary)."""
+    if methods is not None and methods.methods:
+        peft.apply(model, methods)
+    summary = peft.trainable_summary(model, file=None)
+    print(summary)
+    trainer = Trainer(model, train_cfg, train_data, val_data, collate, metrics_fn)
+    result = trainer.train()
+    trainer.close()
+    return trainer.model, result, summary
+
+
+def binary_eval_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    from sklearn.metrics import roc_auc_score
+    y = labels.numpy()
+    p = torch.softmax(logits, -1)[:, 1].numpy()
+    return {"auroc": float(roc_auc_score(y, p)) if len(set(y.tolist())) == 2 else float("nan"),
+            "accuracy": float(((p >= 0.5) == y).mean())}
+
+
+def multiclass_eval_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    from sklearn.metrics import f1_score
+    pred, y = logits.argmax(-1).numpy(), labels.numpy()
+    return {"accuracy": float((pred == y).mean()), "macro_f1": float(f1_score(y, pred, average="macro"))}
+
+
+def scratch_train_config(recipe, run_dir: Path, name: str):
+    return dataclasses.replace(recipe.train, output_dir=str(run_dir / name))
+
+
+# -- tasks ---------------------------------------------------------------------------------------
+
+def run_promoter(recipe, run_dir: Path, pretrained: str | None) -> dict:
+    cfg, tok = recipe.data, DNATokenizer()
+    splits = promoter_splits(cfg)
+    num_labels = 2 if cfg.promoter_classes == "binary" else 3
+    data = {s: DNAWindowDataset(x, y, tok, rc_augment=cfg.rc_augment and s == "train") for s, (x, y) in splits.items()}
+    binary = num_labels == 2
+    metrics_fn = binary_eval_metrics if binary else multiclass_eval_metrics
+    config = base_config(recipe, tok, pretrained)
+    model = classifier(recipe, config, num_labels, pretrained)
+    if recipe.peft.methods and not pretrained:
+        save_pretrained(model, run_dir / "base", meta={"note": "initial weights of a model trained from scratch"})
+    model, result, summary = train_model(model, recipe.train, data["train"], data["val"], collate_windows, metrics_fn,
+                                         recipe.peft)
+    save_trained(model, run_dir, recipe)
+    probs = {main_name(recipe, pretrained): softmax(predict_logits(model, data["test"], rc_average=cfg.rc_average))}
+    if pretrained and cfg.scratch_baseline:
+        scratch = classifier(recipe, config, num_labels, None)
+        scratch, _, _ = train_model(scratch, scratch_train_config(recipe, run_dir, "scratch"), data["train"],
+                                    data["val"], collate_windows, metrics_fn)
+        probs["same model from scratch (full)"] = softmax(predict_logits(scratch, data["test"], rc_average=cfg.rc_average))
+    if recipe.eval.baselines:
+        kmer = KmerLogisticRegression(k=cfg.kmer, seed=cfg.seed).fit(*splits["train"])
+        probs[f"{cfg.kmer}-mer logistic regression"] = kmer.predict_proba(splits["test"][0])
+    y = np.asarray(splits["test"][1])
+    return finish_classification(run_dir, recipe, y, probs, binary, result, summary,
+                                 {s: len(v[1]) for s, v in splits.items()})
+
+
+def run_vep(recipe, run_dir: Path, pretrained: str | None) -> dict:
+    cfg, tok = recipe.data, DNATokenizer()
+    splits = variant_splits(cfg)
+    tr, va, te = splits["train"], splits["val"], splits["test"]
+    sizes = {s: len(v["labels"]) for s, v in splits.items()}
+    probs, result, summary = {}, None, ""
+    if cfg.vep_method == "finetune":
+        data = {s: VariantPairDataset(v["ref"], v["alt"], v["labels"], tok, rc_augment=cfg.rc_augment and s == "train")
+                for s, v in splits.items()}
+        config = base_config(recipe, tok, pretrained)
+        model = pair_classifier(recipe, config, pretrained)
+        model, result, summary = train_model(model, recipe.train, data["train"], data["val"], collate_pairs,
+                                             binary_eval_metrics, recipe.peft)
+        save_trained(model, run_dir, recipe)
+        probs[main_name(recipe, pretrained)] = pair_probs(model, data["test"], cfg.rc_average)
+        if pretrained and cfg.scratch_baseline:
+            scratch, _, _ = train_model(pair_classifier(recipe, config, None), scratch_train_config(recipe, run_dir, "scratch"),
+                                        data["train"], data["val"], collate_pairs, binary_eval_metrics)
+            probs["same model from scratch (full)"] = pair_probs(scratch, data["test"], cfg.rc_average)
+    else:
+        lm, result, summary, name = lm_for_vep(recipe, run_dir, tok, pretrained)
+        feats = {s: pair_features(lm.backbone, v["ref"], v["alt"], tok, radius=cfg.vep_radius, rc_average=cfg.rc_average)
+                 for s, v in (("train", tr), ("test", te))}
+        clf = fit_embedding_classifier(feats["train"], tr["labels"], seed=cfg.seed)
+        probs[f"{name} embeddings + logistic regression"] = clf.predict_proba(feats["test"])
+    if recipe.eval.baselines:
+        kmer = KmerLogisticRegression(k=cfg.kmer, seed=cfg.seed).fit(tr["ref"], tr["labels"])
+        probs[f"{cfg.kmer}-mer logistic regression (ref window)"] = kmer.predict_proba(te["ref"])
+    out = finish_classification(run_dir, recipe, np.asarray(te["labels"]), probs, True, result, summary, sizes)
+    out["skipped_not_snv"] = {s: v["n_skipped"] for s, v in splits.items()}
+    return out
+
+
+def pair_probs(model, data: VariantPairDataset, rc_average: bool) -> np.ndarray:
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(data), 32):
+            batch = collate_pairs([data[i] for i in range(start, min(start + 32, len(data)))])
+            ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+            logits = model(ids, mask).logits.float()
+            if rc_average:
+                rc = data.tokenizer.reverse_complement_ids(ids.reshape(-1, ids.shape[-1])).reshape(ids.shape)
+                logits = (logits + model(rc, mask).logits.float()) / 2
+            out.append(torch.softmax(logits, -1).cpu().numpy())
+    return np.concatenate(out)
+
+
+def lm_for_vep(recipe, run_dir: Path, tok: DNATokenizer, pretrained: str | None):
+    """A causal DNA LM: the pretrained one, or one pretrained now under ``lm/`` with the train section."""
+    if pretrained:
+        return language_model(recipe, tok, pretrained), None, "", "pretrained LM"
+    model, result, summary, _ = pretrain(recipe, run_dir / "lm", tok)
+    return model, result, summary, "LM pretrained in this run"
+
+
+def pretrain(recipe, out_dir: Path, tok: DNATokenizer):
+    cfg = recipe.data
+    corpus = {s: lm_corpus(cfg, s) for s in ("train", "val", "test")}
+    data = {s: DNAWindowDataset(c, tokenizer=tok, rc_augment=cfg.rc_augment and s == "train", lm=True)
+            for s, c in corpus.items()}
+    model = language_model(recipe, tok, None)
+    train_cfg = dataclasses.replace(recipe.train, output_dir=str(out_dir), metric_for_best="loss")
+    model, result, summary = train_model(model, train_cfg, data["train"], data["val"], collate_windows, None)
+    save_pretrained(model, out_dir / "model", meta={"recipe": recipe.name, "objective": "causal LM",
+                                                     "tokenizer": "DNATokenizer(k=1)"})
+    return model, result, summary, corpus
+
+
+def run_vep_zeroshot(recipe, run_dir: Path, pretrained: str | None) -> dict:
+    cfg, tok = recipe.data, DNATokenizer()
+    splits = variant_splits(cfg)
+    te = splits["test"]
+    if pretrained:
+        lm, result, summary = language_model(recipe, tok, pretrained), None, ""
+        corpus = lm_corpus(cfg, "train")
+        name = "pretrained LM (-LLR)"
+    else:
+        lm, result, summary, corpora = pretrain(recipe, run_dir / "lm", tok)
+        corpus = corpora["train"]
+        name = "LM pretrained in this run (-LLR)"
+    scores = {name: -lm_log_likelihood_ratio(lm, te["ref"], te["alt"], tok, both_strands=cfg.rc_average)}
+    if recipe.eval.baselines:
+        markov = MarkovLM(cfg.markov_order).fit(corpus)
+        scores[f"order-{cfg.markov_order} Markov LM (-LLR)"] = -markov.log_likelihood_ratio(te["ref"], te["alt"])
+        tr = splits["train"]
+        kmer = KmerLogisticRegression(k=cfg.kmer, seed=cfg.seed).fit(tr["ref"], tr["labels"])
+        scores[f"{cfg.kmer}-mer logistic regression (supervised, ref window)"] = kmer.predict_proba(te["ref"])[:, 1]
+    y = np.asarray(te["labels"])
+    metrics = {k: binary_metrics(y, s, threshold=0.0 if "LLR" in k else 0.5, n_boot=cfg.n_boot, seed=cfg.seed)
+               for k, s in scores.items()}
+    plot_roc_pr(y, scores, run_dir / "plots", title=recipe.name)
+    return {"task": "vep_zeroshot", "test": metrics, "sizes": {s: len(v["labels"]) for s, v in splits.items()},
+            "skipped_not_snv": {s: v["n_skipped"] for s, v in splits.items()},
+            "lm_training": training_summary(result), "summary": summary,
+            "note": "threshold-based metrics (MCC, accuracy, F1) of -LLR scores use threshold 0 (alt less likely)"}
+
+
+def run_pretrain(recipe, run_dir: Path, pretrained: str | None) -> dict:
+    if pretrained:
+        raise ValueError("pretrain_dna trains a new model: set model.pretrained=null")
+    tok = DNATokenizer()
+    model, result, summary, corpus = pretrain(recipe, run_dir, tok)
+    data = DNAWindowDataset(corpus["test"], tokenizer=tok, lm=True)
+    nll = lm_loss(model, data)
+    out = {"task": "pretrain_dna", "test": {"mamba LM": {"nats_per_base": nll, "bits_per_base": nll / np.log(2)}},
+           "sizes": {s: len(c) for s, c in corpus.items()}, "lm_training": training_summary(result), "summary": summary,
+           "model_dir": str(run_dir / "model"),
+           "parameters": sum(p.numel() for p in model.parameters())}
+    if recipe.eval.baselines:
+        markov = MarkovLM(recipe.data.markov_order).fit(corpus["train"])
+        per_base = [-markov.log_probs(s).mean() for s in corpus["test"]]
+        out["test"][f"order-{recipe.data.markov_order} Markov LM"] = {
+            "nats_per_base": float(np.mean(per_base)), "bits_per_base": float(np.mean(per_base) / np.log(2))}
+    out["test"]["uniform (4 bases)"] = {"nats_per_base": float(np.log(4)), "bits_per_base": 2.0}
+    return out
+
+
+@torch.no_grad()
+def lm_loss(model: MambaForTask, data: DNAWindowDataset, batch_size: int = 32) -> float:
+    """Mean next-token cross-entropy (nats per base) over the windows."""
+    model.eval()
+    device = next(model.parameters()).device
+    total, n = 0.0, 0
+    for start in range(0, len(data), batch_size):
+        batch = collate_windows([data[i] for i in range(start, min(start + batch_size, len(data)))])
+        batch = {k: v.to(device) for k, v in batch.items()}
+        loss = model(**batch).loss
+        count = int(batch["attention_mask"][:, 1:].sum())
+        total += float(loss) * count
+        n += count
+    return total / n
+
+
+# -- outputs -------------------------------------------------------------------------------------
+
+def softmax(logits: torch.Tensor) -> np.ndarray:
+    return torch.softmax(logits, -1).numpy()
+
+
+def main_name(recipe, pretrained: str | None) -> str:
+    methods = "+".join(m.method for m in recipe.peft.methods) or "full"
+    return f"mamba {'pretrained' if pretrained else 'from scratch'} ({methods})"
+
+
+def save_trained(model, run_dir: Path, recipe) -> None:
+    if recipe.peft.methods:
+        peft.save_adapter(model, run_dir / "adapter")
+    elif isinstance(model, MambaForTask):
+        save_pretrained(model, run_dir / "model", meta={"recipe": recipe.name})
+    else:
+        from safetensors.torch import save_file
+        (run_dir / "model").mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(run_dir / "model" / "model.safetensors"))
+
+
+def training_summary(result) -> dict | None:
+    if result is None:
+        return None
+    return {"steps": result.steps, "best_step": result.best_step, "stopped_early": result.stopped_early,
+            "seconds": result.seconds, "last_eval": result.last_eval}
+
+
+def finish_classification(run_dir, recipe, y, probs: dict, binary: bool, result, summary, sizes) -> dict:
+    cfg = recipe.data
+    if binary:
+        scores = {k: (p[:, 1] if p.ndim == 2 else p) for k, p in probs.items()}
+        metrics = {k: binary_metrics(y, s, n_boot=cfg.n_boot, seed=cfg.seed) for k, s in scores.items()}
+        plot_roc_pr(y, scores, run_dir / "plots", title=recipe.name)
+    else:
+        metrics = {k: multiclass_metrics(y, p, n_boot=cfg.n_boot, seed=cfg.seed) for k, p in probs.items()}
+    return {"task": cfg.task, "test": metrics, "sizes": sizes, "training": training_summary(result), "summary": summary}
+
+
+def fmt(m: dict, key: str) -> str:
+    if key not in m:
+        return "–"
+    ci = m.get(f"{key}_ci")
+    return f"{m[key]:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{m[key]:.3f}"
+
+
+def write_report(run_dir: Path, recipe, results: dict) -> None:
+    cfg = recipe.data
+    test = results["test"]
+    keys = next(iter(test.values())).keys()
+    if "nats_per_base" in keys:
+        cols = ["bits_per_base", "nats_per_base"]
+    elif "auroc" in keys:
+        cols = ["auroc", "auprc", "mcc", "accuracy", "f1"]
+    else:
+        cols = ["accuracy", "macro_f1", "mcc", "auroc_macro"]
+    table = "\n".join(f"| {name} | " + " | ".join(fmt(m, c) for c in cols) + " |" for name, m in test.items())
+    plots = "\n".join(f"![{p.stem}](plots/{p.name})" for p in sorted((run_dir / "plots").glob("*.png")))
+    train = results.get("training") or results.get("lm_training")
+    train_line = (f"Training: {train['steps']} optimizer steps, best step {train['best_step']}, "
+                  f"{train['seconds']:.0f} s." if train else "No training in this run (pretrained model scored as is).")
+    text = f"""# {recipe.name}
+
+Recipe: `{recipe.source}` · task `{cfg.task}` · base model: `{recipe.model.pretrained or 'none (from scratch)'}`
+
+Windows: {'cropped to the central ' + str(cfg.window) + ' bp' if cfg.window else 'full length'}
+(`data.window`; the baselines see the same windows); RC augmentation in training: {cfg.rc_augment};
+RC-averaged inference: {cfg.rc_average}. Examples per split: {results['sizes']}.
+
+## Test set (95 % bootstrap intervals, {cfg.n_boot} resamples)
+
+| model | {' | '.join(cols)} |
+|{'---|' * (len(cols) + 1)}
+{table}
+
+{train_line} Total {results['total_seconds']:.0f} s.
+
+## Trainable parameters
+
+```
+{results.get('summary') or '(none)'}
+```
+
+## Curves
+
+{plots}
+"""
+    (run_dir / "report.md").write_text(text)
+
+
+# -- entry points --------------------------------------------------------------------------------
+
+RUNNERS = {"promoter": run_promoter, "vep": run_vep, "vep_zeroshot": run_vep_zeroshot, "pretrain_dna": run_pretrain}
+
+
+def run(recipe) -> Path:
+    """Runs the recipe's task and writes the run folder; returns it."""
+    from .recipe import save_resolved
+    start = time.time()
+    pretrained = resolve_pretrained(recipe.model.pretrained)
+    run_dir = Path(recipe.train.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_resolved(recipe, run_dir)
+    torch.manual_seed(recipe.data.seed)
+    results = RUNNERS[recipe.data.task](recipe, run_dir, pretrained)
+    results["total_seconds"] = time.time() - start
+    main = next(iter(results["test"]))
+    results["baselines"] = {k: v for k, v in results["test"].items() if k != main}
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    write_report(run_dir, recipe, results)
+    return run_dir
+
+
+def _not_yet(command: str):
+    def stub(run_dir, *args, **kwargs):
+        raise ValueError(f"`mambatune {command}` does not support genomics runs yet; {run_dir}/report.md and "
+                         "results.json hold the test metrics of every model of the run")
+    return stub
+
+
+evaluate = _not_yet("eval")
+predict = _not_yet("predict")
+export = _not_yet("export")
+
+
+def read_inputs(source: str, recipe) -> list[str]:
+    raise ValueError("`mambatune predict` does not support genomics runs yet")
