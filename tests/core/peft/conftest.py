@@ -6,7 +6,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for peft_fixtures (tests run with --import-mode=importlib)
 
-BACKENDS = ("chunked", "reference")
+BACKENDS = ("chunked", "reference")  # the Triton backend has its own, smaller matrix in test_methods.py
 
 
 @pytest.fixture(params=BACKENDS)
