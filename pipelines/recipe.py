@@ -31,7 +31,8 @@ from mambatune.core.training import TrainConfig
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 PIPELINES = {"sequence_classification": "mambatune.pipelines.sequence_classification",
-             "genomics": "mambatune.pipelines.genomics"}
+             "genomics": "mambatune.pipelines.genomics",
+             "timeseries": "mambatune.pipelines.timeseries"}
 
 
 class RecipeError(ConfigError):

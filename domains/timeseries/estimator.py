@@ -1,0 +1,286 @@
+"""GluonTS interface of the Mamba forecaster: ``MambaEstimator`` trains, ``MambaPredictor`` forecasts.
+
+::
+
+    estimator = MambaEstimator(freq="h", prediction_length=24, context_length=512)
+    predictor = estimator.train(backtest.train, validation_data=val)
+    forecasts = list(predictor.predict(backtest.test_data.input))   # SampleForecast / QuantileForecast
+    predictor.serialize(Path("predictor"))                            # json + safetensors, no pickle
+    predictor = MambaPredictor.deserialize(Path("predictor"))
+
+Training runs through ``core.training.Trainer`` on a fixed, seeded sample of
+(context, horizon) windows (``ForecastWindows``), so a run is reproducible and
+resumable like every other mambatune run. With ``pretrained=`` the estimator starts
+from a saved forecaster (``save_forecaster``, a serialized predictor, or the
+``pretrain_series`` recipe's ``model/``) and fine-tunes it with ``peft=`` (LoRA,
+head-only, ...; None = full). The architecture then comes from the checkpoint; a
+new ``prediction_length`` or ``distribution`` gets a freshly initialised head.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from .data import SeriesCollection, TimeSeriesDataError, from_gluonts, same_frequency
+from .module import (
+    ForecasterConfig,
+    ForecastHead,
+    MambaForecaster,
+    load_forecaster,
+    save_forecaster,
+)
+from .transforms import ForecastWindows, num_time_features, time_features
+
+PREDICTOR_CONFIG = "predictor.json"
+BATCH_KEYS = ("past_target", "past_observed", "past_time_feat", "future_target", "future_observed")
+ESTIMATOR_TRAIN_DEFAULTS = {"epochs": 1, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.01, "warmup_ratio": 0.05,
+                            "progress": False, "tensorboard": False, "plots": False, "monitor_every": 0,
+                            "log_every": 10, "device": "auto"}
+
+
+def collate_windows(items: list[dict]) -> dict[str, torch.Tensor]:
+    """ForecastWindows items -> the forecaster's keyword arguments (float tensors)."""
+    return {k: torch.from_numpy(np.stack([it[k] for it in items])).float() for k in BATCH_KEYS if k in items[0]}
+
+
+def as_collection(data, freq: str) -> SeriesCollection:
+    """A SeriesCollection from GluonTS data at ``freq``; a mismatch raises TimeSeriesDataError."""
+    if isinstance(data, SeriesCollection):
+        if not same_frequency(data.freq, freq):
+            raise TimeSeriesDataError(f"frequency mismatch: the data is at {data.freq!r}, the estimator at {freq!r}")
+        return data
+    return from_gluonts(data, freq)
+
+
+class MambaEstimator:
+    """Trains a :class:`MambaForecaster` on GluonTS data.
+
+    freq / prediction_length / context_length: as in GluonTS. patch_length, stride,
+    distribution (``student_t`` | ``quantile``), quantile_levels, scaling, time_features
+    (GluonTS calendar features for ``freq``), dropout, backbone (MambaConfig fields):
+    the architecture (ignored with ``pretrained``). pretrained: a forecaster folder to
+    start from; peft: a ``core.peft`` config (method config, list or PeftConfig; None =
+    train everything). train: ``TrainConfig`` fields (``output_dir`` defaults to a
+    temporary folder); max_train_windows: windows drawn (seeded) from all cut points of
+    the training series; min_past: observed steps a training window needs before its
+    horizon (default 1: left-padded, masked contexts); num_samples: sample paths per forecast.
+    """
+
+    def __init__(self, freq: str, prediction_length: int, context_length: int, patch_length: int = 16,
+                 stride: int = 8, distribution: str = "student_t", quantile_levels: list[float] | None = None,
+                 scaling: str = "revin", time_features: bool = True, dropout: float = 0.0,
+                 backbone: dict[str, Any] | None = None, pretrained: str | Path | None = None, peft=None,
+                 train: dict[str, Any] | None = None, max_train_windows: int = 4096, min_past: int | None = None,
+                 num_samples: int = 100, seed: int = 0):
+        self.freq = freq
+        self.pretrained = pretrained
+        self.peft = peft
+        self.train_config = {**ESTIMATOR_TRAIN_DEFAULTS, **(train or {})}
+        self.max_train_windows = max_train_windows
+        self.min_past = min_past or 1
+        self.num_samples = num_samples
+        self.seed = seed
+        extra = {"quantile_levels": quantile_levels} if quantile_levels is not None else {}
+        self.config = ForecasterConfig(
+            context_length=context_length, prediction_length=prediction_length,
+            patch_length=min(patch_length, context_length), stride=min(stride, patch_length, context_length),
+            num_time_features=num_time_features(freq) if time_features else 0, distribution=distribution,
+            scaling=scaling, dropout=dropout, backbone=backbone or {"d_model": 64, "n_layer": 2, "d_state": 16},
+            **extra)
+        self.last_result = None  # the Trainer's TrainResult of the last train() call
+
+    # -- model --------------------------------------------------------------------------------
+    def create_model(self) -> MambaForecaster:
+        """A new forecaster, or the pretrained one adapted to this estimator's horizon."""
+        torch.manual_seed(self.seed)
+        if self.pretrained is None:
+            return MambaForecaster(self.config)
+        model = load_forecaster(self.pretrained)
+        base, want = model.config, self.config
+        if base.num_time_features not in (0, num_time_features(self.freq)):
+            raise ValueError(f"the pretrained forecaster reads {base.num_time_features} time features, but freq "
+                             f"{self.freq!r} has {num_time_features(self.freq)}; pretrain at the same frequency or "
+                             "without time features")
+        cfg = ForecasterConfig.from_dict({**base.to_dict(), "context_length": want.context_length,
+                                          "prediction_length": want.prediction_length,
+                                          "distribution": want.distribution, "quantile_levels": want.quantile_levels})
+        model.config = cfg
+        if (base.prediction_length, base.distribution, base.quantile_levels) != \
+                (cfg.prediction_length, cfg.distribution, cfg.quantile_levels):
+            model.head = ForecastHead(cfg.mamba_config().d_model, cfg.prediction_length, cfg.distribution,
+                                      cfg.quantile_levels)
+        self.config = cfg
+        return model
+
+    def windows(self, data: SeriesCollection, validation: bool = False):
+        c, h = self.config.context_length, self.config.prediction_length
+        if validation:  # the last horizon of every series, as GluonTS validation data is laid out
+            return ForecastWindows(data, c, h, stride=h, min_past=1, max_windows_per_series=1,
+                                   time_feat=self.config.num_time_features > 0)
+        windows = ForecastWindows(data, c, h, min_past=self.min_past, time_feat=self.config.num_time_features > 0)
+        if len(windows) == 0:
+            raise TimeSeriesDataError(f"no training window: every series is shorter than min_past ({self.min_past}) + "
+                                      f"prediction_length ({h}) steps (skipped: {windows.skipped})")
+        if len(windows) > self.max_train_windows:
+            pick = np.random.default_rng(self.seed).choice(len(windows), self.max_train_windows, replace=False)
+            return torch.utils.data.Subset(windows, np.sort(pick).tolist())
+        return windows
+
+    def train(self, training_data, validation_data=None, **kwargs) -> "MambaPredictor":
+        """Trains on ``training_data`` (GluonTS dataset / entries / SeriesCollection at ``freq``) and
+        returns a predictor; ``validation_data``: series whose last ``prediction_length`` steps are
+        scored for early stopping and the best checkpoint."""
+        from mambatune.core import peft as peft_lib
+        from mambatune.core.training import TrainConfig, Trainer
+
+        train_set = self.windows(as_collection(training_data, self.freq))
+        val_set = self.windows(as_collection(validation_data, self.freq), validation=True) \
+            if validation_data is not None else None
+        model = self.create_model()
+        if self.peft is not None:
+            peft_lib.apply(model, self.peft)
+        cfg = dict(self.train_config)
+        tmp = None
+        if not cfg.get("output_dir"):
+            tmp = tempfile.TemporaryDirectory(prefix="mambatune-forecaster-")
+            cfg["output_dir"] = tmp.name
+        cfg["seed"] = cfg.get("seed", self.seed)
+        cfg["batch_size"] = min(cfg["batch_size"], len(train_set))
+        trainer = Trainer(model, TrainConfig(**cfg), train_set, val_set, collate_windows)
+        try:
+            self.last_result = trainer.train()
+        finally:
+            trainer.close()
+            if tmp is not None:
+                tmp.cleanup()
+        return MambaPredictor(plain_forecaster(trainer.model), self.freq, self.num_samples, seed=self.seed)
+
+
+def plain_forecaster(model: MambaForecaster) -> MambaForecaster:
+    """A copy on CPU without PEFT wrappers: LoRA is merged into the base weights; methods that add
+    modules a plain forecaster does not have (prompt, affix, additional scan, ...) raise."""
+    from mambatune.core import peft as peft_lib
+    from mambatune.core.peft.lora import lora_layers
+
+    model = copy.deepcopy(model).cpu().eval()
+    if lora_layers(model):
+        peft_lib.merge(model, unload=True)
+    fresh = MambaForecaster(model.config).state_dict().keys()
+    extra = sorted(set(model.state_dict()) - set(fresh))
+    if extra:
+        raise ValueError(f"the trained forecaster has adapter weights that cannot be folded into a predictor "
+                         f"({extra[:3]}...); use full, lora, head_only, partial or top_layers")
+    plain = MambaForecaster(model.config)
+    plain.load_state_dict(model.state_dict())
+    return plain.eval()
+
+
+def _context(entry: dict, c: int, h: int, freq: str, n_feat: int):
+    """The last ``c`` steps of one GluonTS entry (left-padded, NaN = unobserved), its time features
+    (c, F), and the forecast start."""
+    import pandas as pd
+
+    start = entry["start"]
+    if not isinstance(start, pd.Period):
+        start = pd.Period(start, freq=freq)
+    if not same_frequency(start.freqstr, freq):
+        raise TimeSeriesDataError(f"frequency mismatch: series {entry.get('item_id')!r} is at {start.freqstr!r}, "
+                                  f"the predictor at {freq!r}")
+    target = np.asarray(entry["target"], dtype=np.float32)
+    if target.ndim != 1:
+        raise TimeSeriesDataError(f"series {entry.get('item_id')!r}: the forecaster is univariate (one series per "
+                                  f"entry), got a target of shape {target.shape}")
+    n = len(target)
+    k = min(n, c)
+    past = np.zeros(c, dtype=np.float32)
+    observed = np.zeros(c, dtype=np.float32)
+    tail = target[n - k:]
+    past[c - k:] = np.nan_to_num(tail)
+    observed[c - k:] = ~np.isnan(tail)
+    if "observed_values" in entry:
+        observed[c - k:] *= np.asarray(entry["observed_values"], dtype=np.float32)[n - k:]
+    feats = np.zeros((c, n_feat), dtype=np.float32)
+    if n_feat and k:
+        feats[c - k:] = time_features(start + (n - k), k, freq).T
+    return past, observed, feats, start + n
+
+
+try:
+    from gluonts.model.predictor import Predictor as _GluonTSPredictor
+except ImportError:  # pragma: no cover - gluonts is a dependency of the timeseries domain
+    _GluonTSPredictor = object
+
+
+class MambaPredictor(_GluonTSPredictor):
+    """Forecasts with a trained :class:`MambaForecaster`. ``predict(dataset)`` yields one GluonTS
+    forecast per entry, starting right after its last step: ``SampleForecast`` (``num_samples``
+    paths) for the Student-t head, ``QuantileForecast`` for the quantile head. Sampling uses a
+    generator seeded with ``seed`` at every call, so forecasts are reproducible."""
+
+    def __init__(self, model: MambaForecaster, freq: str, num_samples: int = 100, batch_size: int = 64,
+                 seed: int = 0, device: str = "cpu"):
+        super().__init__(prediction_length=model.config.prediction_length)
+        self.model = model.eval().to(device)
+        self.freq = freq
+        self.num_samples = num_samples
+        self.batch_size = batch_size
+        self.seed = seed
+        self.device = device
+
+    def predict(self, dataset: Iterable[dict], num_samples: int | None = None, **kwargs) -> Iterator:
+        from gluonts.model.forecast import QuantileForecast, SampleForecast
+
+        cfg = self.model.config
+        num_samples = num_samples or self.num_samples
+        generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        batch: list = []
+
+        def flush():
+            past, obs, feats, starts, items = (list(x) for x in zip(*batch))
+            with torch.no_grad():
+                out = self.model(torch.from_numpy(np.stack(past)).to(self.device),
+                                 torch.from_numpy(np.stack(obs)).to(self.device),
+                                 torch.from_numpy(np.stack(feats)).to(self.device) if cfg.num_time_features else None)
+            if cfg.distribution == "quantile":
+                values = self.model.quantiles(out).cpu().numpy()
+                keys = [str(q) for q in cfg.quantile_levels]
+                return [QuantileForecast(v, start_date=s, forecast_keys=keys, item_id=i)
+                        for v, s, i in zip(values, starts, items)]
+            samples = self.model.sample(out, num_samples, generator).cpu().numpy()
+            return [SampleForecast(v, start_date=s, item_id=i) for v, s, i in zip(samples, starts, items)]
+
+        for entry in dataset:
+            past, obs, feats, start = _context(entry, cfg.context_length, cfg.prediction_length, self.freq,
+                                               cfg.num_time_features)
+            batch.append((past, obs, feats, start, entry.get("item_id")))
+            if len(batch) == self.batch_size:
+                yield from flush()
+                batch = []
+        if batch:
+            yield from flush()
+
+    def serialize(self, path) -> None:
+        """Writes ``forecaster.json`` + ``model.safetensors`` (the model), ``predictor.json`` and
+        GluonTS' ``gluonts-config.json`` into the folder ``path``: json and safetensors only."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        if _GluonTSPredictor is not object:
+            super().serialize(path)
+        save_forecaster(self.model, path)
+        (path / PREDICTOR_CONFIG).write_text(json.dumps(
+            {"freq": self.freq, "num_samples": self.num_samples, "batch_size": self.batch_size, "seed": self.seed},
+            indent=2) + "\n")
+
+    @classmethod
+    def deserialize(cls, path, device: str = "cpu", **kwargs) -> "MambaPredictor":
+        path = Path(path)
+        if not (path / PREDICTOR_CONFIG).is_file():
+            raise FileNotFoundError(f"{path} has no {PREDICTOR_CONFIG}; was it written by MambaPredictor.serialize?")
+        meta = json.loads((path / PREDICTOR_CONFIG).read_text())
+        return cls(load_forecaster(path), device=device, **meta)

@@ -1,0 +1,316 @@
+"""A channel-independent Mamba forecaster on the shared core.
+
+Each series is read on its own (channel independence, as in PatchTST): its context
+is scaled per instance (``revin`` by default), cut into patch tokens (or per-step
+tokens with ``patch_length = stride = 1``), embedded by one linear map and read
+by a causal ``MambaModel`` through ``inputs_embeds``. The hidden state of the last
+token, which has seen the whole context, goes to a :class:`ForecastHead` that
+emits, for every horizon step at once, either Student-t parameters (df, loc,
+scale) or a set of quantiles. Outputs live in the scaled space; :meth:`sample`
+and :meth:`quantiles` map them back to data units.
+
+Shapes: ``past_target`` / ``past_observed`` (B, C); ``past_time_feat`` (B, C, F);
+``future_target`` / ``future_observed`` (B, H); C = context_length,
+H = prediction_length, N = number of tokens, F = time features.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mambatune.core import MambaConfig, MambaModel, register_head
+from mambatune.core.heads import Head
+
+from .transforms import RevIN, instance_scale, num_patches
+
+DISTRIBUTIONS = ("student_t", "quantile")
+FORECAST_SCALINGS = ("revin", "std", "mean", "none")
+DEFAULT_QUANTILE_LEVELS = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+
+
+@dataclass
+class ForecasterConfig:
+    """What the forecaster reads and emits.
+
+    context_length / prediction_length: steps in and out; patch_length / stride: token
+    size and hop in steps (1 / 1 = one token per step); num_time_features: calendar
+    features appended to each token (their mean over the patch; 0 = none);
+    distribution: ``student_t`` or ``quantile``; quantile_levels: the quantile head's
+    levels; scaling: instance scaling of each context (``revin`` adds a learnable
+    affine map); backbone: ``MambaConfig`` fields of the backbone (``vocab_size`` is
+    unused: tokens come in as embeddings); dropout: on the token embeddings.
+    """
+
+    context_length: int = 512
+    prediction_length: int = 24
+    patch_length: int = 16
+    stride: int = 8
+    num_time_features: int = 0
+    distribution: str = "student_t"
+    quantile_levels: list[float] = field(default_factory=lambda: list(DEFAULT_QUANTILE_LEVELS))
+    scaling: str = "revin"
+    dropout: float = 0.0
+    backbone: dict[str, Any] = field(default_factory=lambda: {"d_model": 64, "n_layer": 2, "d_state": 16})
+
+    def __post_init__(self) -> None:
+        for name in ("context_length", "prediction_length", "patch_length", "stride"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"ForecasterConfig.{name} must be a positive integer, got {v!r}")
+        if self.num_time_features < 0:
+            raise ValueError(f"ForecasterConfig.num_time_features must be >= 0, got {self.num_time_features}")
+        if self.distribution not in DISTRIBUTIONS:
+            raise ValueError(f"ForecasterConfig.distribution must be one of {DISTRIBUTIONS}, got {self.distribution!r}")
+        if self.scaling not in FORECAST_SCALINGS:
+            raise ValueError(f"ForecasterConfig.scaling must be one of {FORECAST_SCALINGS}, got {self.scaling!r}")
+        levels = [float(q) for q in self.quantile_levels]
+        if not levels or any(not 0 < q < 1 for q in levels) or levels != sorted(set(levels)):
+            raise ValueError(f"ForecasterConfig.quantile_levels must be increasing values in (0, 1), got {levels}")
+        if self.distribution == "quantile" and 0.5 not in levels:
+            raise ValueError("the quantile head needs 0.5 among quantile_levels (the median forecast)")
+        self.quantile_levels = levels
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"ForecasterConfig.dropout must be in [0, 1), got {self.dropout}")
+        self.mamba_config()  # validates the backbone fields now
+
+    @property
+    def num_tokens(self) -> int:
+        return num_patches(self.context_length, self.patch_length, self.stride)
+
+    def mamba_config(self) -> MambaConfig:
+        d = {"vocab_size": 1, "pad_vocab_size_multiple": 1, "tie_embeddings": False, **self.backbone}
+        if d.get("bidirectional") or d.get("rc_equivariant", "none") != "none":
+            raise ValueError("the forecaster's backbone must be causal (no bidirectional / rc_equivariant)")
+        return MambaConfig.from_dict(d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ForecasterConfig":
+        known = [f.name for f in dataclasses.fields(cls)]
+        for k in d:
+            if k not in known:
+                close = difflib.get_close_matches(k, known, n=1)
+                raise ValueError(f"unknown forecaster key {k!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+        return cls(**d)
+
+
+class ForecastHead(Head):
+    """Last-token features (B, L, F) -> distribution parameters (B, H, K) for every horizon step.
+
+    ``student_t``: K = 3 raw values mapped to df = 2 + softplus (finite variance),
+    loc, scale = softplus + 1e-3; ``quantile``: K = len(levels), made monotone by
+    cumulative softplus increments from the lowest level. ``loss`` is the Student-t
+    negative log-likelihood or the pinball loss over observed future steps.
+    """
+
+    kind = "forecast"
+
+    def __init__(self, feature_dim: int, prediction_length: int, distribution: str = "student_t",
+                 quantile_levels: list[float] | None = None):
+        super().__init__()
+        levels = list(quantile_levels or DEFAULT_QUANTILE_LEVELS)
+        self.spec = {"kind": self.kind, "prediction_length": prediction_length, "distribution": distribution,
+                     "quantile_levels": levels}
+        if distribution not in DISTRIBUTIONS:
+            raise ValueError(f"distribution must be one of {DISTRIBUTIONS}, got {distribution!r}")
+        self.prediction_length = prediction_length
+        self.distribution = distribution
+        self.register_buffer("levels", torch.tensor(levels, dtype=torch.float32), persistent=False)
+        self.num_params = 3 if distribution == "student_t" else len(levels)
+        self.proj = nn.Linear(feature_dim, prediction_length * self.num_params)
+
+    def forward(self, hidden, mask=None):
+        raw = self.proj(hidden[:, -1].float()).reshape(hidden.shape[0], self.prediction_length, self.num_params)
+        if self.distribution == "student_t":
+            df = 2.0 + F.softplus(raw[..., 0])
+            scale = F.softplus(raw[..., 2]) + 1e-3
+            return torch.stack([df, raw[..., 1], scale], -1)
+        steps = torch.cat([raw[..., :1], F.softplus(raw[..., 1:])], -1)
+        return steps.cumsum(-1)
+
+    def loss(self, logits, labels, mask=None):
+        """logits (B, H, K); labels (B, H) scaled targets; mask (B, H) 1 = observed."""
+        mask = torch.ones_like(labels) if mask is None else mask.to(labels.dtype)
+        if self.distribution == "student_t":
+            dist = torch.distributions.StudentT(logits[..., 0], logits[..., 1], logits[..., 2])
+            per_step = -dist.log_prob(labels)
+        else:
+            diff = labels.unsqueeze(-1) - logits
+            per_step = torch.maximum(self.levels * diff, (self.levels - 1) * diff).mean(-1)
+        return (per_step * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+register_head(ForecastHead.kind, ForecastHead)
+
+
+@dataclass
+class ForecastOutput:
+    """``logits``: distribution parameters (B, H, K) in scaled space; ``loc`` / ``scale`` (B, 1):
+    the instance scaling; ``loss``: when future targets were given."""
+
+    logits: torch.Tensor
+    loc: torch.Tensor
+    scale: torch.Tensor
+    loss: torch.Tensor | None = None
+
+
+class MambaForecaster(nn.Module):
+    """Scaling -> patch tokens -> linear embedding -> ``MambaModel(inputs_embeds=...)`` -> ForecastHead.
+
+    ``backbone`` and ``head`` are named as in ``MambaForTask``, so ``core.peft.apply`` (LoRA,
+    head-only, full, ...) works on it unchanged."""
+
+    def __init__(self, config: ForecasterConfig):
+        super().__init__()
+        self.config = config
+        mcfg = config.mamba_config()
+        self.revin = RevIN(affine=True) if config.scaling == "revin" else None
+        token_dim = 2 * config.patch_length + config.num_time_features
+        self.embed = nn.Linear(token_dim, mcfg.d_model)
+        self.dropout = nn.Dropout(config.dropout)
+        self.backbone = MambaModel(mcfg)
+        self.head = ForecastHead(mcfg.d_model, config.prediction_length, config.distribution, config.quantile_levels)
+
+    # -- scaling ------------------------------------------------------------------------------
+    def scale_context(self, past_target, past_observed):
+        """(B, C) -> scaled (B, C), loc (B, 1), scale (B, 1) (an affine RevIN map folded in)."""
+        method = "std" if self.config.scaling == "revin" else self.config.scaling
+        stats = instance_scale(past_target, past_observed, method)
+        loc, scale = stats.loc, stats.scale
+        if self.revin is not None:
+            # y' = y * w + b  <=>  raw = (y' - b) / w * scale + loc: one affine map with loc' and scale'
+            w = self.revin.weight + torch.where(self.revin.weight >= 0, 1.0, -1.0) * 1e-4
+            scale = scale / w
+            loc = loc - self.revin.bias * scale
+        values = torch.where(past_observed > 0, (torch.nan_to_num(past_target) - loc) / scale, torch.zeros_like(loc))
+        return values, loc, scale
+
+    # -- forward ------------------------------------------------------------------------------
+    def tokens(self, values, observed, time_feat=None):
+        """Scaled values and mask (B, C) (+ time features (B, C, F)) -> token embeddings (B, N, d_model)."""
+        cfg = self.config
+        pad = (cfg.num_tokens - 1) * cfg.stride + cfg.patch_length - values.shape[-1]
+        if pad > 0:
+            values, observed = F.pad(values, (pad, 0)), F.pad(observed, (pad, 0))
+        parts = [values.unfold(-1, cfg.patch_length, cfg.stride), observed.unfold(-1, cfg.patch_length, cfg.stride)]
+        if cfg.num_time_features:
+            if time_feat is None:
+                raise ValueError(f"this forecaster reads {cfg.num_time_features} time features: pass past_time_feat")
+            tf = time_feat.transpose(1, 2)  # (B, F, C)
+            if pad > 0:
+                tf = F.pad(tf, (pad, 0))
+            parts.append(tf.unfold(-1, cfg.patch_length, cfg.stride).mean(-1).transpose(1, 2))  # (B, N, F)
+        return self.dropout(self.embed(torch.cat(parts, -1)))
+
+    def forward(self, past_target, past_observed, past_time_feat=None, future_target=None,
+                future_observed=None) -> ForecastOutput:
+        cfg = self.config
+        if past_target.shape[-1] != cfg.context_length:
+            raise ValueError(f"past_target has {past_target.shape[-1]} steps; this forecaster reads "
+                             f"context_length={cfg.context_length}")
+        observed = past_observed.to(past_target.dtype) * (~torch.isnan(past_target)).to(past_target.dtype)
+        values, loc, scale = self.scale_context(past_target, observed)
+        hidden = self.backbone(inputs_embeds=self.tokens(values, observed, past_time_feat))
+        params = self.head(hidden)
+        loss = None
+        if future_target is not None:
+            fut_obs = torch.ones_like(future_target) if future_observed is None else future_observed.to(future_target.dtype)
+            fut_obs = fut_obs * (~torch.isnan(future_target)).to(fut_obs.dtype)
+            labels = (torch.nan_to_num(future_target) - loc) / scale
+            loss = self.head.loss(params, labels, fut_obs)
+        return ForecastOutput(params, loc, scale, loss)
+
+    # -- forecasts in data units ---------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, out: ForecastOutput, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Sample paths (B, S, H) in data units. Student-t: independent draws per step (the head
+        gives marginals); quantile head: draws by inverse-CDF interpolation between its levels."""
+        params = out.logits.float()
+        b, h = params.shape[:2]
+        u = torch.rand(b, num_samples, h, generator=generator, device=params.device).clamp(1e-4, 1 - 1e-4)
+        if self.config.distribution == "student_t":
+            df, loc, scale = (params[..., i].unsqueeze(1) for i in range(3))
+            z = student_t_icdf(u, df.expand_as(u))
+            y = loc + scale * z
+        else:
+            y = interpolate_quantiles(params.unsqueeze(1).expand(b, num_samples, h, -1), self.head.levels, u)
+        return y * out.scale.unsqueeze(-1) + out.loc.unsqueeze(-1)
+
+    @torch.no_grad()
+    def quantiles(self, out: ForecastOutput) -> torch.Tensor:
+        """The quantile head's values (B, Q, H) in data units, sorted along Q."""
+        q = out.logits.float().transpose(1, 2) * out.scale.unsqueeze(-1) + out.loc.unsqueeze(-1)
+        return q.sort(1).values
+
+
+def student_t_icdf(u: torch.Tensor, df: torch.Tensor) -> torch.Tensor:
+    """Quantile function of the standard Student-t at probabilities ``u`` (same shape as ``df``).
+
+    Drawn by inversion (rather than ``StudentT.sample``) so one uniform stream from a seeded
+    generator fixes the paths; computed via the regularised incomplete beta inverse on CPU
+    float64 with scipy when available, else a Cornish-Fisher expansion."""
+    try:
+        from scipy.special import stdtrit
+    except ImportError:  # pragma: no cover - scipy comes with gluonts
+        z = math.sqrt(2) * torch.erfinv(2 * u - 1)
+        g1 = (z ** 3 + z) / 4
+        g2 = (5 * z ** 5 + 16 * z ** 3 + 3 * z) / 96
+        return z + g1 / df + g2 / df ** 2
+    out = stdtrit(df.detach().double().cpu().numpy(), u.detach().double().cpu().numpy())
+    return torch.from_numpy(out).to(device=u.device, dtype=torch.float32)
+
+
+def interpolate_quantiles(values: torch.Tensor, levels: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear inverse CDF through (levels, values (..., Q)) at ``u`` (...); flat beyond the ends."""
+    values = values.sort(-1).values
+    idx = torch.searchsorted(levels.contiguous(), u.contiguous()).clamp(1, len(levels) - 1)
+    lo_l, hi_l = levels[idx - 1], levels[idx]
+    lo_v = values.gather(-1, (idx - 1).unsqueeze(-1)).squeeze(-1)
+    hi_v = values.gather(-1, idx.unsqueeze(-1)).squeeze(-1)
+    w = ((u - lo_l) / (hi_l - lo_l)).clamp(0, 1)
+    return lo_v + w * (hi_v - lo_v)
+
+
+# -- checkpoints ------------------------------------------------------------------------------
+FORECASTER_CONFIG = "forecaster.json"
+FORECASTER_WEIGHTS = "model.safetensors"
+
+
+def save_forecaster(model: MambaForecaster, path, meta: dict | None = None):
+    """Writes ``forecaster.json`` (the config) and ``model.safetensors`` into the folder ``path``
+    (atomic writes, no pickle). Returns the folder."""
+    from pathlib import Path
+
+    from mambatune.core.checkpoints import atomic_save_safetensors, atomic_write_json
+
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / FORECASTER_CONFIG, {"forecaster": model.config.to_dict(), "meta": meta or {}})
+    atomic_save_safetensors(dict(model.state_dict()), folder / FORECASTER_WEIGHTS, metadata={"format": "pt"})
+    return folder
+
+
+def load_forecaster(path, map_location: str = "cpu") -> MambaForecaster:
+    """A forecaster saved by :func:`save_forecaster` (or a serialized predictor folder)."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    folder = Path(path)
+    if not (folder / FORECASTER_CONFIG).is_file() or not (folder / FORECASTER_WEIGHTS).is_file():
+        raise FileNotFoundError(f"{folder} has no {FORECASTER_CONFIG} and {FORECASTER_WEIGHTS}; write one with "
+                                "save_forecaster, MambaPredictor.serialize or `mambatune run timeseries/pretrain_series`")
+    config = ForecasterConfig.from_dict(json.loads((folder / FORECASTER_CONFIG).read_text())["forecaster"])
+    model = MambaForecaster(config)
+    model.load_state_dict(load_file(str(folder / FORECASTER_WEIGHTS), device=map_location))
+    return model

@@ -1,0 +1,174 @@
+"""The Mamba forecaster through its GluonTS interface: train a few batches on tiny series, predict,
+score with GluonTS' evaluation, round-trip the predictor, fine-tune from a checkpoint, bad input."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mambatune.domains.timeseries import TimeSeriesDataError, evaluate, rolling_origin
+from mambatune.domains.timeseries.data import from_gluonts
+from mambatune.domains.timeseries.estimator import MambaEstimator, MambaPredictor
+from mambatune.domains.timeseries.module import (
+    ForecasterConfig, MambaForecaster, interpolate_quantiles, load_forecaster, save_forecaster, student_t_icdf,
+)
+
+H, C = 6, 48
+TINY = {"d_model": 8, "n_layer": 1, "d_state": 4}
+
+
+def series(n_series: int = 3, length: int = 200, freq: str = "h", seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    t = np.arange(length)
+    return [{"start": pd.Period("2024-01-01 00:00", freq=freq), "item_id": f"s{i}",
+             "target": (10 + i + np.sin(2 * np.pi * t / 24) + 0.1 * rng.standard_normal(length)).astype(np.float32)}
+            for i in range(n_series)]
+
+
+def estimator(**kw) -> MambaEstimator:
+    args = dict(freq="h", prediction_length=H, context_length=C, patch_length=8, stride=4, backbone=TINY,
+                train={"max_steps": 3, "batch_size": 8, "eval_every": 2}, max_train_windows=64, num_samples=20)
+    args.update(kw)
+    return MambaEstimator(**args)
+
+
+@pytest.fixture(scope="module")
+def backtest():
+    return rolling_origin(from_gluonts(series()), H, windows=2)
+
+
+@pytest.fixture(scope="module")
+def predictor(backtest):
+    return estimator().train(backtest.train, validation_data=backtest.train)
+
+
+def test_train_predict_evaluate(predictor, backtest):
+    from gluonts.model.forecast import SampleForecast
+
+    forecasts = list(predictor.predict(backtest.test_data.input))
+    assert len(forecasts) == len(backtest.test_data) == 6
+    f = forecasts[0]
+    assert isinstance(f, SampleForecast) and f.samples.shape == (20, H) and np.isfinite(f.samples).all()
+    first_input = next(iter(backtest.test_data.input))
+    assert f.start_date == first_input["start"] + len(first_input["target"])
+    scores = evaluate(forecasts, backtest.test_data, seasonality=24).overall
+    assert set(scores) == {"MASE", "sMAPE", "MSIS", "wQL", "ND", "NRMSE"}
+    assert all(np.isfinite(v) for v in scores.values())
+
+
+def test_serialize_round_trip_gives_identical_forecasts(predictor, backtest, tmp_path):
+    from gluonts.model.predictor import Predictor
+
+    predictor.serialize(tmp_path / "p")
+    files = {p.name for p in (tmp_path / "p").iterdir()}
+    assert {"model.safetensors", "forecaster.json", "predictor.json"} <= files
+    assert not any(name.endswith((".pkl", ".pt", ".bin")) for name in files)
+    again = MambaPredictor.deserialize(tmp_path / "p")
+    via_gluonts = Predictor.deserialize(tmp_path / "p")
+    a = [f.samples for f in predictor.predict(backtest.test_data.input)]
+    b = [f.samples for f in again.predict(backtest.test_data.input)]
+    c = [f.samples for f in via_gluonts.predict(backtest.test_data.input)]
+    for x, y, z in zip(a, b, c):
+        np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(x, z)
+
+
+def test_quantile_head_and_per_step_tokens(backtest):
+    from gluonts.model.forecast import QuantileForecast
+
+    pred = estimator(distribution="quantile", patch_length=1, stride=1, context_length=24,
+                     time_features=False).train(backtest.train)
+    forecasts = list(pred.predict(backtest.test_data.input))
+    assert isinstance(forecasts[0], QuantileForecast)
+    q = np.stack([forecasts[0].quantile(level) for level in (0.1, 0.5, 0.9)])
+    assert (np.diff(q, axis=0) >= 0).all()
+    assert np.isfinite(evaluate(forecasts, backtest.test_data).overall["wQL"])
+
+
+@pytest.mark.parametrize("method", [{"method": "lora", "targets": ["in_proj", "out_proj"], "rank": 2},
+                                    {"method": "head_only"}, {"method": "full"}])
+def test_fine_tune_from_pretrained_checkpoint(tmp_path, backtest, method):
+    torch.manual_seed(0)
+    base = MambaForecaster(ForecasterConfig(context_length=C, prediction_length=H, patch_length=8, stride=4,
+                                            num_time_features=4, backbone=TINY))
+    save_forecaster(base, tmp_path / "base")
+    before = {k: v.clone() for k, v in load_forecaster(tmp_path / "base").state_dict().items()}
+    pred = estimator(pretrained=tmp_path / "base", peft=method).train(backtest.train)
+    after = pred.model.state_dict()
+    assert after.keys() == before.keys()  # LoRA merged into plain weights
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("head.") for k in changed)
+    if method["method"] == "head_only":
+        assert all(k.startswith("head.") for k in changed)
+    else:
+        assert any(k.startswith("backbone.") for k in changed)
+    assert len(list(pred.predict(backtest.test_data.input))) == len(backtest.test_data)
+
+
+def test_new_horizon_gets_a_new_head(tmp_path, backtest):
+    base = MambaForecaster(ForecasterConfig(context_length=C, prediction_length=12, patch_length=8, stride=4,
+                                            num_time_features=4, backbone=TINY))
+    save_forecaster(base, tmp_path / "base")
+    pred = estimator(pretrained=tmp_path / "base", peft={"method": "head_only"}).train(backtest.train)
+    assert pred.model.config.prediction_length == H and pred.prediction_length == H
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+def test_nan_targets_and_constant_series_train_and_forecast():
+    data = series(2)
+    data[0]["target"][50:80] = np.nan
+    data[0]["target"][-3:] = np.nan  # missing at the end of the context too
+    data[1]["target"][:] = 5.0       # zero scale
+    bt = rolling_origin(from_gluonts(data), H, windows=1)
+    pred = estimator().train(bt.train)
+    forecasts = list(pred.predict(bt.test_data.input))
+    assert all(np.isfinite(f.samples).all() for f in forecasts)
+    assert np.abs(forecasts[1].mean - 5.0).max() < 50  # a constant series stays near its level
+
+
+def test_series_shorter_than_context_or_horizon():
+    data = series(2, length=200) + [{"start": pd.Period("2024-01-01 00:00", freq="h"), "item_id": "short",
+                                     "target": np.ones(4, dtype=np.float32)}]
+    pred = estimator().train(data)  # the 4-step series cannot give a training window: skipped
+    forecasts = list(pred.predict([{"start": pd.Period("2024-01-01", freq="h"), "target": np.arange(10.0)}]))
+    assert forecasts[0].samples.shape == (20, H)  # shorter than the context: left-padded, masked
+    with pytest.raises(TimeSeriesDataError, match="no training window"):
+        estimator().train(series(2, length=5))
+
+
+def test_frequency_mismatch_is_a_clear_error(predictor):
+    daily = series(1, freq="D")
+    with pytest.raises(TimeSeriesDataError, match="frequency mismatch"):
+        list(predictor.predict(daily))
+    with pytest.raises(TimeSeriesDataError, match="frequency mismatch"):
+        estimator().train(daily)
+
+
+def test_config_errors_and_checkpoint_errors(tmp_path):
+    with pytest.raises(ValueError, match="distribution"):
+        ForecasterConfig(distribution="gaussian")
+    with pytest.raises(ValueError, match="did you mean 'patch_length'"):
+        ForecasterConfig.from_dict({"patch_len": 4})
+    with pytest.raises(FileNotFoundError, match="save_forecaster"):
+        load_forecaster(tmp_path)
+
+
+def test_sampling_helpers():
+    u = torch.tensor([0.025, 0.5, 0.975])
+    z = student_t_icdf(u, torch.full_like(u, 1e6))
+    np.testing.assert_allclose(z.numpy(), [-1.96, 0.0, 1.96], atol=1e-2)
+    levels = torch.tensor([0.1, 0.5, 0.9])
+    values = torch.tensor([[1.0, 2.0, 4.0]])
+    np.testing.assert_allclose(interpolate_quantiles(values, levels, torch.tensor([0.3])).numpy(), [1.5])
+
+
+def test_forecasting_page_examples_run(tmp_path, monkeypatch):
+    """Every ```python block of docs/forecasting.md runs as written, in order, sharing one namespace."""
+    from helpers import REPO, python_blocks
+
+    blocks = python_blocks(REPO / "docs" / "forecasting.md")
+    assert len(blocks) >= 2, "docs/forecasting.md lost its python examples"
+    monkeypatch.chdir(tmp_path)  # nothing may be written into the repository
+    namespace = {"__name__": "__docs__"}
+    for code in blocks:
+        exec(compile(code, "docs/forecasting.md", "exec"), namespace)
