@@ -32,6 +32,7 @@ from mambatune.core.training import TrainConfig
 RECIPES_DIR = Path(__file__).parent / "recipes"
 PIPELINES = {"sequence_classification": "mambatune.pipelines.sequence_classification",
              "genomics": "mambatune.pipelines.genomics",
+             "documents": "mambatune.pipelines.documents",
              "timeseries": "mambatune.pipelines.timeseries"}
 
 

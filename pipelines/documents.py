@@ -1,0 +1,483 @@
+"""Long-document pipeline: document classification and byte-level LM pretraining.
+
+``data.task`` picks what a recipe does (recipes in ``recipes/documents/``):
+
+- ``classify``: single-label classification, or multi-label when the label column holds
+  lists (BCE, per-class thresholds tuned on the validation split). Full / LoRA / head-only
+  through the recipe's ``peft`` section; documents up to ``data.max_length`` tokens
+  (bytes by default), longer ones truncated (counted) or cut into chunks whose pooled
+  features are pooled per document (``data.overflow=chunk``); length-bucketed batches;
+  optional class weights. TF-IDF + linear SVM and TF-IDF + logistic regression are fitted
+  in the same run on the same split (full texts) and scored with the same metrics;
+- ``pretrain_text``: a byte-level causal LM on the windows of the **training split's**
+  texts only (no validation or test text is trained on; a slice of the training windows
+  is held out for its validation loss) -> ``model/``, the base of ``classify`` runs with
+  ``model.pretrained=default``.
+
+The run folder: config.yaml, labels.json, checkpoints/, metrics.jsonl, plots/ (curves and
+confusion matrices), model/ or adapter/ (+ base/ for a PEFT run from scratch), report.md,
+results.json.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from mambatune.core import MambaConfig, MambaForTask, build_head
+from mambatune.core import peft
+from mambatune.core.checkpoints import load_pretrained, save_pretrained
+from mambatune.core.training import Trainer
+from mambatune.domains.documents import (
+    ByteTokenizer, DocumentDataset, HFTokenizer, class_weights, load_license_dataset, read_table,
+)
+from mambatune.domains.documents.baselines import run_baselines
+from mambatune.domains.documents.metrics import (
+    classification_metrics, multilabel_metrics, save_confusion_matrix, tune_thresholds,
+)
+from mambatune.domains.documents.training import (
+    BatchCollate, BucketedBatches, DocumentClassifier, collate_lm, lm_windows, predict_scores,
+)
+
+TASKS = ("classify", "pretrain_text")
+DEFAULT_TEXT_MODEL = "runs/pretrain_text/model"  # where `mambatune run documents/pretrain_text` leaves its model
+SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val", "test": "test"}
+TABLE_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".tsv", ".parquet")
+BEHAVIOUR_KEYS = ("backend",)
+
+
+@dataclass
+class DataConfig:
+    """task: classify | pretrain_text. source: ``licenses`` (the built-in licence categories) or a
+    .jsonl/.csv/.parquet file with a ``split_column`` (train / val / test), or a folder holding
+    train.* val.* test.* files; text_column / label_column: their columns (a list-valued label
+    column makes the task multi-label). tokenizer: ``byte`` or a tokenizer.json path.
+    max_length: tokens per document (null: all); overflow: truncate (counted) | chunk (chunks of
+    max_length, features pooled per document by chunk_pool mean | max, chunk_stride overlap).
+    max_tokens_per_batch: cap on padded tokens per bucketed batch. class_weights: none |
+    balanced | inverse_sqrt. unseen_labels: error | map (evaluation labels never seen in
+    training). length_edges: word-count buckets of the by-length results. max_train /
+    max_eval: subsample documents (quick runs; for pretrain_text, windows). lm_val_fraction:
+    share of the training windows held out for the LM's validation loss."""
+
+    task: str = "classify"
+    source: str = "licenses"
+    text_column: str = "text"
+    label_column: str = "label"
+    split_column: str = "split"
+    include_deprecated: bool = True
+    tokenizer: str = "byte"
+    max_length: int | None = 4096
+    overflow: str = "truncate"
+    chunk_stride: int = 0
+    chunk_pool: str = "mean"
+    max_tokens_per_batch: int | None = None
+    class_weights: str = "none"
+    unseen_labels: str = "error"
+    length_edges: list[int] = field(default_factory=lambda: [0, 500, 2000])
+    max_train: int | None = None
+    max_eval: int | None = None
+    lm_val_fraction: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        choices = {"overflow": ("truncate", "chunk"), "chunk_pool": ("mean", "max"),
+                   "class_weights": ("none", "balanced", "inverse_sqrt"), "unseen_labels": ("error", "map")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.max_length is not None and self.max_length < 2:
+            raise ValueError(f"max_length must be >= 2 or null, got {self.max_length}")
+        if self.overflow == "chunk" and self.max_length is None:
+            raise ValueError("overflow=chunk needs a max_length (the chunk size)")
+        if not 0 < self.lm_val_fraction < 1:
+            raise ValueError(f"lm_val_fraction must be in (0, 1), got {self.lm_val_fraction}")
+        for name in ("max_train", "max_eval"):
+            v = getattr(self, name)
+            if v is not None and v < 2:
+                raise ValueError(f"{name} must be >= 2 or null, got {v}")
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+def load_splits(cfg: DataConfig, recipe_source: str | None = None) -> dict:
+    """{split: DocumentTable} for train, val and test, subsampled by max_train / max_eval."""
+    if cfg.source == "licenses":
+        tables = {s: load_license_dataset(s, include_deprecated=cfg.include_deprecated)
+                  for s in ("train", "val", "test")}
+    else:
+        tables = read_split_tables(find_source(cfg.source, recipe_source), cfg)
+    out = {}
+    for split, table in tables.items():
+        n = cfg.max_train if split == "train" else cfg.max_eval
+        if n is not None and len(table) > n:
+            table = type(table)(table.frame.sample(n, seed=cfg.seed, shuffle=True), table.multi_label, table.report)
+        if len(table) == 0:
+            raise ValueError(f"the {split} split of {cfg.source} has no documents")
+        out[split] = table
+    return out
+
+
+def find_source(path: str, recipe_source: str | None) -> Path:
+    candidates = [Path(path)] + ([Path(recipe_source).parent / path] if recipe_source else [])
+    for c in candidates:
+        if c.exists():
+            return c
+    raise FileNotFoundError(f"data.source {path!r} not found (looked in: {', '.join(map(str, candidates))}); "
+                            "use 'licenses' for the built-in data, a table file with a split column, or a "
+                            "folder of train/val/test files")
+
+
+def read_split_tables(path: Path, cfg: DataConfig) -> dict:
+    if path.is_dir():
+        out = {}
+        for f in sorted(path.iterdir()):
+            split = SPLIT_NAMES.get(f.stem.lower())
+            if split and f.suffix.lower() in TABLE_SUFFIXES:
+                out[split] = read_table(f, cfg.text_column, cfg.label_column)
+        missing = {"train", "val", "test"} - set(out)
+        if missing:
+            raise FileNotFoundError(f"{path} has no {', '.join(sorted(missing))} file(s); expected train / val / "
+                                    f"test files ending in {', '.join(TABLE_SUFFIXES)}")
+        return out
+    table = read_table(path, cfg.text_column, cfg.label_column, keep_columns=[cfg.split_column])
+    names = table.frame[cfg.split_column].cast(pl.String).str.to_lowercase()
+    bad = sorted(set(names.to_list()) - set(SPLIT_NAMES))
+    if bad:
+        raise ValueError(f"{path}: split values {bad[:5]} are not one of {sorted(SPLIT_NAMES)}")
+    split = names.replace_strict(SPLIT_NAMES, return_dtype=pl.String)
+    return {s: table.filter(split == s) for s in ("train", "val", "test")}
+
+
+def make_tokenizer(cfg: DataConfig):
+    return ByteTokenizer() if cfg.tokenizer == "byte" else HFTokenizer.from_file(cfg.tokenizer)
+
+
+def word_counts(table) -> np.ndarray:
+    return np.array([len(t.split()) for t in table.texts], dtype=np.int64)
+
+
+# -- models --------------------------------------------------------------------------------------
+
+def resolve_pretrained(path: str | None) -> str | None:
+    """``default`` is $MAMBATUNE_TEXT_MODEL or runs/pretrain_text/model; a missing folder says how to make one."""
+    if path is None:
+        return None
+    if path == "default":
+        path = os.environ.get("MAMBATUNE_TEXT_MODEL", DEFAULT_TEXT_MODEL)
+    if not Path(path).exists():
+        raise FileNotFoundError(
+            f"pretrained text model {path!r} does not exist. Create one with `mambatune run documents/pretrain_text` "
+            f"(it writes {DEFAULT_TEXT_MODEL}), or set model.pretrained to a model folder, or "
+            "model.pretrained=null to train from scratch")
+    return path
+
+
+def behaviour_overrides(recipe) -> dict | None:
+    return {k: v for k, v in recipe.model.config.items() if k in BEHAVIOUR_KEYS} or None
+
+
+def new_config(recipe, tokenizer) -> MambaConfig:
+    return MambaConfig.from_dict({**recipe.model.config, "vocab_size": tokenizer.vocab_size,
+                                  "pad_token_id": tokenizer.pad_id})
+
+
+def build_classifier(recipe, tokenizer, num_labels: int, multi_label: bool, weights, pretrained):
+    torch.manual_seed(recipe.model.seed)
+    spec = dict(recipe.model.head)
+    spec["kind"] = "multilabel" if multi_label else "classification"
+    spec.setdefault("num_labels", num_labels)
+    if weights is not None:
+        spec["pos_weight" if multi_label else "class_weights"] = [float(w) for w in weights]
+    if pretrained:
+        model = load_pretrained(pretrained, head=spec, config_overrides=behaviour_overrides(recipe))
+        if model.config.vocab_size < tokenizer.vocab_size:
+            raise ValueError(f"the pretrained model's vocabulary ({model.config.vocab_size}) is smaller than the "
+                             f"tokenizer's ({tokenizer.vocab_size}); use a model trained with this tokenizer")
+        return model
+    config = new_config(recipe, tokenizer)
+    kind = spec.pop("kind")
+    return MambaForTask(config, build_head(kind, config.d_model, **spec))
+
+
+def method_name(recipe, pretrained) -> str:
+    methods = "+".join(m.method for m in recipe.peft.methods) or "full"
+    return f"mamba {'pretrained' if pretrained else 'from scratch'} ({methods})"
+
+
+def train(model, recipe, train_cfg, train_data, val_data, collate, metrics_fn):
+    summary = peft.trainable_summary(model, file=None)
+    print(summary)
+    trainer = Trainer(model, train_cfg, train_data, val_data, collate, metrics_fn)
+    result = trainer.train()
+    trainer.close()
+    return trainer.model, result, summary
+
+
+def single_label_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    from sklearn.metrics import f1_score
+    pred, y = logits.argmax(-1).numpy(), labels.numpy()
+    return {"accuracy": float((pred == y).mean()), "macro_f1": float(f1_score(y, pred, average="macro"))}
+
+
+def multi_label_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    from sklearn.metrics import f1_score
+    pred, y = (logits.numpy() >= 0).astype(int), labels.numpy().astype(int)
+    return {"micro_f1": float(f1_score(y, pred, average="micro", zero_division=0)),
+            "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0))}
+
+
+# -- tasks ---------------------------------------------------------------------------------------
+
+def run_classify(recipe, run_dir: Path, pretrained: str | None) -> dict:
+    cfg = recipe.data
+    tables = load_splits(cfg, recipe.source)
+    tok = make_tokenizer(cfg)
+    length = dict(max_length=cfg.max_length, overflow=cfg.overflow, stride=cfg.chunk_stride)
+    train_ds = DocumentDataset(tables["train"], tok, **length)
+    multi = train_ds.multi_label
+    if not multi and train_ds.num_labels < 2:
+        raise ValueError("the training split has fewer than two labels; a classifier needs at least two")
+    data = {"train": train_ds, **{s: DocumentDataset(tables[s], tok, vocab=train_ds.vocab, unseen=cfg.unseen_labels,
+                                                     **length) for s in ("val", "test")}}
+    names = train_ds.vocab.names()
+    (run_dir / "labels.json").write_text(json.dumps(names) + "\n")
+    weights = None if cfg.class_weights == "none" else class_weights(train_ds, scheme=cfg.class_weights)
+    model = build_classifier(recipe, tok, len(names), multi, weights, pretrained)
+    if recipe.peft.methods:
+        if not pretrained:
+            save_pretrained(model, run_dir / "base", meta={"note": "initial weights of a model trained from scratch"})
+        peft.apply(model, recipe.peft)
+    batch, max_tokens = recipe.train.batch_size, cfg.max_tokens_per_batch
+    known_val = [i for i, t in enumerate(data["val"].targets) if multi or t >= 0]
+    train_batches = BucketedBatches(train_ds, batch, max_tokens, shuffle=True, seed=cfg.seed)
+    val_batches = BucketedBatches(data["val"], recipe.train.eval_batch_size or batch, max_tokens, shuffle=False,
+                                  indices=known_val) if known_val else None
+    # one Trainer item is one length-bucketed batch of documents
+    train_cfg = dataclasses.replace(recipe.train, batch_size=1, eval_batch_size=1)
+    wrapped, result, summary = train(DocumentClassifier(model, cfg.chunk_pool), recipe, train_cfg, train_batches,
+                                     val_batches, BatchCollate(tok.pad_id),
+                                     multi_label_metrics if multi else single_label_metrics)
+    save_trained(wrapped.model, run_dir, recipe)
+    scores = {s: predict_scores(wrapped, data[s], batch, max_tokens) for s in ("val", "test")}
+    y = {s: data[s].label_matrix() for s in ("train", "val", "test")}
+    lengths = word_counts(tables["test"])
+    edges = tuple(cfg.length_edges)
+    main = method_name(recipe, pretrained)
+    if multi:
+        thresholds = tune_thresholds(y["val"], sigmoid(scores["val"]))
+        test = {main: multilabel_metrics(y["test"], sigmoid(scores["test"]), names, thresholds=thresholds,
+                                         lengths=lengths, length_edges=edges)}
+    else:
+        test = {main: classification_metrics(y["test"], scores["test"].argmax(1), names, lengths=lengths,
+                                             length_edges=edges)}
+    if recipe.eval.baselines:
+        base = run_baselines(tables["train"].texts, y["train"], tables["test"].texts, y["test"], names,
+                             val_texts=tables["val"].texts, val_y=y["val"], test_lengths=lengths, length_edges=edges,
+                             seed=cfg.seed)
+        test.update({{"tfidf_svm": "TF-IDF + linear SVM", "tfidf_logreg": "TF-IDF + logistic regression"}[k]: v
+                     for k, v in base.items()})
+    if not multi:
+        for name, m in test.items():
+            save_confusion_matrix(m["confusion_matrix"], names, run_dir / "plots" / f"confusion_{slug(name)}.png",
+                                  title=f"{name}: test confusion matrix")
+    return {"task": "classify", "multi_label": multi, "labels": names, "test": test,
+            "sizes": {s: len(d) for s, d in data.items()},
+            "length_handling": {s: dataclasses.asdict(d.report) | {"unseen_labels": dict(d.report.unseen_labels)}
+                                for s, d in data.items()},
+            "load_reports": {s: str(t.report) for s, t in tables.items()},
+            "training": training_summary(result), "summary": summary}
+
+
+def run_pretrain_text(recipe, run_dir: Path, pretrained: str | None) -> dict:
+    if pretrained:
+        raise ValueError("pretrain_text trains a new model: set model.pretrained=null")
+    cfg = recipe.data
+    tables = load_splits(dataclasses.replace(cfg, max_train=None, max_eval=None), recipe.source)
+    tok = make_tokenizer(cfg)
+    length = cfg.max_length or 4096
+    # training-split texts only; the LM's validation windows are a held-out slice of them
+    windows = lm_windows(tables["train"].texts, tok, length)
+    order = np.random.default_rng(cfg.seed).permutation(len(windows))
+    n_val = max(1, int(round(cfg.lm_val_fraction * len(windows))))
+    val = [windows[i] for i in order[:n_val]]
+    train_windows = [windows[i] for i in order[n_val:]][: cfg.max_train]
+    test = lm_windows(tables["test"].texts, tok, length, max_windows=cfg.max_eval or 200)
+    torch.manual_seed(recipe.model.seed)
+    model = MambaForTask(new_config(recipe, tok))
+    train_cfg = dataclasses.replace(recipe.train, metric_for_best="loss")
+    model, result, summary = train(model, recipe, train_cfg, train_windows, val, collate_lm(tok.pad_id), None)
+    save_pretrained(model, run_dir / "model", meta={"recipe": recipe.name, "objective": "causal LM",
+                                                     "tokenizer": "ByteTokenizer" if cfg.tokenizer == "byte"
+                                                     else cfg.tokenizer, "trained_on": "training split only"})
+    nats = lm_nats_per_token(model, test, tok.pad_id)
+    counts = np.bincount(torch.cat(train_windows).numpy(), minlength=tok.vocab_size) + 1.0
+    unigram = -np.log(counts / counts.sum())[torch.cat(test).numpy()].mean()
+    unit = "byte" if cfg.tokenizer == "byte" else "token"
+    metrics = {"mamba LM": nats, "unigram (training counts)": float(unigram)}
+    return {"task": "pretrain_text",
+            "test": {k: {f"nats_per_{unit}": v, f"bits_per_{unit}": v / np.log(2)} for k, v in metrics.items()},
+            "sizes": {"train_windows": len(train_windows), "val_windows": len(val), "test_windows": len(test),
+                      "window": length},
+            "training": training_summary(result), "summary": summary, "model_dir": str(run_dir / "model"),
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+@torch.no_grad()
+def lm_nats_per_token(model, windows: list[torch.Tensor], pad_id: int, batch_size: int = 8) -> float:
+    model.eval()
+    device = next(model.parameters()).device
+    collate = collate_lm(pad_id)
+    total, n = 0.0, 0
+    for start in range(0, len(windows), batch_size):
+        batch = {k: v.to(device) for k, v in collate(windows[start:start + batch_size]).items()}
+        count = int(batch["attention_mask"][:, 1:].sum())
+        total += float(model(**batch).loss) * count
+        n += count
+    return total / max(n, 1)
+
+
+# -- outputs -------------------------------------------------------------------------------------
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def save_trained(model, run_dir: Path, recipe) -> None:
+    if recipe.peft.methods:
+        peft.save_adapter(model, run_dir / "adapter")
+    else:
+        save_pretrained(model, run_dir / "model", meta={"recipe": recipe.name})
+
+
+def training_summary(result) -> dict | None:
+    if result is None:
+        return None
+    return {"steps": result.steps, "best_step": result.best_step, "stopped_early": result.stopped_early,
+            "seconds": result.seconds, "last_eval": result.last_eval}
+
+
+def fmt(value) -> str:
+    return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.3f}"
+
+
+def classify_table(results: dict, long_bucket: str) -> str:
+    rows = []
+    for name, m in results["test"].items():
+        long = m.get("by_length", {}).get(long_bucket, {})
+        rows.append(f"| {name} | {fmt(m['accuracy'])} | {fmt(m['micro_f1'])} | {fmt(m['macro_f1'])} | "
+                    f"{fmt(long.get('macro_f1'))} | {fmt(long.get('accuracy'))} | {long.get('n', 0)} |")
+    head = (f"| model | accuracy | micro-F1 | macro-F1 | macro-F1 {long_bucket} words | accuracy {long_bucket} words "
+            f"| docs {long_bucket} |\n|---|---|---|---|---|---|---|")
+    return head + "\n" + "\n".join(rows)
+
+
+def write_report(run_dir: Path, recipe, results: dict) -> None:
+    cfg = recipe.data
+    train = results.get("training")
+    train_line = (f"Training: {train['steps']} optimizer steps, best step {train['best_step']}, "
+                  f"{train['seconds']:.0f} s." if train else "")
+    if results["task"] == "classify":
+        long_bucket = f">={cfg.length_edges[-1]}"
+        lh = results["length_handling"]
+        handling = "; ".join(f"{s}: {v['n_truncated']} truncated ({v['n_tokens_dropped']:,} tokens dropped), "
+                             f"{v['n_chunked']} chunked, {v['n_unseen_documents']} with unseen labels"
+                             for s, v in lh.items())
+        body = f"""Task: {'multi-label (BCE, per-class thresholds tuned on val)' if results['multi_label'] else
+                   'single-label'} · {len(results['labels'])} labels · documents per split {results['sizes']}.
+
+Length: max_length {cfg.max_length} {'bytes' if cfg.tokenizer == 'byte' else 'tokens'}, overflow `{cfg.overflow}`
+({handling}). The TF-IDF baselines read the full texts.
+
+## Test set
+
+{classify_table(results, long_bucket)}
+
+By-length macro-F1 averages over the classes present in that bucket; lengths in words."""
+    else:
+        rows = "\n".join(f"| {k} | " + " | ".join(f"{v:.3f}" for v in m.values()) + " |"
+                         for k, m in results["test"].items())
+        cols = list(next(iter(results["test"].values())))
+        body = f"""Causal LM on the training split's texts only ({results['sizes']}); parameters
+{results['parameters']:,}; model in `{results['model_dir']}`.
+
+## Test windows
+
+| model | {' | '.join(cols)} |
+|---|{'---|' * len(cols)}
+{rows}"""
+    plots = "\n".join(f"![{p.stem}](plots/{p.name})" for p in sorted((run_dir / "plots").glob("*.png")))
+    methods = "+".join(m.method for m in recipe.peft.methods) or "full"
+    text = f"""# {recipe.name}
+
+Recipe: `{recipe.source}` · task `{cfg.task}` · data `{cfg.source}` · base model:
+`{recipe.model.pretrained or 'none (from scratch)'}` · method: {methods}
+
+{body}
+
+{train_line} Total {results['total_seconds']:.0f} s.
+
+## Trainable parameters
+
+```
+{results.get('summary') or '(none)'}
+```
+
+## Plots
+
+{plots}
+"""
+    (run_dir / "report.md").write_text(text)
+
+
+# -- entry points --------------------------------------------------------------------------------
+
+RUNNERS = {"classify": run_classify, "pretrain_text": run_pretrain_text}
+
+
+def run(recipe) -> Path:
+    """Runs the recipe's task and writes the run folder; returns it."""
+    from .recipe import save_resolved
+    start = time.time()
+    pretrained = resolve_pretrained(recipe.model.pretrained)
+    run_dir = Path(recipe.train.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_resolved(recipe, run_dir)
+    torch.manual_seed(recipe.data.seed)
+    results = RUNNERS[recipe.data.task](recipe, run_dir, pretrained)
+    results["total_seconds"] = time.time() - start
+    main = next(iter(results["test"]))
+    results["baselines"] = {k: v for k, v in results["test"].items() if k != main}
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    write_report(run_dir, recipe, results)
+    return run_dir
+
+
+def _not_yet(command: str):
+    def stub(run_dir, *args, **kwargs):
+        raise ValueError(f"`mambatune {command}` does not support documents runs yet; {run_dir}/report.md and "
+                         "results.json hold the test metrics of every model of the run")
+    return stub
+
+
+evaluate = _not_yet("eval")
+predict = _not_yet("predict")
+export = _not_yet("export")
+
+
+def read_inputs(source: str, recipe) -> list[str]:
+    raise ValueError("`mambatune predict` does not support documents runs yet")

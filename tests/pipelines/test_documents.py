@@ -1,0 +1,156 @@
+"""The documents pipeline end to end with tiny overrides: classify (full / LoRA / head-only, chunked,
+multi-label on an ECtHR-shaped stand-in, the built-in licence data), pretrain_text then classify from
+it, and bad inputs that must give clear errors."""
+import json
+import random
+
+import pytest
+
+from mambatune.pipelines.cli import main
+
+TINY = ["model.config.d_model=8", "model.config.n_layer=1", "model.config.d_state=4", "data.max_length=96",
+        "train.batch_size=4", "train.epochs=1", "train.eval_every=3", "train.log_every=1", "train.progress=false",
+        "train.monitor_every=0", "train.tensorboard=false"]
+TOPICS = {"permissive": "permission granted free charge copy modify merge publish",
+          "copyleft": "source code must remain under same license share alike",
+          "commercial": "fee payment subscription commercial terms vendor invoice"}
+
+
+def words(topic: str, rng: random.Random, n: int) -> str:
+    common = "the licensee shall agreement software party notice".split()
+    return " ".join(rng.choice(TOPICS[topic].split() + common) for _ in range(n))
+
+
+@pytest.fixture(scope="module")
+def single_label(tmp_path_factory):
+    """A .jsonl with text, label and split columns; three classes told apart by their words."""
+    rng = random.Random(0)
+    rows = []
+    for split, n in (("train", 24), ("val", 9), ("test", 9)):
+        for i in range(n):
+            topic = list(TOPICS)[i % 3]
+            rows.append({"text": words(topic, rng, rng.randint(5, 60)), "label": topic, "split": split})
+    path = tmp_path_factory.mktemp("docs") / "docs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ecthr_like(tmp_path_factory):
+    """LexGLUE ECtHR's layout: ``text`` a list of paragraphs, ``labels`` a list of articles (or none)."""
+    rng = random.Random(1)
+    folder = tmp_path_factory.mktemp("ecthr")
+    arts = {"3": "torture inhuman treatment", "6": "fair trial hearing court delay", "8": "private family life home"}
+    for split, n in (("train", 24), ("validation", 9), ("test", 9)):
+        rows = []
+        for i in range(n):
+            labels = [a for j, a in enumerate(arts) if (i >> j) & 1]
+            paras = [" ".join(rng.choice((arts[a] + " applicant").split()) for _ in range(12)) for a in labels]
+            rows.append({"text": paras or ["the applicant complained generally"], "labels": labels})
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def run(out, *extra) -> dict:
+    assert main(["run", "documents/license_full", f"train.output_dir={out}", *TINY, *extra]) == 0
+    for name in ("config.yaml", "results.json", "report.md", "metrics.jsonl", "labels.json"):
+        assert (out / name).is_file(), name
+    return json.loads((out / "results.json").read_text())
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "head_only"])
+def test_classify_each_method(tmp_path, single_label, method):
+    peft = {"full": [], "lora": [{"method": "lora", "targets": ["in_proj"], "rank": 2}],
+            "head_only": [{"method": "head_only"}]}[method]
+    out = tmp_path / method
+    results = run(out, f"data.source={single_label}", f"peft.methods={json.dumps(peft)}")
+    assert set(results["test"]) == {f"mamba from scratch ({method})", "TF-IDF + linear SVM",
+                                    "TF-IDF + logistic regression"}
+    for m in results["test"].values():
+        assert 0 <= m["macro_f1"] <= 1 and set(m["by_length"]) == {"<500", "500-1999", ">=2000"}
+    assert results["length_handling"]["train"]["n_truncated"] > 0  # 96 bytes cut most documents
+    assert (out / ("model" if method == "full" else "adapter")).is_dir()
+    assert len(list((out / "plots").glob("confusion_*.png"))) == 3
+    report = (out / "report.md").read_text()
+    assert "TF-IDF + linear SVM" in report and ">=2000 words" in report and "truncated" in report
+
+
+def test_classify_chunk_and_pool_with_class_weights(tmp_path, single_label):
+    results = run(tmp_path / "chunk", f"data.source={single_label}", "data.overflow=chunk", "data.max_length=48",
+                  "data.chunk_pool=max", "data.class_weights=inverse_sqrt", "eval.baselines=false")
+    assert results["length_handling"]["train"]["n_chunked"] > 0
+    assert results["length_handling"]["train"]["n_truncated"] == 0
+    assert len(results["test"]) == 1
+
+
+def test_multilabel_ecthr_shaped(tmp_path, ecthr_like):
+    results = run(tmp_path / "ml", f"data.source={ecthr_like}", "data.label_column=labels",
+                  "data.class_weights=balanced", "train.metric_for_best=macro_f1")
+    assert results["multi_label"] and results["labels"] == ["3", "6", "8"]
+    ours = results["test"]["mamba from scratch (full)"]
+    assert len(ours["thresholds"]) == 3 and 0 <= ours["micro_f1"] <= 1
+    assert "TF-IDF + linear SVM" in results["test"]
+
+
+def test_licenses_source_with_unseen_labels_mapped(tmp_path):
+    results = run(tmp_path / "lic", "data.max_train=40", "data.max_eval=20", "data.unseen_labels=map",
+                  "data.max_length=64", "eval.baselines=false")
+    assert results["sizes"] == {"train": 40, "val": 20, "test": 20}
+
+
+def test_pretrain_text_then_classify_from_it(tmp_path, single_label, monkeypatch):
+    lm_out = tmp_path / "lm"
+    assert main(["run", "documents/pretrain_text", f"train.output_dir={lm_out}", f"data.source={single_label}",
+                 "data.max_length=64", "data.max_train=32", "data.max_eval=8", "train.max_steps=3",
+                 *[o for o in TINY if not o.startswith(("data.max_length", "train.epochs"))]]) == 0
+    results = json.loads((lm_out / "results.json").read_text())
+    assert results["test"]["mamba LM"]["bits_per_byte"] > 0 and (lm_out / "model" / "model.safetensors").is_file()
+    assert results["sizes"]["train_windows"] <= 32
+    monkeypatch.setenv("MAMBATUNE_TEXT_MODEL", str(lm_out / "model"))
+    out = run(tmp_path / "from_lm", f"data.source={single_label}", "model.pretrained=default",
+              'peft.methods=[{"method": "lora", "targets": ["in_proj"], "rank": 2}]', "eval.baselines=false")
+    assert "mamba pretrained (lora)" in out["test"]
+
+
+def test_missing_pretrained_model_says_how_to_make_one(tmp_path, single_label, monkeypatch, capsys):
+    monkeypatch.setenv("MAMBATUNE_TEXT_MODEL", str(tmp_path / "nothing"))
+    assert main(["run", "documents/license_full", f"train.output_dir={tmp_path / 'x'}", *TINY,
+                 f"data.source={single_label}", "model.pretrained=default"]) == 2
+    assert "mambatune run documents/pretrain_text" in capsys.readouterr().err
+
+
+def test_missing_label_column_is_a_clear_error(tmp_path, single_label, capsys):
+    assert main(["run", "documents/license_full", f"train.output_dir={tmp_path / 'x'}", *TINY,
+                 f"data.source={single_label}", "data.label_column=category"]) == 2
+    err = capsys.readouterr().err
+    assert "no label column 'category'" in err and "label_column" in err
+
+
+def test_unseen_test_label_is_a_clear_error(tmp_path, capsys):
+    rows = [{"text": f"alpha {i}", "label": "a" if i % 2 else "b", "split": "train"} for i in range(8)]
+    rows += [{"text": "alpha", "label": "a", "split": "val"}, {"text": "gamma", "label": "c", "split": "test"}]
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["run", "documents/license_full", f"train.output_dir={tmp_path / 'x'}", *TINY,
+                 f"data.source={path}"]) == 2
+    err = capsys.readouterr().err
+    assert "never seen in training" in err and "'c'" in err and "unseen" in err
+
+
+def test_bad_data_options_are_errors(tmp_path, capsys):
+    assert main(["run", "documents/license_full", "data.overflow=drop", "--dry-run"]) == 2
+    assert "overflow must be one of truncate, chunk" in capsys.readouterr().err
+    assert main(["run", "documents/license_full", f"data.source={tmp_path / 'none.jsonl'}",
+                 f"train.output_dir={tmp_path / 'x'}"]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_long_documents_doc_python_blocks_run(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+    page = Path(__file__).resolve().parents[2] / "docs" / "long-documents.md"
+    code = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+    assert code, "docs/long-documents.md has no python example"
+    monkeypatch.chdir(tmp_path)
+    for i, block in enumerate(code):
+        exec(compile(block, f"long-documents.md[python block {i}]", "exec"), {"__name__": f"docs_{i}"})
