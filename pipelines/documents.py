@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +44,8 @@ from mambatune.domains.documents.metrics import (
 from mambatune.domains.documents.training import (
     BatchCollate, BucketedBatches, DocumentClassifier, collate_lm, lm_windows, predict_scores,
 )
+
+from . import domain_run
 
 TASKS = ("classify", "pretrain_text")
 DEFAULT_TEXT_MODEL = "runs/pretrain_text/model"  # where `mambatune run documents/pretrain_text` leaves its model
@@ -170,17 +170,8 @@ def word_counts(table) -> np.ndarray:
 # -- models --------------------------------------------------------------------------------------
 
 def resolve_pretrained(path: str | None) -> str | None:
-    """``default`` is $MAMBATUNE_TEXT_MODEL or runs/pretrain_text/model; a missing folder says how to make one."""
-    if path is None:
-        return None
-    if path == "default":
-        path = os.environ.get("MAMBATUNE_TEXT_MODEL", DEFAULT_TEXT_MODEL)
-    if not Path(path).exists():
-        raise FileNotFoundError(
-            f"pretrained text model {path!r} does not exist. Create one with `mambatune run documents/pretrain_text` "
-            f"(it writes {DEFAULT_TEXT_MODEL}), or set model.pretrained to a model folder, or "
-            "model.pretrained=null to train from scratch")
-    return path
+    """``default`` is $MAMBATUNE_TEXT_MODEL or {DEFAULT_TEXT_MODEL}; a missing folder says how to make one."""
+    return domain_run.resolve_pretrained(path, "MAMBATUNE_TEXT_MODEL", DEFAULT_TEXT_MODEL, "documents/pretrain_text", "text model")
 
 
 def behaviour_overrides(recipe) -> dict | None:
@@ -451,33 +442,8 @@ RUNNERS = {"classify": run_classify, "pretrain_text": run_pretrain_text}
 
 def run(recipe) -> Path:
     """Runs the recipe's task and writes the run folder; returns it."""
-    from .recipe import save_resolved
-    start = time.time()
-    pretrained = resolve_pretrained(recipe.model.pretrained)
-    run_dir = Path(recipe.train.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_resolved(recipe, run_dir)
-    torch.manual_seed(recipe.data.seed)
-    results = RUNNERS[recipe.data.task](recipe, run_dir, pretrained)
-    results["total_seconds"] = time.time() - start
-    main = next(iter(results["test"]))
-    results["baselines"] = {k: v for k, v in results["test"].items() if k != main}
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
-    write_report(run_dir, recipe, results)
-    return run_dir
+    return domain_run.run_task(recipe, RUNNERS, resolve_pretrained(recipe.model.pretrained), write_report)
 
 
-def _not_yet(command: str):
-    def stub(run_dir, *args, **kwargs):
-        raise ValueError(f"`mambatune {command}` does not support documents runs yet; {run_dir}/report.md and "
-                         "results.json hold the test metrics of every model of the run")
-    return stub
-
-
-evaluate = _not_yet("eval")
-predict = _not_yet("predict")
-export = _not_yet("export")
-
-
-def read_inputs(source: str, recipe) -> list[str]:
-    raise ValueError("`mambatune predict` does not support documents runs yet")
+evaluate, predict, export, read_inputs = domain_run.unsupported_verbs(
+    "documents", "report.md and results.json in the run folder hold the test metrics of every model of the run")

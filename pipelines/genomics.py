@@ -19,9 +19,6 @@ LM tasks, and the same model trained from scratch when the base is pretrained.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +39,8 @@ from mambatune.domains.genomics.vep import (
     MarkovLM, VariantPairClassifier, VariantPairDataset, collate_pairs, fit_embedding_classifier,
     lm_log_likelihood_ratio, pair_features, variant_pairs,
 )
+
+from . import domain_run
 
 TASKS = ("promoter", "vep_zeroshot", "vep", "pretrain_dna")
 DEFAULT_DNA_MODEL = "runs/pretrain_dna/model"  # where `mambatune run genomics/pretrain_dna` leaves its model
@@ -173,18 +172,8 @@ def genome_windows(cfg: DataConfig, length: int) -> list[str]:
 # -- models --------------------------------------------------------------------------------------
 
 def resolve_pretrained(path: str | None) -> str | None:
-    """The base model's folder: ``default`` means $MAMBATUNE_DNA_MODEL or runs/pretrain_dna/model.
-    A path that does not exist is an error that says how to make one."""
-    if path is None:
-        return None
-    if path == "default":
-        path = os.environ.get("MAMBATUNE_DNA_MODEL", DEFAULT_DNA_MODEL)
-    if not Path(path).exists():
-        raise FileNotFoundError(
-            f"pretrained DNA model {path!r} does not exist. Create one with `mambatune run genomics/pretrain_dna` "
-            f"(it writes {DEFAULT_DNA_MODEL}; set train.output_dir to put it elsewhere), then set "
-            f"model.pretrained to its model/ folder, or model.pretrained=null to train from scratch")
-    return path
+    """``default`` is $MAMBATUNE_DNA_MODEL or {DEFAULT_DNA_MODEL}; a missing folder says how to make one."""
+    return domain_run.resolve_pretrained(path, "MAMBATUNE_DNA_MODEL", DEFAULT_DNA_MODEL, "genomics/pretrain_dna", "DNA model")
 
 
 def new_config(recipe, tokenizer: DNATokenizer) -> MambaConfig:
@@ -535,33 +524,8 @@ RUNNERS = {"promoter": run_promoter, "vep": run_vep, "vep_zeroshot": run_vep_zer
 
 def run(recipe) -> Path:
     """Runs the recipe's task and writes the run folder; returns it."""
-    from .recipe import save_resolved
-    start = time.time()
-    pretrained = resolve_pretrained(recipe.model.pretrained)
-    run_dir = Path(recipe.train.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_resolved(recipe, run_dir)
-    torch.manual_seed(recipe.data.seed)
-    results = RUNNERS[recipe.data.task](recipe, run_dir, pretrained)
-    results["total_seconds"] = time.time() - start
-    main = next(iter(results["test"]))
-    results["baselines"] = {k: v for k, v in results["test"].items() if k != main}
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
-    write_report(run_dir, recipe, results)
-    return run_dir
+    return domain_run.run_task(recipe, RUNNERS, resolve_pretrained(recipe.model.pretrained), write_report)
 
 
-def _not_yet(command: str):
-    def stub(run_dir, *args, **kwargs):
-        raise ValueError(f"`mambatune {command}` does not support genomics runs yet; {run_dir}/report.md and "
-                         "results.json hold the test metrics of every model of the run")
-    return stub
-
-
-evaluate = _not_yet("eval")
-predict = _not_yet("predict")
-export = _not_yet("export")
-
-
-def read_inputs(source: str, recipe) -> list[str]:
-    raise ValueError("`mambatune predict` does not support genomics runs yet")
+evaluate, predict, export, read_inputs = domain_run.unsupported_verbs(
+    "genomics", "report.md and results.json in the run folder hold the test metrics of every model of the run")

@@ -36,6 +36,8 @@ from mambatune.domains.timeseries.evaluation import evaluate as score_forecasts
 from mambatune.domains.timeseries.estimator import MambaEstimator
 from mambatune.domains.timeseries.module import FORECASTER_CONFIG, ForecasterConfig, save_forecaster
 
+from . import domain_run
+
 TASKS = ("forecast", "pretrain")
 HOURLY = ("electricity", "sf_traffic")
 COMPETITIONS = ("m3", "m1")
@@ -319,18 +321,6 @@ total {results['total_seconds']:.0f} s.
     (run_dir / "report.md").write_text(text)
 
 
-def _not_yet(command: str):
-    def stub(run_dir, *args, **kwargs):
-        raise ValueError(f"`mambatune {command}` does not support time-series runs yet; {run_dir}/report.md and "
-                         "results.json hold the backtest metrics, and predictor/ loads with "
-                         "MambaPredictor.deserialize")
-    return stub
-
-
-evaluate = _not_yet("eval")
-predict = _not_yet("predict")
-export = _not_yet("export")
-
-
-def read_inputs(source: str, recipe) -> list[str]:
-    raise ValueError("`mambatune predict` does not support time-series runs yet; use MambaPredictor.deserialize")
+evaluate, predict, export, read_inputs = domain_run.unsupported_verbs(
+    "time-series", "report.md and results.json in the run folder hold the backtest metrics, and its "
+    "predictor/ folder loads with MambaPredictor.deserialize")
