@@ -4,7 +4,8 @@
     python -m mambatune.benchmarks.peft --long 1048576   # also one step at L = 1M with gradient checkpointing
 
 The long-context rows use bf16 weights with a bf16 residual stream and a
-mean-pooled classification head (no L x vocab logits), batch 1.
+mean-pooled classification head (no L x vocab logits), batch 1; "offload" keeps
+the checkpointed block inputs in host memory.
 
 All rows are measured side by side in one run on one GPU (AdamW, LM loss on
 random tokens). Target (issue 4, after Halloran et al. 2024, MPFT + PEFT):
@@ -61,10 +62,11 @@ def main(argv=None) -> int:
     if args.long:
         from mambatune.core.peft import LoRAConfig
 
-        for name, method in [("long LoRA bf16 ckpt", LoRAConfig(targets=["in_proj", "x_proj"], rank=8)),
-                             ("long full bf16 ckpt", "full")]:
+        for name, method, ckpt in [("long LoRA bf16 ckpt", LoRAConfig(targets=["in_proj", "x_proj"], rank=8), True),
+                                   ("long LoRA bf16 ckpt+offload", LoRAConfig(targets=["in_proj", "x_proj"], rank=8), "offload"),
+                                   ("long full bf16 ckpt+offload", "full", "offload")]:
             try:
-                r = measure(1, args.long, "bf16", method, "auto", steps=1, warmup=1, checkpointing=True, classify=True)
+                r = measure(1, args.long, "bf16", method, "auto", steps=1, warmup=1, checkpointing=ckpt, classify=True)
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
                 r = {"tok_per_s": None, "peak_GiB": "OOM", "trainable": None, "step_ms": None}

@@ -42,7 +42,7 @@ def step_fn(model, opt, ids, precision, labels=None):
 
 
 def measure(batch: int, length: int, precision: str, method, backend: str, steps: int = 8, warmup: int = 3,
-            checkpointing: bool = False, classify: bool = False):
+            checkpointing: bool | str = False, classify: bool = False):
     """One configuration: ``method`` is "full", "head-only" or a mambatune.core.peft config (or list of them).
 
     precision: "fp32", "bf16-autocast" (fp32 master weights) or "bf16" (bf16 weights and a bf16
@@ -56,7 +56,8 @@ def measure(batch: int, length: int, precision: str, method, backend: str, steps
     model = MambaForTask(cfg, head=head).cuda()
     if precision == "bf16":
         model = model.to(torch.bfloat16)
-    model.backbone.gradient_checkpointing = checkpointing
+    model.backbone.gradient_checkpointing = bool(checkpointing)
+    model.backbone.offload_checkpoints = checkpointing == "offload"
     if method == "head-only":
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith("backbone.norm_f"))

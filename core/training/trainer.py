@@ -60,6 +60,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     precision: str = "fp32"
     gradient_checkpointing: bool = False
+    offload_checkpoints: bool = False  # with gradient_checkpointing: block inputs wait in host memory
     eval_every: int = 0
     save_every: int = 0
     keep_last: int = 2
@@ -150,6 +151,7 @@ class Trainer:
         backbone = getattr(model, "backbone", None)
         if backbone is not None and hasattr(backbone, "gradient_checkpointing"):
             backbone.gradient_checkpointing = config.gradient_checkpointing
+            backbone.offload_checkpoints = config.offload_checkpoints
         self.trainable_names = {n for n, p in model.named_parameters() if p.requires_grad}
         self.trainable_only = len(self.trainable_names) < sum(1 for _ in model.parameters())
         self.model = dist_utils.wrap(model, self.env)

@@ -156,3 +156,30 @@ def test_bad_inputs_raise_clear_errors():
                                                                      attention_mask=torch.zeros(1, 4))
     with pytest.raises(ValueError, match="bidirectional model cannot run step by step"):
         MambaModel(tiny(bidirectional=True)).new_cache(1)
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_host_offloaded_checkpointing_gives_the_same_gradients(frozen):
+    """Checkpointing with block inputs kept in host memory: same loss and gradients as no checkpointing,
+    also when most parameters are frozen (as under PEFT)."""
+    model = MambaForTask(tiny(n_layer=3), head=SequenceClassificationHead(16, 2)).train()
+    if frozen:
+        for n, p in model.named_parameters():
+            p.requires_grad_("head" in n or n.endswith("mixer.D"))
+    ids = torch.randint(1, 12, (2, 25))
+    mask = torch.ones(2, 25)
+    mask[1, 20:] = 0
+    labels = torch.tensor([0, 1])
+    results = {}
+    for mode in ("plain", "checkpoint", "offload"):
+        model.zero_grad()
+        model.backbone.gradient_checkpointing = mode != "plain"
+        model.backbone.offload_checkpoints = mode == "offload"
+        loss = model(ids, mask, labels=labels).loss
+        loss.backward()
+        results[mode] = (loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    for mode in ("checkpoint", "offload"):
+        assert_close(results[mode][0], results["plain"][0], 0)
+        assert results[mode][1].keys() == results["plain"][1].keys()
+        for n, g in results["plain"][1].items():
+            assert_close(results[mode][1][n], g, 1e-6, n)
