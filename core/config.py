@@ -22,6 +22,14 @@ def unknown_key_error(kind: str, key: str, known: list[str]) -> ConfigError:
     return ConfigError(f"unknown {kind} key {key!r}{hint}")
 
 
+def check_known_keys(cls, d: dict[str, Any], kind: str | None = None) -> None:
+    """Raises for the first key of ``d`` that is not a field of the dataclass ``cls``, suggesting the nearest."""
+    known = [f.name for f in dataclasses.fields(cls)]
+    for k in d:
+        if k not in known:
+            raise unknown_key_error(kind or cls.__name__, k, known)
+
+
 @dataclass
 class MambaConfig:
     """Shape and behaviour of a Mamba-1 model.
@@ -120,8 +128,5 @@ class MambaConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MambaConfig":
-        known = [f.name for f in dataclasses.fields(cls)]
-        for k in d:
-            if k not in known:
-                raise unknown_key_error("MambaConfig", k, known)
+        check_known_keys(cls, d)
         return cls(**d)

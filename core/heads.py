@@ -215,8 +215,8 @@ class MambaForTask(nn.Module):
             object.__setattr__(self.head, "_embedding", self.backbone.embedding)
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, seq_idx=None, inputs_embeds=None,
-                cache: MambaCache | None = None, return_hidden: bool = False) -> TaskOutput:
-        hidden = self.backbone(input_ids, attention_mask, seq_idx, inputs_embeds, cache)
+                cache: MambaCache | None = None, return_hidden: bool = False, validate: bool = True) -> TaskOutput:
+        hidden = self.backbone(input_ids, attention_mask, seq_idx, inputs_embeds, cache, validate=validate)
         logits = self.head(hidden, attention_mask)
         if self.config.rc_equivariant == "posthoc" and not self.training and input_ids is not None:
             mask = attention_mask.bool() if attention_mask is not None else None
@@ -264,7 +264,7 @@ class MambaForTask(nn.Module):
             out.append(nxt[:, None])
             if eos_token_id is not None and bool(done.all()):
                 break
-            logits = self(nxt[:, None], cache=cache).logits[:, -1]
+            logits = self(nxt[:, None], cache=cache, validate=False).logits[:, -1]  # sampled ids: in range
         return torch.cat(out, 1)
 
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from mambatune.kernels import causal_conv1d, causal_conv1d_update, selective_scan, selective_state_update
 

@@ -212,10 +212,14 @@ class MambaModel(nn.Module):
         out = self.norm_f(hidden.to(self.norm_f.weight.dtype))
         return out[:, n_prompt:] if n_prompt else out
 
-    def forward(self, input_ids=None, attention_mask=None, seq_idx=None, inputs_embeds=None, cache: MambaCache | None = None):
+    def forward(self, input_ids=None, attention_mask=None, seq_idx=None, inputs_embeds=None, cache: MambaCache | None = None,
+                validate: bool = True):
         """input_ids: (batch, L) int; attention_mask: (batch, L), 1 = real token, 0 = padding;
-        seq_idx: (batch, L) document index for packed sequences. Returns (batch, L, feature_dim)."""
-        check_inputs(self.config, input_ids, inputs_embeds, attention_mask, seq_idx)
+        seq_idx: (batch, L) document index for packed sequences. Returns (batch, L, feature_dim).
+        ``validate=False`` skips the input checks (each costs a device sync) for inputs the
+        caller made itself, such as generated tokens."""
+        if validate:
+            check_inputs(self.config, input_ids, inputs_embeds, attention_mask, seq_idx)
         mask = attention_mask.bool() if attention_mask is not None else None
         if mask is not None and bool(mask.all()):
             mask = None  # nothing is padded: skip the masking work

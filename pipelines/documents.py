@@ -379,9 +379,7 @@ def classify_table(results: dict, long_bucket: str) -> str:
 
 def write_report(run_dir: Path, recipe, results: dict) -> None:
     cfg = recipe.data
-    train = results.get("training")
-    train_line = (f"Training: {train['steps']} optimizer steps, best step {train['best_step']}, "
-                  f"{train['seconds']:.0f} s." if train else "")
+    tail = domain_run.report_tail(run_dir, results, results.get("training"))
     if results["task"] == "classify":
         long_bucket = f">={cfg.length_edges[-1]}"
         lh = results["length_handling"]
@@ -411,7 +409,6 @@ By-length macro-F1 averages over the classes present in that bucket; lengths in 
 | model | {' | '.join(cols)} |
 |---|{'---|' * len(cols)}
 {rows}"""
-    plots = "\n".join(f"![{p.stem}](plots/{p.name})" for p in sorted((run_dir / "plots").glob("*.png")))
     methods = "+".join(m.method for m in recipe.peft.methods) or "full"
     text = f"""# {recipe.name}
 
@@ -420,18 +417,7 @@ Recipe: `{recipe.source}` · task `{cfg.task}` · data `{cfg.source}` · base mo
 
 {body}
 
-{train_line} Total {results['total_seconds']:.0f} s.
-
-## Trainable parameters
-
-```
-{results.get('summary') or '(none)'}
-```
-
-## Plots
-
-{plots}
-"""
+{tail}"""
     (run_dir / "report.md").write_text(text)
 
 

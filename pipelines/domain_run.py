@@ -46,6 +46,26 @@ def run_task(recipe, runners: dict[str, Callable], pretrained: str | None,
     return run_dir
 
 
+def report_tail(run_dir: Path, results: dict, train: dict | None, no_training: str = "",
+                plots_heading: str = "Plots") -> str:
+    """The part every domain report ends with: training line, trainable parameters, plots."""
+    train_line = (f"Training: {train['steps']} optimizer steps, best step {train['best_step']}, "
+                  f"{train['seconds']:.0f} s." if train else no_training)
+    plots = "\n".join(f"![{p.stem}](plots/{p.name})" for p in sorted((run_dir / "plots").glob("*.png")))
+    return f"""{train_line} Total {results['total_seconds']:.0f} s.
+
+## Trainable parameters
+
+```
+{results.get('summary') or '(none)'}
+```
+
+## {plots_heading}
+
+{plots}
+"""
+
+
 def unsupported_verbs(domain: str, hint: str):
     """``evaluate, predict, export, read_inputs`` that raise a clear error for this domain's runs."""
     def verb(command: str):

@@ -294,7 +294,7 @@ def run_promoter(recipe, run_dir: Path, pretrained: str | None) -> dict:
 def run_vep(recipe, run_dir: Path, pretrained: str | None) -> dict:
     cfg, tok = recipe.data, DNATokenizer()
     splits = variant_splits(cfg)
-    tr, va, te = splits["train"], splits["val"], splits["test"]
+    tr, te = splits["train"], splits["test"]
     sizes = {s: len(v["labels"]) for s, v in splits.items()}
     probs, result, summary = {}, None, ""
     if cfg.vep_method == "finetune":
@@ -484,10 +484,8 @@ def write_report(run_dir: Path, recipe, results: dict) -> None:
     else:
         cols = ["accuracy", "macro_f1", "mcc", "auroc_macro"]
     table = "\n".join(f"| {name} | " + " | ".join(fmt(m, c) for c in cols) + " |" for name, m in test.items())
-    plots = "\n".join(f"![{p.stem}](plots/{p.name})" for p in sorted((run_dir / "plots").glob("*.png")))
-    train = results.get("training") or results.get("lm_training")
-    train_line = (f"Training: {train['steps']} optimizer steps, best step {train['best_step']}, "
-                  f"{train['seconds']:.0f} s." if train else "No training in this run (pretrained model scored as is).")
+    tail = domain_run.report_tail(run_dir, results, results.get("training") or results.get("lm_training"),
+                                  "No training in this run (pretrained model scored as is).", "Curves")
     text = f"""# {recipe.name}
 
 Recipe: `{recipe.source}` · task `{cfg.task}` · base model: `{recipe.model.pretrained or 'none (from scratch)'}`
@@ -502,18 +500,7 @@ RC-averaged inference: {cfg.rc_average}. Examples per split: {results['sizes']}.
 |{'---|' * (len(cols) + 1)}
 {table}
 
-{train_line} Total {results['total_seconds']:.0f} s.
-
-## Trainable parameters
-
-```
-{results.get('summary') or '(none)'}
-```
-
-## Curves
-
-{plots}
-"""
+{tail}"""
     (run_dir / "report.md").write_text(text)
 
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Iterable
 
 import torch.nn as nn
 
-from ..config import ConfigError, unknown_key_error
+from ..config import ConfigError, check_known_keys
 from ..mixer import MambaMixer
 from ..model import MambaBlock, MambaModel
 
@@ -36,11 +36,8 @@ class MethodConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MethodConfig":
-        known = [f.name for f in dataclasses.fields(cls)]
         values = {k: v for k, v in d.items() if k != "method"}
-        for k in values:
-            if k not in known:
-                raise unknown_key_error(f"{cls.method} config", k, known)
+        check_known_keys(cls, values, f"{cls.method} config")
         return cls(**values)
 
     def error(self, message: str) -> ConfigError:

@@ -20,7 +20,8 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-from ..config import ConfigError, unknown_key_error
+from ..atomic import atomic_write
+from ..config import ConfigError, check_known_keys
 from ..heads import LMHead
 from .additional_scan import AdditionalScanConfig, apply_additional_scan
 from .affix import AffixConfig, apply_affix
@@ -91,10 +92,7 @@ class PeftConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PeftConfig":
-        known = [f.name for f in dataclasses.fields(cls)]
-        for k in d:
-            if k not in known:
-                raise unknown_key_error("PeftConfig", k, known)
+        check_known_keys(cls, d)
         return cls(**d)
 
 
@@ -197,12 +195,6 @@ def trainable_summary(model: nn.Module, file: TextIO | str | None = STDOUT) -> s
     return text
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(str(tmp))
-    os.replace(tmp, path)
-
-
 def save_adapter(model: nn.Module, path: str | os.PathLike) -> Path:
     """Writes ``adapter.safetensors`` (the trained parameters only) and ``adapter_config.json``
     into the folder ``path``. Returns the folder."""
@@ -212,9 +204,9 @@ def save_adapter(model: nn.Module, path: str | os.PathLike) -> Path:
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {n: p.detach().cpu().clone().contiguous() for n, p in get_adapter_params(model).items()}
-    _atomic_write(folder / ADAPTER_WEIGHTS, lambda f: save_file(tensors, f, metadata={"format": "pt"}))
+    atomic_write(folder / ADAPTER_WEIGHTS, lambda f: save_file(tensors, f, metadata={"format": "pt"}))
     text = json.dumps(state.config.to_dict(), indent=2)
-    _atomic_write(folder / ADAPTER_CONFIG, lambda f: Path(f).write_text(text + "\n"))
+    atomic_write(folder / ADAPTER_CONFIG, lambda f: Path(f).write_text(text + "\n"))
     return folder
 
 

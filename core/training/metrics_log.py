@@ -6,6 +6,8 @@ import math
 import os
 from pathlib import Path
 
+from mambatune.core.atomic import atomic_write_text
+
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
     """Records of a metrics.jsonl; a torn last line (a kill mid-write) is skipped."""
@@ -31,9 +33,7 @@ class MetricsLog:
         if resume_step is not None and self.path.exists():
             # records past the checkpoint we resume from belong to a timeline that no longer exists
             kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
-            tmp = self.path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-            os.replace(tmp, self.path)
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         elif resume_step is None and self.path.exists():
             self.path.unlink()
         self.file = open(self.path, "a")

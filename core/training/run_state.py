@@ -23,7 +23,6 @@ import os
 import random
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -31,6 +30,9 @@ from typing import Callable
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+from mambatune.core.atomic import atomic_write as _atomic_write
+from mambatune.core.atomic import fsync_dir
 
 MANIFEST = "manifest.json"
 STEP_PREFIX = "step-"
@@ -52,35 +54,9 @@ def test_pause(point: str) -> None:
             time.sleep(float(seconds))
 
 
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Calls ``write(tmp_path)``, fsyncs it, then renames it to ``path`` (same folder)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        test_pause("checkpoint")
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """The shared crash-safe write, with the resume tests' pause before the rename."""
+    _atomic_write(path, write, before_rename=lambda: test_pause("checkpoint"))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

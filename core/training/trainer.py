@@ -15,7 +15,6 @@ data stream (epoch, samples consumed), so the result equals an uninterrupted run
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import resource
 import time
@@ -26,6 +25,8 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
+
+from mambatune.core.config import check_known_keys
 
 from . import distributed as dist_utils
 from . import run_state
@@ -404,10 +405,5 @@ class Trainer:
 
 def config_from_dict(d: dict) -> TrainConfig:
     """TrainConfig from a plain dict; unknown keys raise with a suggestion."""
-    import difflib
-    known = [f.name for f in dataclasses.fields(TrainConfig)]
-    for k in d:
-        if k not in known:
-            close = difflib.get_close_matches(k, known, n=1)
-            raise ValueError(f"unknown train key {k!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+    check_known_keys(TrainConfig, d, "train")
     return TrainConfig(**d)

@@ -221,7 +221,7 @@ def competition_table(name: str = "m3", names: Sequence[str] = ("seasonal_naive"
         steps = np.concatenate([np.full(len(f), h) for f, h in zip(per_item[n], horizons)])
         rows.append((n, "all (step-weighted)", len(every), np.average(every["MASE"], weights=steps),
                      np.average(every["sMAPE"], weights=steps), 0.0))
-    lines = [f"| baseline | group | series | sMAPE (%) | MASE |", "|---|---|---|---|---|"]
+    lines = ["| baseline | group | series | sMAPE (%) | MASE |", "|---|---|---|---|---|"]
     for n, group, count, mase, smape, _ in rows:
         lines.append(f"| {n} | {group} | {count} | {smape:.2f} | {mase:.3f} |")
     return "\n".join(lines)

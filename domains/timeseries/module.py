@@ -16,7 +16,6 @@ H = prediction_length, N = number of tokens, F = time features.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mambatune.core import MambaConfig, MambaModel, register_head
+from mambatune.core.config import check_known_keys
 from mambatune.core.heads import Head
 
 from .transforms import RevIN, instance_scale, num_patches
@@ -95,11 +95,7 @@ class ForecasterConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ForecasterConfig":
-        known = [f.name for f in dataclasses.fields(cls)]
-        for k in d:
-            if k not in known:
-                close = difflib.get_close_matches(k, known, n=1)
-                raise ValueError(f"unknown forecaster key {k!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+        check_known_keys(cls, d, "forecaster")
         return cls(**d)
 
 
