@@ -48,6 +48,7 @@ class TrainConfig:
     output_dir: str = "runs/default"
     epochs: int = 1
     max_steps: int | None = None
+    max_minutes: float | None = None  # wall-clock budget of this invocation: stop, evaluate and save when spent
     batch_size: int = 8
     eval_batch_size: int | None = None
     grad_accum: int = 1
@@ -88,6 +89,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"TrainConfig.max_steps must be >= 1 or None, got {self.max_steps}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"TrainConfig.max_minutes must be positive or None, got {self.max_minutes}")
         if self.lr <= 0:
             raise ValueError(f"TrainConfig.lr must be positive, got {self.lr}")
         if len(self.betas) != 2:
@@ -112,6 +115,7 @@ class TrainResult:
     last_eval: dict[str, float]
     run_dir: str
     seconds: float
+    out_of_time: bool = False  # max_minutes ran out before max_steps / epochs
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -293,6 +297,7 @@ class Trainer:
             from tqdm.auto import tqdm
             bar = tqdm(total=self.total_steps, initial=self.state["step"], desc="train", unit="step", dynamic_ncols=True)
         stopped_early = self.state.get("stopped_early", False)
+        out_of_time = False
         self.model.train()
         window = {"loss": 0.0, "n": 0, "tokens": 0, "t0": time.time()}
         try:
@@ -333,6 +338,13 @@ class Trainer:
                     if not saved and cfg.save_every > 0 and step % cfg.save_every == 0:
                         self.save()
                     run_state.test_pause("step")
+                    if cfg.max_minutes is not None and self._out_of_time(start):
+                        out_of_time = True
+                        if log is not None:
+                            log.log({"step": step, "event": "out_of_time", "max_minutes": cfg.max_minutes})
+                        break
+                if out_of_time:
+                    break
                 if self.micro_per_epoch - self.state["micro_in_epoch"] < cfg.grad_accum:
                     self.state["epoch"] += 1
                     self.state["micro_in_epoch"] = 0
@@ -355,7 +367,18 @@ class Trainer:
             plot_curves(self.run_dir)
         last_eval = {k: v for k, v in self.state.get("last_eval", {}).items() if k != "step"}
         return TrainResult(self.state["step"], self.state["best_step"], self.state["best_metric"], stopped_early,
-                           last_eval, str(self.run_dir), time.time() - start)
+                           last_eval, str(self.run_dir), time.time() - start, out_of_time)
+
+    def _out_of_time(self, start: float) -> bool:
+        """Whether ``max_minutes`` is spent; under torchrun every rank takes rank 0's answer, so all stop
+        at the same step."""
+        over = time.time() - start >= self.config.max_minutes * 60
+        if self.env.world_size > 1:
+            import torch.distributed as dist
+            flag = torch.tensor([float(over)], device=self.device if dist.get_backend() == "nccl" else "cpu")
+            dist.broadcast(flag, src=0)
+            over = bool(flag.item())
+        return over
 
     def _step(self, batches) -> tuple[float, int, float]:
         """One optimizer step over grad_accum micro-batches; returns (mean loss across ranks, tokens, grad norm)."""

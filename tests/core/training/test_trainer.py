@@ -110,3 +110,20 @@ def test_config_validation():
 def test_too_small_dataset_is_explained(fast_cfg):
     with pytest.raises(ValueError, match="lower batch_size"):
         Trainer(tiny_model(), fast_cfg(batch_size=8, grad_accum=4), tiny_data(16), None, collate)
+
+
+def test_time_budget_stops_evaluates_saves_and_resumes(fast_cfg, tmp_path):
+    cfg = fast_cfg(max_steps=8, max_minutes=1e-9, eval_every=100, save_every=0)
+    result = Trainer(tiny_model(), cfg, tiny_data(64), tiny_data(16, seed=3), collate, accuracy).train()
+    assert result.out_of_time and result.steps == 1
+    run = tmp_path / "run"
+    assert [p.name for p in list_checkpoints(run / "checkpoints")] == ["step-00000001"]
+    records = read_metrics(run / "metrics.jsonl")
+    assert any(r.get("event") == "out_of_time" for r in records)
+    assert [r["step"] for r in records if "eval/loss" in r] == [1]  # evaluated before stopping
+    # a later invocation with time left goes on from the saved step to max_steps
+    again = Trainer(tiny_model(), fast_cfg(max_steps=8, eval_every=100), tiny_data(64), tiny_data(16, seed=3),
+                    collate, accuracy).train()
+    assert again.steps == 8 and not again.out_of_time
+    with pytest.raises(ValueError, match="max_minutes"):
+        TrainConfig(max_minutes=0)
