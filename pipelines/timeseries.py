@@ -8,9 +8,15 @@
 - ``pretrain``: train a forecaster on ``data.dataset`` and save it under ``model/`` for
   the fine-tuning recipes (``runs/pretrain_series/model`` by default).
 
-Backtests: hourly series (``electricity``, ``sf_traffic``) hold out their last
-``data.windows`` horizons (rolling origin, one window per horizon); M3 / M1 use one
-group's official split and horizon. In the same run and on the same windows: seasonal
+Backtests: hourly series (``electricity``, ``sf_traffic``, ``traffic_volume``,
+``bike_sharing``, ``solar``, ``wind``; ``data.dataset`` may list several, each one item)
+hold out their last ``data.windows`` horizons (rolling origin, one window per horizon),
+scored overall and per series (with the mean over series); M3 / M1 use one group's
+official split and horizon; ``data.group: all`` (or a list) runs every group in one run,
+one forecaster per group, scored per group and overall in the M3 convention (mean over
+series of each series' sMAPE) beside seasonal naive and Theta (recipe ``forecast_m3``).
+``data.compare_context_lengths`` trains the same model at several context lengths with
+the same budget and windows and reports each (e.g. ``[512, 8192]``). In the same run and on the same windows: seasonal
 naive and Theta (``eval.baselines``), DeepAR and PatchTST (``data.deep_baselines``, same
 context and a comparable budget), and, when fine-tuning, the same forecaster trained from
 scratch at the same budget (``data.scratch_baseline``).
@@ -30,16 +36,19 @@ from pathlib import Path
 import torch
 
 from mambatune.domains.timeseries import from_gluonts, load_competition, load_hourly, official_split, rolling_origin
+from mambatune.domains.timeseries.competition import competition_report, group_scores
 from mambatune.domains.timeseries.data import truncate
-from mambatune.domains.timeseries.evaluation import METRIC_NAMES, fan_charts
+from mambatune.domains.timeseries.demo_data import HOURLY as HOURLY_SERIES
+from mambatune.domains.timeseries.demo_data import competition_groups
+from mambatune.domains.timeseries.evaluation import METRIC_NAMES, evaluate_by_series, fan_charts
 from mambatune.domains.timeseries.evaluation import evaluate as score_forecasts
-from mambatune.domains.timeseries.estimator import MambaEstimator
+from mambatune.domains.timeseries.estimator import WINDOW_SAMPLINGS, MambaEstimator, check_patching
 from mambatune.domains.timeseries.module import FORECASTER_CONFIG, ForecasterConfig, save_forecaster
 
 from . import domain_run
 
 TASKS = ("forecast", "pretrain")
-HOURLY = ("electricity", "sf_traffic")
+HOURLY = tuple(HOURLY_SERIES)
 COMPETITIONS = ("m3", "m1")
 DEFAULT_SERIES_MODEL = "runs/pretrain_series/model"  # where `mambatune run timeseries/pretrain_series` leaves it
 HEAD_KEYS = ("kind", "distribution", "quantile_levels")
@@ -47,24 +56,30 @@ HEAD_KEYS = ("kind", "distribution", "quantile_levels")
 
 @dataclass
 class DataConfig:
-    """task: forecast | pretrain; dataset: electricity | sf_traffic (hourly) | m3 | m1; group: the
-    competition group (yearly, quarterly, monthly, other); prediction_length: horizon (null: the
+    """task: forecast | pretrain; dataset: an hourly series (electricity, sf_traffic, traffic_volume,
+    bike_sharing, solar, wind), a list of them (one item each), or m3 | m1; group: the
+    competition group (yearly, quarterly, monthly, other), a list of them, or all; prediction_length: horizon (null: the
     competition's official one); context_length: steps the model reads (left-padded when longer than
     the history); windows: rolling backtest windows (hourly); max_series: first N competition series;
     max_history: keep only the last N steps of each hourly series (quick runs; null: all);
     patch_length / stride: token size and hop (1 / 1 = per-step tokens); scaling: revin | std | mean |
     none; time_features: GluonTS calendar features per token; max_train_windows: training windows drawn
-    (seeded) from all cut points; num_samples: sample paths per forecast; season_length: seasonal naive
+    (seeded) from all cut points; window_sampling: how they are shared among several series when
+    there are more cut points (proportional: by length; balanced: an equal share per series);
+    num_samples: sample paths per forecast; season_length: seasonal naive
     and Theta's period (null: 168 hourly, the competition's seasonality); mase_seasonality: MASE's period
     (null: 24 hourly, the competition's); deep_baselines: also DeepAR and PatchTST (GluonTS torch, needs
-    lightning; slower); baseline_epochs: their epochs of 50 batches; pretrain_dataset / pretrain_steps:
+    lightning; slower); baseline_epochs: their epochs of 50 batches; pretrain_dataset (a name or a list,
+    like dataset) / pretrain_steps:
     with ``model.pretrained: default`` and no saved model, pretrain one in this run under ``pretrain/``;
-    scratch_baseline: when fine-tuning, also train the same model from scratch; fan_charts: series
+    scratch_baseline: when fine-tuning, also train the same model from scratch; compare_context_lengths:
+    also train the same model (same budget, windows and seed) at each of these context lengths and
+    report every one (the one equal to context_length is the main model); fan_charts: series
     plotted; dropout: on the token embeddings."""
 
     task: str = "forecast"
-    dataset: str = "electricity"
-    group: str = "monthly"
+    dataset: str | list[str] = "electricity"
+    group: str | list[str] = "monthly"
     prediction_length: int | None = 24
     context_length: int = 512
     windows: int = 7
@@ -75,14 +90,16 @@ class DataConfig:
     scaling: str = "revin"
     time_features: bool = True
     max_train_windows: int = 4096
+    window_sampling: str = "proportional"
     num_samples: int = 100
     season_length: int | None = None
     mase_seasonality: int | None = None
     deep_baselines: bool = False
     baseline_epochs: int = 3
-    pretrain_dataset: str = "sf_traffic"
+    pretrain_dataset: str | list[str] = "sf_traffic"
     pretrain_steps: int = 200
     scratch_baseline: bool = True
+    compare_context_lengths: list[int] = dataclasses.field(default_factory=list)
     fan_charts: int = 4
     dropout: float = 0.0
     seed: int = 0
@@ -91,8 +108,10 @@ class DataConfig:
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
         for name in ("dataset", "pretrain_dataset"):
-            if getattr(self, name) not in HOURLY + COMPETITIONS:
-                raise ValueError(f"{name} must be one of {', '.join(HOURLY + COMPETITIONS)}, got {getattr(self, name)!r}")
+            check_datasets(getattr(self, name), name)
+        if self.window_sampling not in WINDOW_SAMPLINGS:
+            raise ValueError(f"window_sampling must be one of {', '.join(WINDOW_SAMPLINGS)}, "
+                             f"got {self.window_sampling!r}")
         if self.max_history is not None and self.max_history < 2:
             raise ValueError(f"max_history must be >= 2 or null, got {self.max_history}")
         for name in ("context_length", "windows", "patch_length", "stride", "max_train_windows", "num_samples",
@@ -101,8 +120,43 @@ class DataConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.prediction_length is not None and self.prediction_length < 1:
             raise ValueError(f"prediction_length must be >= 1 or null, got {self.prediction_length}")
-        if self.prediction_length is None and self.dataset in HOURLY:
+        if any(c < 1 for c in self.compare_context_lengths) or \
+                len(set(self.compare_context_lengths)) != len(self.compare_context_lengths):
+            raise ValueError(f"compare_context_lengths must be distinct positive lengths, "
+                             f"got {self.compare_context_lengths}")
+        if dataset_names(self.dataset)[0] in COMPETITIONS:
+            groups = competition_groups(self.dataset)
+            bad = [g for g in group_names(self.group, self.dataset) if g not in groups]
+            if bad or not group_names(self.group, self.dataset):
+                raise ValueError(f"group must be one of {', '.join(groups)}, a list of them, or all; "
+                                 f"got {self.group!r}")
+            if len(group_names(self.group, self.dataset)) > 1 and self.compare_context_lengths:
+                raise ValueError("compare_context_lengths works on one problem: pick one group")
+        if self.prediction_length is None and dataset_names(self.dataset)[0] in HOURLY:
             raise ValueError("hourly datasets need a prediction_length (e.g. 24 or 168)")
+
+
+def dataset_names(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def group_names(value: str | list[str], dataset: str) -> list[str]:
+    """The competition groups ``data.group`` names (``all``: every group of ``dataset``)."""
+    if value == "all":
+        return competition_groups(dataset)
+    return [value] if isinstance(value, str) else list(value)
+
+
+def check_datasets(value: str | list[str], name: str) -> None:
+    """One hourly series, several distinct ones, or one competition."""
+    names = dataset_names(value)
+    unknown = [n for n in names if n not in HOURLY + COMPETITIONS]
+    if unknown or not names:
+        raise ValueError(f"{name} must be one of {', '.join(HOURLY + COMPETITIONS)} or a list of hourly series, "
+                         f"got {value!r}")
+    if len(names) > 1 and (any(n in COMPETITIONS for n in names) or len(set(names)) != len(names)):
+        raise ValueError(f"{name}: a list must name distinct hourly series ({', '.join(HOURLY)}); a competition "
+                         f"({', '.join(COMPETITIONS)}) is used alone, got {value!r}")
 
 
 @dataclass
@@ -119,24 +173,28 @@ class Problem:
 
 # -- data ----------------------------------------------------------------------------------------
 
-def load_problem(cfg: DataConfig, dataset: str | None = None) -> Problem:
-    dataset = dataset or cfg.dataset
-    if dataset in HOURLY:
+def load_problem(cfg: DataConfig, dataset: str | list[str] | None = None, group: str | None = None) -> Problem:
+    names = dataset_names(dataset or cfg.dataset)
+    if names[0] in HOURLY:
         h = cfg.prediction_length
-        series = load_hourly(dataset)
+        series = load_hourly(names)
         if cfg.max_history is not None:
             series = last_steps(series, cfg.max_history)
         backtest = rolling_origin(series, h, windows=cfg.windows)
+        what = names[0] if len(names) == 1 else f"{len(names)} series ({', '.join(names)})"
+        each = " of each series" if len(names) > 1 else ""
         return Problem(backtest, "h", h, cfg.season_length or 168, cfg.mase_seasonality or 24,
-                       f"{dataset} hourly, last {cfg.windows} windows of {h} h (rolling origin)")
-    split = load_competition(dataset, cfg.group, max_series=cfg.max_series)
+                       f"{what} hourly, last {cfg.windows} windows of {h} h{each} (rolling origin)")
+    dataset = names[0]
+    group = group or group_names(cfg.group, dataset)[0]
+    split = load_competition(dataset, group, max_series=cfg.max_series)
     if cfg.prediction_length not in (None, split.horizon):
-        raise ValueError(f"{dataset} {cfg.group} has the official horizon {split.horizon}; set "
+        raise ValueError(f"{dataset} {group} has the official horizon {split.horizon}; set "
                          f"data.prediction_length={split.horizon} or null")
     backtest = official_split(split.train, split.test, split.horizon)
     return Problem(backtest, split.train.freq, split.horizon, cfg.season_length or split.seasonality,
                    cfg.mase_seasonality or split.seasonality,
-                   f"{dataset} {cfg.group}, {len(split.train)} series, official split, horizon {split.horizon}")
+                   f"{dataset} {group}, {len(split.train)} series, official split, horizon {split.horizon}")
 
 
 def last_steps(collection, n: int):
@@ -189,7 +247,8 @@ def head_options(recipe) -> dict:
 
 
 def make_estimator(recipe, problem: Problem, output_dir: Path, pretrained: str | None = None, peft=None,
-                   architecture: ForecasterConfig | None = None, max_steps: int | None = None) -> MambaEstimator:
+                   architecture: ForecasterConfig | None = None, max_steps: int | None = None,
+                   context_length: int | None = None) -> MambaEstimator:
     cfg = recipe.data
     train = dataclasses.asdict(recipe.train)
     train["output_dir"] = str(output_dir)
@@ -201,8 +260,10 @@ def make_estimator(recipe, problem: Problem, output_dir: Path, pretrained: str |
         arch = {"patch_length": architecture.patch_length, "stride": architecture.stride,
                 "scaling": architecture.scaling, "time_features": architecture.num_time_features > 0,
                 "dropout": architecture.dropout, "backbone": dict(architecture.backbone)}
-    return MambaEstimator(problem.freq, problem.prediction_length, cfg.context_length, pretrained=pretrained,
+    return MambaEstimator(problem.freq, problem.prediction_length, context_length or cfg.context_length,
+                          pretrained=pretrained,
                           peft=peft, train=train, max_train_windows=cfg.max_train_windows,
+                          window_sampling=cfg.window_sampling,
                           num_samples=cfg.num_samples, seed=recipe.model.seed, **arch, **head_options(recipe))
 
 
@@ -224,7 +285,16 @@ def pretrain_in_run(recipe, out_dir: Path) -> Path:
     problem = load_problem(recipe.data, recipe.data.pretrain_dataset)
     estimator = make_estimator(recipe, problem, out_dir, max_steps=recipe.data.pretrain_steps)
     predictor = estimator.train(*fit_and_validation(problem))
-    return save_forecaster(predictor.model, out_dir / "model", meta={"pretrained_on": recipe.data.pretrain_dataset})
+    return save_forecaster(predictor.model, out_dir / "model",
+                           meta={"pretrained_on": dataset_names(recipe.data.pretrain_dataset)})
+
+
+def pretrained_architecture(pretrained: str, cfg: DataConfig) -> ForecasterConfig:
+    """The saved forecaster's architecture; its patching must be the recipe's (the context may differ)."""
+    arch = ForecasterConfig.from_dict(json.loads((Path(pretrained) / FORECASTER_CONFIG).read_text())["forecaster"])
+    check_patching(arch, cfg.patch_length, cfg.stride, where=f"the pretrained forecaster {pretrained}",
+                   names=("data.patch_length", "data.stride"))
+    return arch
 
 
 def run_baselines_scored(recipe, problem: Problem) -> dict:
@@ -258,37 +328,155 @@ def run(recipe) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     save_resolved(recipe, run_dir)
     torch.manual_seed(cfg.seed)
-    problem = load_problem(cfg)
     pretrained = resolve_pretrained(recipe, run_dir) if cfg.task == "forecast" else None
+    arch = pretrained_architecture(pretrained, cfg) if pretrained else None
     peft = recipe.peft if recipe.peft.methods else None
     if peft is not None and pretrained is None:
         print("note: PEFT without model.pretrained fine-tunes a randomly initialised forecaster")
-    estimator = make_estimator(recipe, problem, run_dir, pretrained=pretrained, peft=peft)
     name = "mamba (pretraining)" if cfg.task == "pretrain" else main_name(recipe, pretrained)
+    names = dataset_names(cfg.dataset)
+    if names[0] in COMPETITIONS and len(group_names(cfg.group, names[0])) > 1:
+        return run_competition(recipe, run_dir, name, pretrained, peft, arch, start)
+    problem = load_problem(cfg)
+    estimator = make_estimator(recipe, problem, run_dir, pretrained=pretrained, peft=peft)
     predictor, forecasts, evaluation, training = fit_forecaster(estimator, problem)
     if cfg.task == "pretrain":
-        save_forecaster(predictor.model, run_dir / "model", meta={"pretrained_on": cfg.dataset})
+        save_forecaster(predictor.model, run_dir / "model", meta={"pretrained_on": names})
     else:
         predictor.serialize(run_dir / "predictor")
     models = {name: (forecasts, evaluation, training["seconds"])}
+    contexts = compare_contexts(recipe, problem, run_dir, name, models[name], training, pretrained, peft)
+    models.update({f"{name}, context {c}": m for c, (m, _) in contexts.items() if c != cfg.context_length})
     if pretrained and cfg.scratch_baseline and cfg.task == "forecast":
-        arch = ForecasterConfig.from_dict(json.loads((Path(pretrained) / FORECASTER_CONFIG).read_text())["forecaster"])
         scratch = make_estimator(recipe, problem, run_dir / "scratch", architecture=arch)
         _, s_fc, s_eval, s_train = fit_forecaster(scratch, problem)
         models["mamba from scratch (full, same budget)"] = (s_fc, s_eval, s_train["seconds"])
     if recipe.eval.baselines:
         models.update(run_baselines_scored(recipe, problem))
-    plots = run_dir / "plots"
-    charts = fan_charts(forecasts, problem.backtest.test_data, plots, max_series=cfg.fan_charts, title=name) \
-        if cfg.fan_charts else []
+    charts = plot_fans(forecasts, problem, run_dir / "plots", cfg.fan_charts, name)
     test = {n: {k: ev.overall[k] for k in METRIC_NAMES} | {"seconds": sec} for n, (_, ev, sec) in models.items()}
+    per_series = None
+    if problem.freq == "h" and len(names) > 1:
+        per_series = {n: evaluate_by_series(fc, problem.backtest.test_data, seasonality=problem.mase_seasonality)
+                      for n, (fc, _, _) in models.items()}
     results = {"task": cfg.task, "problem": problem.description, "pretrained": pretrained, "test": test,
+               "per_series": per_series,
+               "context_comparison": {str(c): {k: ev.overall[k] for k in METRIC_NAMES}
+                                      | {"seconds": sec, "steps": t["steps"], "best_step": t["best_step"]}
+                                      for c, ((_, ev, sec), t) in contexts.items()} or None,
                "baselines": {n: m for n, m in test.items() if n != name}, "training": training,
                "fan_charts": [str(p.relative_to(run_dir)) for p in charts],
                "mase_seasonality": problem.mase_seasonality, "total_seconds": time.time() - start}
     (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
     write_report(run_dir, recipe, results, name)
     return run_dir
+
+
+def compare_contexts(recipe, problem: Problem, run_dir: Path, name: str, main: tuple, training: dict,
+                     pretrained: str | None, peft) -> dict:
+    """``data.compare_context_lengths``: the main model trained again at each other length, with the same
+    recipe, budget, seed and training cut points (only the context read before each differs).
+    Returns ``{length: ((forecasts, evaluation, seconds), training)}`` in the order given."""
+    cfg = recipe.data
+    out = {}
+    for c in cfg.compare_context_lengths:
+        if c == cfg.context_length:
+            out[c] = (main, training)
+            continue
+        print(f"context comparison: training {name} at context {c}")
+        estimator = make_estimator(recipe, problem, run_dir / f"context_{c}", pretrained=pretrained, peft=peft,
+                                   context_length=c)
+        _, fc, ev, t = fit_forecaster(estimator, problem)
+        out[c] = ((fc, ev, t["seconds"]), t)
+    return out
+
+
+def run_competition(recipe, run_dir: Path, name: str, pretrained: str | None, peft, arch, start: float) -> Path:
+    """Every group of ``data.group`` in one run: one forecaster per group (its own horizon and frequency,
+    the same recipe and budget), saved under ``<group>/predictor``; the baselines on the same series;
+    scores per group and overall in the M3 convention (see ``domains.timeseries.competition``)."""
+    cfg = recipe.data
+    dataset = dataset_names(cfg.dataset)[0]
+    evaluations: dict[str, dict] = {}
+    horizons, seconds, training, problems = {}, {}, {}, {}
+    for group in group_names(cfg.group, dataset):
+        problem = load_problem(cfg, group=group)
+        print(f"{dataset} {group}: {problem.description}")
+        problems[group], horizons[group] = problem.description, problem.prediction_length
+        estimator = make_estimator(recipe, problem, run_dir / group, pretrained=pretrained, peft=peft)
+        predictor, forecasts, evaluation, training[group] = fit_forecaster(estimator, problem)
+        predictor.serialize(run_dir / group / "predictor")
+        models = {name: (forecasts, evaluation, training[group]["seconds"])}
+        if pretrained and cfg.scratch_baseline and cfg.task == "forecast":
+            scratch = make_estimator(recipe, problem, run_dir / group / "scratch", architecture=arch)
+            _, s_fc, s_eval, s_train = fit_forecaster(scratch, problem)
+            models["mamba from scratch (full, same budget)"] = (s_fc, s_eval, s_train["seconds"])
+        if recipe.eval.baselines:
+            models.update(run_baselines_scored(recipe, problem))
+        plot_fans(forecasts, problem, run_dir / "plots" / group, cfg.fan_charts, f"{name} {group}")
+        for model, (_, ev, sec) in models.items():
+            model = model.split(" (season ")[0]  # the baselines' season differs by group: one name for all
+            evaluations.setdefault(model, {})[group] = ev
+            seconds[model] = seconds.get(model, 0.0) + sec
+    scores = {model: group_scores(evs, horizons) for model, evs in evaluations.items()}
+    test = {model: {"sMAPE": s["all"].sMAPE, "MASE": s["all"].MASE, "seconds": seconds[model]}
+            for model, s in scores.items()}
+    results = {"task": cfg.task, "problem": f"{dataset}, groups {', '.join(horizons)}, official split and horizons",
+               "groups": problems, "pretrained": pretrained, "test": test,
+               "baselines": {n: m for n, m in test.items() if n != name},
+               "scores": {model: {g: v.to_dict() for g, v in s.items()} for model, s in scores.items()},
+               "per_group": {model: {g: ev.overall for g, ev in evs.items()} for model, evs in evaluations.items()},
+               "training": training, "total_seconds": time.time() - start}
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    complete = cfg.max_series is None and set(horizons) == set(competition_groups(dataset))
+    table = competition_report(scores, dataset, complete)
+    steps = ", ".join(f"{g} {t['steps']}" for g, t in training.items())
+    (run_dir / "report.md").write_text(f"""# {recipe.name}
+
+Recipe: `{recipe.source}` · task `{cfg.task}` · base model: `{pretrained or 'none (from scratch)'}`
+
+{dataset.upper()} with its official split and horizons, one forecaster per group (same recipe and budget),
+context {cfg.context_length} steps, patches of {cfg.patch_length} (stride {cfg.stride}), scaling `{cfg.scaling}`,
+time features {cfg.time_features}; seasonal naive and Theta (statsmodels; the group's seasonality) on
+the same series in the same run.
+sMAPE in percent and MASE (seasonality 1 yearly/other, 4 quarterly, 12 monthly) of the median
+forecast, each the mean over series of the per-series value (the M3 convention; "all" pools every
+series); the last column weights every forecast step instead.
+
+{table}
+
+Training steps per group: {steps}; total {results['total_seconds']:.0f} s.
+Per group: {'; '.join(problems.values())}.
+""")
+    return run_dir
+
+
+def plot_fans(forecasts: list, problem: Problem, out_dir: Path, count: int, title: str) -> list[Path]:
+    """Fan charts of the first ``count`` windows, or with several hourly series the last window of
+    each of the first ``count`` series."""
+    if not count:
+        return []
+    pairs = list(problem.backtest.test_data)
+    if problem.freq == "h":
+        last: dict[str, int] = {}
+        for i, (inp, _) in enumerate(pairs):
+            last[str(inp.get("item_id", i))] = i
+        if len(last) > 1:
+            keep = list(last.values())[:count]
+            return fan_charts([forecasts[i] for i in keep], [pairs[i] for i in keep], out_dir, max_series=count,
+                              title=title)
+    return fan_charts(forecasts, pairs, out_dir, max_series=count, title=title)
+
+
+def per_series_table(per_series: dict) -> str:
+    """Markdown: one row per series (and their mean), MASE and wQL of every model."""
+    models = list(per_series)
+    head = "| series | " + " | ".join(f"{m}: MASE | wQL" for m in models) + " |"
+    rule = "|---|" + "---|---|" * len(models)
+    rows = [f"| {item} | " + " | ".join(f"{per_series[m][item]['MASE']:.3f} | {per_series[m][item]['wQL']:.4f}"
+                                        for m in models) + " |"
+            for item in per_series[models[0]]]
+    return "\n".join([head, rule, *rows])
 
 
 def write_report(run_dir: Path, recipe, results: dict, name: str) -> None:
@@ -298,6 +486,16 @@ def write_report(run_dir: Path, recipe, results: dict, name: str) -> None:
     train = results["training"]
     charts = "\n".join(f"![{Path(p).stem}]({p})" for p in results["fan_charts"])
     cfg = recipe.data
+    per_series = ""
+    if results.get("context_comparison"):
+        lengths = "\n".join(f"| {c} | {m['MASE']:.4g} | {m['wQL']:.4g} | {m['sMAPE']:.4g} | {m['steps']} | "
+                            f"{m['seconds']:.0f} |" for c, m in results["context_comparison"].items())
+        per_series += ("\n## Context length\n\nThe same model, budget, seed and training cut points at each "
+                       "context length (only what is read before each cut differs).\n\n"
+                       "| context | MASE | wQL | sMAPE | steps | seconds |\n|---|---|---|---|---|---|\n" + lengths + "\n")
+    if results.get("per_series"):
+        per_series += ("\n## Per series\n\nEach series' own windows (\"mean\": every series weighted equally).\n\n"
+                      + per_series_table(results["per_series"]) + "\n")
     text = f"""# {recipe.name}
 
 Recipe: `{recipe.source}` · task `{cfg.task}` · base model: `{results['pretrained'] or 'none (from scratch)'}`
@@ -311,6 +509,7 @@ paths. MASE uses a seasonal period of {results['mase_seasonality']} for every mo
 {rows}
 
 sMAPE in percent; wQL is the mean weighted quantile loss over 0.1…0.9; lower is better everywhere.
+{per_series}
 Training: {train['steps']} optimizer steps (best step {train['best_step']}), {train['train_seconds']:.0f} s;
 total {results['total_seconds']:.0f} s.
 

