@@ -21,6 +21,7 @@ results.json.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import json
 import re
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ from . import domain_run
 
 TASKS = ("classify", "pretrain_text")
 DEFAULT_TEXT_MODEL = "runs/pretrain_text/model"  # where `mambatune run documents/pretrain_text` leaves its model
+# pretrained on a GPU by this project's recipe and shipped in the package (recipe and log beside it)
+SHIPPED_TEXT_MODEL = Path(sys.modules["mambatune.domains.documents"].__file__).parent / "pretrained" / "text-mamba-140k"
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val", "test": "test"}
 TABLE_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".tsv", ".parquet")
 BEHAVIOUR_KEYS = ("backend",)
@@ -170,8 +173,9 @@ def word_counts(table) -> np.ndarray:
 # -- models --------------------------------------------------------------------------------------
 
 def resolve_pretrained(path: str | None) -> str | None:
-    """``default`` is $MAMBATUNE_TEXT_MODEL or {DEFAULT_TEXT_MODEL}; a missing folder says how to make one."""
-    return domain_run.resolve_pretrained(path, "MAMBATUNE_TEXT_MODEL", DEFAULT_TEXT_MODEL, "documents/pretrain_text", "text model")
+    """``default``: $MAMBATUNE_TEXT_MODEL, else the shipped text model, else runs/pretrain_text/model."""
+    return domain_run.resolve_pretrained(path, "MAMBATUNE_TEXT_MODEL", DEFAULT_TEXT_MODEL, "documents/pretrain_text", "text model",
+                                      shipped=SHIPPED_TEXT_MODEL)
 
 
 def behaviour_overrides(recipe) -> dict | None:
@@ -413,7 +417,7 @@ By-length macro-F1 averages over the classes present in that bucket; lengths in 
     text = f"""# {recipe.name}
 
 Recipe: `{recipe.source}` · task `{cfg.task}` · data `{cfg.source}` · base model:
-`{recipe.model.pretrained or 'none (from scratch)'}` · method: {methods}
+`{domain_run.base_model_text(recipe, results)}` · method: {methods}
 
 {body}
 

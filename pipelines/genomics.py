@@ -19,6 +19,7 @@ LM tasks, and the same model trained from scratch when the base is pretrained.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,8 @@ from . import domain_run
 
 TASKS = ("promoter", "vep_zeroshot", "vep", "pretrain_dna")
 DEFAULT_DNA_MODEL = "runs/pretrain_dna/model"  # where `mambatune run genomics/pretrain_dna` leaves its model
+# pretrained on a GPU by this project's recipe and shipped in the package (recipe and log beside it)
+SHIPPED_DNA_MODEL = Path(sys.modules["mambatune.domains.genomics"].__file__).parent / "pretrained" / "dna-mamba-120k"
 BEHAVIOUR_KEYS = ("backend",)  # model.config keys that apply to a pretrained model (the rest is its shape)
 
 
@@ -172,8 +175,9 @@ def genome_windows(cfg: DataConfig, length: int) -> list[str]:
 # -- models --------------------------------------------------------------------------------------
 
 def resolve_pretrained(path: str | None) -> str | None:
-    """``default`` is $MAMBATUNE_DNA_MODEL or {DEFAULT_DNA_MODEL}; a missing folder says how to make one."""
-    return domain_run.resolve_pretrained(path, "MAMBATUNE_DNA_MODEL", DEFAULT_DNA_MODEL, "genomics/pretrain_dna", "DNA model")
+    """``default``: $MAMBATUNE_DNA_MODEL, else the shipped DNA model, else runs/pretrain_dna/model."""
+    return domain_run.resolve_pretrained(path, "MAMBATUNE_DNA_MODEL", DEFAULT_DNA_MODEL, "genomics/pretrain_dna", "DNA model",
+                                      shipped=SHIPPED_DNA_MODEL)
 
 
 def new_config(recipe, tokenizer: DNATokenizer) -> MambaConfig:
@@ -488,7 +492,7 @@ def write_report(run_dir: Path, recipe, results: dict) -> None:
                                   "No training in this run (pretrained model scored as is).", "Curves")
     text = f"""# {recipe.name}
 
-Recipe: `{recipe.source}` · task `{cfg.task}` · base model: `{recipe.model.pretrained or 'none (from scratch)'}`
+Recipe: `{recipe.source}` · task `{cfg.task}` · base model: `{domain_run.base_model_text(recipe, results)}`
 
 Windows: {'cropped to the central ' + str(cfg.window) + ' bp' if cfg.window else 'full length'}
 (`data.window`; the baselines see the same windows); RC augmentation in training: {cfg.rc_augment};

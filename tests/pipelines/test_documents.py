@@ -8,7 +8,7 @@ import pytest
 
 from mambatune.pipelines.cli import main
 
-TINY = ["model.config.d_model=8", "model.config.n_layer=1", "model.config.d_state=4", "data.max_length=96",
+TINY = ["model.pretrained=null", "model.config.d_model=8", "model.config.n_layer=1", "model.config.d_state=4", "data.max_length=96",
         "train.batch_size=4", "train.epochs=1", "train.eval_every=3", "train.log_every=1", "train.progress=false",
         "train.monitor_every=0", "train.tensorboard=false"]
 TOPICS = {"permissive": "permission granted free charge copy modify merge publish",

@@ -7,7 +7,7 @@ import pytest
 from mambatune.pipelines.cli import main
 from mambatune.pipelines.recipe import load_recipe
 
-TINY = ["model.config.d_model=8", "model.config.n_layer=1", "model.config.d_state=4", "data.window=64",
+TINY = ["model.pretrained=null", "model.config.d_model=8", "model.config.n_layer=1", "model.config.d_state=4", "data.window=64",
         "data.max_train=32", "data.max_eval=24", "data.n_boot=20", "train.batch_size=8", "train.eval_every=2",
         "train.log_every=1", "train.progress=false", "train.monitor_every=2", "train.tensorboard=false"]
 
@@ -34,6 +34,13 @@ def test_promoter_lora(tmp_path):
     assert (out / "adapter").is_dir() and (out / "base").is_dir()
     assert "6-mer" in (out / "report.md").read_text()
     assert main(["eval", str(out)]) == 2  # not supported yet: a clear error, not a traceback
+
+
+def test_promoter_lora_from_the_shipped_default_model(tmp_path):
+    out = tmp_path / "shipped"
+    results = run("genomics/promoter_lora", out, "train.epochs=1", "model.pretrained=default")
+    check_binary(results, 3)  # shipped model + LoRA, the same model from scratch, 6-mer
+    assert "dna-mamba-120k" in (out / "report.md").read_text()
 
 
 def test_promoter_multiclass(tmp_path):
