@@ -118,7 +118,8 @@ class ForecastHead(Head):
     ``student_t``: K = 3 raw values mapped to df = 2 + softplus (finite variance),
     loc, scale = softplus + 1e-3; ``quantile``: K = len(levels), made monotone by
     cumulative softplus increments from the lowest level. ``loss`` is the Student-t
-    negative log-likelihood or the pinball loss over observed future steps.
+    negative log-likelihood or the pinball loss over observed future steps, in the
+    instance-normalised units (see ``label_scale``). Head and loss run in fp32, autocast off.
     """
 
     kind = "forecast"
