@@ -10,8 +10,11 @@ from pathlib import Path
 EPILOG = """examples:
   mambatune list
   mambatune run generic/sequence_classification_lora train.epochs=2 train.output_dir=runs/demo
-  mambatune eval runs/demo
+  mambatune eval runs/demo --split val
   mambatune predict runs/demo "Permission is granted to copy this document"
+  mambatune predict runs/promoter regions.bed --genome hg38.fa -o scores.tsv
+  mambatune predict runs/vep variants.vcf --genome hg38.fa -o variants.csv
+  mambatune predict runs/forecast series.csv -o forecasts.csv
   mambatune advise --examples 20000 --gpu-memory 24
   mambatune export runs/demo exported/
 """
@@ -31,8 +34,12 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default=None, help="train, val or test (default: the recipe's eval.split)")
     pr = sub.add_parser("predict", help="predict with a finished run")
     pr.add_argument("run_dir")
-    pr.add_argument("input", help="a CSV / TSV / parquet (the recipe's text column), a .txt (one per line), or a text")
-    pr.add_argument("--output", "-o", default=None, help="write CSV here instead of stdout")
+    pr.add_argument("input", help="generic runs: a CSV / TSV / parquet (the recipe's text column), a .txt (one per "
+                    "line) or a text; genomics: a FASTA, a BED / CSV / TSV of regions or a VCF (both with --genome); "
+                    "documents: a folder of .txt files, a .txt, or a JSONL / CSV / TSV / parquet with a text column; "
+                    "time series: a long CSV / parquet (item_id, timestamp, target) or GluonTS JSON lines")
+    pr.add_argument("--output", "-o", default=None, help="write CSV (TSV when it ends in .tsv) here instead of stdout")
+    pr.add_argument("--genome", default=None, help="genomics: the reference FASTA that regions and variants refer to")
     a = sub.add_parser("advise", help="recommend full / PEFT / head-only from data size and GPU memory")
     a.add_argument("--examples", type=int, required=True, help="number of training examples")
     a.add_argument("--gpu-memory", type=float, required=True, help="GPU memory in GiB")
@@ -66,11 +73,15 @@ def cmd_run(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from mambatune.core.atomic import atomic_write_text
+
     from .recipe import load_resolved, pipeline_module
     recipe = load_resolved(args.run_dir)
-    metrics = pipeline_module(recipe.pipeline).evaluate(args.run_dir, args.split)
-    (Path(args.run_dir) / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(json.dumps(metrics, indent=2))
+    split = args.split or recipe.eval.split
+    metrics = pipeline_module(recipe.pipeline).evaluate(args.run_dir, split)
+    text = json.dumps(metrics, indent=2, default=float) + "\n"
+    atomic_write_text(Path(args.run_dir) / f"eval_{split}.json", text)
+    print(text, end="")
     return 0
 
 
@@ -78,15 +89,22 @@ def cmd_predict(args) -> int:
     from .recipe import load_resolved, pipeline_module
     recipe = load_resolved(args.run_dir)
     module = pipeline_module(recipe.pipeline)
-    rows = module.predict(args.run_dir, module.read_inputs(args.input, recipe))
+    if args.genome and recipe.pipeline != "genomics":
+        raise ValueError(f"--genome applies to genomics runs; {args.run_dir} is a {recipe.pipeline} run")
+    extra = {"genome": args.genome} if recipe.pipeline == "genomics" else {}
+    rows = module.predict(args.run_dir, module.read_inputs(args.input, recipe, **extra))
+    fields = list(dict.fromkeys(k for row in rows for k in row)) or ["text", "label", "probability"]
     out = open(args.output, "w", newline="") if args.output else sys.stdout
     try:
-        w = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["text", "label", "probability"])
+        delimiter = "\t" if args.output and args.output.lower().endswith(".tsv") else ","
+        w = csv.DictWriter(out, fieldnames=fields, delimiter=delimiter)
         w.writeheader()
         w.writerows(rows)
     finally:
         if args.output:
             out.close()
+    if args.output:
+        print(f"{len(rows)} rows written to {args.output}", file=sys.stderr)
     return 0
 
 

@@ -14,9 +14,10 @@
   is held out for its validation loss) -> ``model/``, the base of ``classify`` runs with
   ``model.pretrained=default``.
 
-The run folder: config.yaml, labels.json, checkpoints/, metrics.jsonl, plots/ (curves and
-confusion matrices), model/ or adapter/ (+ base/ for a PEFT run from scratch), report.md,
-results.json.
+The run folder: config.yaml, labels.json, thresholds.json (multi-label), checkpoints/,
+metrics.jsonl, plots/ (curves and confusion matrices), model/ or adapter/ (+ base/ for a PEFT run
+from scratch), report.md, results.json. ``mambatune eval / predict / export`` on it: see
+``documents_verbs``.
 """
 from __future__ import annotations
 
@@ -271,6 +272,7 @@ def run_classify(recipe, run_dir: Path, pretrained: str | None) -> dict:
     main = method_name(recipe, pretrained)
     if multi:
         thresholds = tune_thresholds(y["val"], sigmoid(scores["val"]))
+        (run_dir / "thresholds.json").write_text(json.dumps(thresholds.tolist()) + "\n")  # for predict / eval
         test = {main: multilabel_metrics(y["test"], sigmoid(scores["test"]), names, thresholds=thresholds,
                                          lengths=lengths, length_edges=edges)}
     else:
@@ -435,5 +437,5 @@ def run(recipe) -> Path:
     return domain_run.run_task(recipe, RUNNERS, resolve_pretrained(recipe.model.pretrained), write_report)
 
 
-evaluate, predict, export, read_inputs = domain_run.unsupported_verbs(
-    "documents", "report.md and results.json in the run folder hold the test metrics of every model of the run")
+# the CLI verbs on a finished run (eval, predict, export) live beside this module
+from .documents_verbs import evaluate, export, predict, read_inputs  # noqa: E402,F401

@@ -1,5 +1,6 @@
 """What every domain pipeline does around its tasks: resolve the base model, run the task,
-write results.json and report.md, and answer CLI verbs it does not support yet."""
+write results.json and report.md; and what the CLI verbs on a finished run share (open the run,
+check the split, make a plain model, export it, report what input was skipped)."""
 from __future__ import annotations
 
 import json
@@ -93,14 +94,98 @@ def report_tail(run_dir: Path, results: dict, train: dict | None, no_training: s
 """
 
 
-def unsupported_verbs(domain: str, hint: str):
-    """``evaluate, predict, export, read_inputs`` that raise a clear error for this domain's runs."""
-    def verb(command: str):
-        def stub(run_dir, *args, **kwargs):
-            raise ValueError(f"`mambatune {command}` does not support {domain} runs yet; {hint}")
-        return stub
+def open_run(run_dir, pipeline: str):
+    """(recipe, results) of a finished run of ``pipeline``; a clear error for a missing folder, a
+    run of another pipeline, or one that did not finish (no results.json)."""
+    from .recipe import load_resolved
 
-    def read_inputs(source: str, recipe) -> list[str]:
-        raise ValueError(f"`mambatune predict` does not support {domain} runs yet; {hint}")
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder {run_dir} does not exist")
+    recipe = load_resolved(run_dir)
+    if recipe.pipeline != pipeline:
+        raise ValueError(f"{run_dir} is a run of the {recipe.pipeline!r} pipeline, not {pipeline!r}")
+    if not (run_dir / "results.json").is_file():
+        raise FileNotFoundError(f"{run_dir} has no results.json: the run did not finish; run it again")
+    return recipe, json.loads((run_dir / "results.json").read_text())
 
-    return verb("eval"), verb("predict"), verb("export"), read_inputs
+
+def check_split(split: str | None, recipe, allowed: tuple[str, ...] = ("train", "val", "test")) -> str:
+    split = split or recipe.eval.split
+    if split not in allowed:
+        raise ValueError(f"--split must be one of {', '.join(allowed)} for a {recipe.pipeline} {recipe.data.task} "
+                         f"run, got {split!r}")
+    return split
+
+
+MERGEABLE = {"lora", "head_only", "partial", "top_layers"}  # methods whose result is a plain model
+
+
+def plain_model(model):
+    """The model without PEFT wrappers: LoRA merged into the base weights; other methods that add
+    modules a plain model has no place for raise."""
+    from mambatune.core import peft
+
+    state = getattr(model, "peft_state", None)
+    if state is None:
+        return model
+    methods = {m.method for m in state.config.methods}
+    if methods - MERGEABLE:
+        raise ValueError(f"export merges LoRA only; this run uses {sorted(methods - MERGEABLE)}, whose parameters "
+                         "have no place in a plain model. Keep the run folder (base + adapter) instead.")
+    if "lora" in methods:
+        peft.merge(model, unload=True)
+    model.peft_state = None
+    return model
+
+
+def export_model(model, out, meta: dict) -> dict:
+    """Writes ``out/hf`` (the backbone as a Hugging Face ``MambaForCausalLM``: the model's own LM head
+    when it is a language model, else an LM head tied to the embedding), ``out/head`` (a task head:
+    ``head.json`` with its spec + ``head.safetensors``) and, for a ``MambaForTask``, ``out/model`` (our
+    format, what ``load_pretrained`` reads). Returns the manifest written to ``out/export.json``;
+    an architecture Hugging Face Mamba cannot hold (bidirectional, RC-equivariant) is named there."""
+    import dataclasses
+
+    from safetensors.torch import save_file
+
+    from mambatune.core import MambaForTask
+    from mambatune.core.atomic import atomic_write, atomic_write_json
+    from mambatune.core.checkpoints import CheckpointError, export_hf, save_pretrained
+    from mambatune.core.heads import LMHead
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = plain_model(model).cpu().eval()
+    manifest = {"exported_from": meta.get("run_dir"), **meta, "written": []}
+    if isinstance(model, MambaForTask):
+        save_pretrained(model, out / "model", meta=meta)
+        manifest["written"].append("model")
+    is_lm = isinstance(getattr(model, "head", None), LMHead)
+    if not is_lm:
+        head = model.head
+        spec = dict(getattr(head, "spec", {}) or {"kind": type(head).__name__})
+        (out / "head").mkdir(exist_ok=True)
+        tensors = {k: v.detach().contiguous() for k, v in head.state_dict().items()}
+        atomic_write(out / "head" / "head.safetensors", lambda f: save_file(tensors, f, metadata={"format": "pt"}))
+        atomic_write_json(out / "head" / "head.json", {"format": "mambatune-head", "head": spec, "meta": meta})
+        manifest["written"].append("head")
+    try:
+        lm = model if is_lm else MambaForTask(dataclasses.replace(model.config, tie_embeddings=True),
+                                              backbone=model.backbone)
+        export_hf(lm, out / "hf")
+        manifest["written"].append("hf")
+        if not is_lm:
+            manifest["hf_note"] = "the LM head of hf/ is tied to the embedding: use hf/ as a backbone"
+    except CheckpointError as err:
+        manifest["hf_skipped"] = str(err)
+    atomic_write_json(out / "export.json", manifest)
+    return manifest
+
+
+def report_skipped(what: str, counts: dict[str, int]) -> None:
+    """Prints, on stderr, what ``predict`` read and what it could not score (nothing is dropped silently)."""
+    import sys
+
+    shown = ", ".join(f"{k}: {v}" for k, v in counts.items() if v)
+    print(f"{what}: {shown or 'nothing to report'}", file=sys.stderr)

@@ -15,6 +15,7 @@ Every task writes the run folder (config.yaml, checkpoints/, metrics.jsonl, plot
 ROC and PR curves of all models, report.md, results.json) and fits its baselines in the
 same run on the same windows: 6-mer logistic regression, a Markov-chain LM for the
 LM tasks, and the same model trained from scratch when the base is pretrained.
+``mambatune eval / predict / export`` on the run folder: see ``genomics_verbs``.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from mambatune.core import MambaConfig, MambaForTask, build_head
 from mambatune.core import peft
 from mambatune.core.checkpoints import load_pretrained, save_pretrained
 from mambatune.core.training import Trainer
+from mambatune.core.training.distributed import pick_device
 from mambatune.domains.genomics import DNATokenizer, load_promoters, load_variants
 from mambatune.domains.genomics.baselines import KmerLogisticRegression
 from mambatune.domains.genomics.metrics import binary_metrics, multiclass_metrics, plot_roc_pr
@@ -319,6 +321,7 @@ def run_vep(recipe, run_dir: Path, pretrained: str | None) -> dict:
         feats = {s: pair_features(lm.backbone, v["ref"], v["alt"], tok, radius=cfg.vep_radius, rc_average=cfg.rc_average)
                  for s, v in (("train", tr), ("test", te))}
         clf = fit_embedding_classifier(feats["train"], tr["labels"], seed=cfg.seed)
+        save_embedding_classifier(clf, run_dir)  # for `mambatune eval / predict / export`
         probs[f"{name} embeddings + logistic regression"] = clf.predict_proba(feats["test"])
     if recipe.eval.baselines:
         kmer = KmerLogisticRegression(k=cfg.kmer, seed=cfg.seed).fit(tr["ref"], tr["labels"])
@@ -371,6 +374,7 @@ def run_vep_zeroshot(recipe, run_dir: Path, pretrained: str | None) -> dict:
     te = splits["test"]
     if pretrained:
         lm, result, summary = language_model(recipe, tok, pretrained), None, ""
+        lm.to(pick_device(recipe.train.device))  # no training step moves it: score on the GPU when there is one
         corpus = lm_corpus(cfg, "train")
         name = "pretrained LM (-LLR)"
     else:
@@ -518,5 +522,5 @@ def run(recipe) -> Path:
     return domain_run.run_task(recipe, RUNNERS, resolve_pretrained(recipe.model.pretrained), write_report)
 
 
-evaluate, predict, export, read_inputs = domain_run.unsupported_verbs(
-    "genomics", "report.md and results.json in the run folder hold the test metrics of every model of the run")
+# the CLI verbs on a finished run (eval, predict, export) live beside this module
+from .genomics_verbs import evaluate, export, predict, read_inputs, save_embedding_classifier  # noqa: E402,F401

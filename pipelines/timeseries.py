@@ -23,12 +23,13 @@ scratch at the same budget (``data.scratch_baseline``).
 
 The run folder: config.yaml, metrics.jsonl + checkpoints/ (the Trainer's), predictor/
 (a serialized MambaPredictor) or model/ (pretrain), plots/fan_*.png, results.json, report.md.
+``mambatune eval / predict / export`` on it: see ``timeseries_verbs``.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,9 @@ TASKS = ("forecast", "pretrain")
 HOURLY = tuple(HOURLY_SERIES)
 COMPETITIONS = ("m3", "m1")
 DEFAULT_SERIES_MODEL = "runs/pretrain_series/model"  # where `mambatune run timeseries/pretrain_series` leaves it
+# pretrained on a GPU by this project's recipe and shipped in the package (recipe and log beside it)
+SHIPPED_SERIES_MODEL = Path(sys.modules["mambatune.domains.timeseries"].__file__).parent / "pretrained" / \
+    "series-mamba-500k"
 HEAD_KEYS = ("kind", "distribution", "quantile_levels")
 
 
@@ -217,22 +221,28 @@ def fit_and_validation(problem: Problem):
 # -- models --------------------------------------------------------------------------------------
 
 def resolve_pretrained(recipe, run_dir: Path) -> str | None:
-    """The base forecaster's folder: ``default`` means $MAMBATUNE_SERIES_MODEL or runs/pretrain_series/model,
-    pretrained in this run (under ``pretrain/``) when neither exists."""
+    """The base forecaster's folder. ``default``: $MAMBATUNE_SERIES_MODEL, else the shipped forecaster,
+    else runs/pretrain_series/model, and when that does not exist either, one pretrained in this run
+    (under ``pretrain/``); the name of a shipped forecaster (a folder beside SHIPPED_SERIES_MODEL): that one."""
     path = recipe.model.pretrained
     if path is None:
         return None
+    shipped = SHIPPED_SERIES_MODEL
     if path == "default":
-        path = os.environ.get("MAMBATUNE_SERIES_MODEL", DEFAULT_SERIES_MODEL)
+        path = domain_run.default_model("MAMBATUNE_SERIES_MODEL", shipped, DEFAULT_SERIES_MODEL)
         if not Path(path).exists():
             print(f"no pretrained forecaster at {path}: pretraining one on {recipe.data.pretrain_dataset} "
                   f"under {run_dir / 'pretrain'}")
             return str(pretrain_in_run(recipe, run_dir / "pretrain"))
+    if not Path(path).exists() and (shipped.parent / path / "model.safetensors").is_file():
+        path = str(shipped.parent / path)  # a shipped forecaster by name, e.g. series-mamba-500k
     if not Path(path).exists():
+        names = sorted(p.name for p in shipped.parent.iterdir() if p.is_dir()) if shipped.parent.is_dir() else []
         raise FileNotFoundError(
             f"pretrained forecaster {path!r} does not exist. Create one with `mambatune run timeseries/pretrain_series` "
-            f"(it writes {DEFAULT_SERIES_MODEL}), set model.pretrained=default to pretrain one in this run, or "
-            "model.pretrained=null to train from scratch")
+            f"(it writes {DEFAULT_SERIES_MODEL}), set model.pretrained=default to pretrain one in this run, "
+            + (f"name a shipped forecaster ({', '.join(names)}), " if names else "")
+            + "or model.pretrained=null to train from scratch")
     return path
 
 
@@ -520,6 +530,5 @@ total {results['total_seconds']:.0f} s.
     (run_dir / "report.md").write_text(text)
 
 
-evaluate, predict, export, read_inputs = domain_run.unsupported_verbs(
-    "time-series", "report.md and results.json in the run folder hold the backtest metrics, and its "
-    "predictor/ folder loads with MambaPredictor.deserialize")
+# the CLI verbs on a finished run (eval, predict, export) live beside this module
+from .timeseries_verbs import evaluate, export, predict, read_inputs  # noqa: E402,F401

@@ -43,7 +43,7 @@ def test_eval_matches_the_run(finished_run):
     metrics = json.loads(out)
     results = json.loads((finished_run / "results.json").read_text())
     assert metrics["accuracy"] == pytest.approx(results["test"]["accuracy"])
-    assert (finished_run / "eval.json").is_file()
+    assert (finished_run / "eval_test.json").is_file()
 
 
 def test_predict_text_and_file(finished_run, tmp_path):
@@ -104,3 +104,11 @@ def test_advise_cli_and_memory_notes():
     assert code == 0 and "method: lora" in out and "do not fit" in out
     with pytest.raises(ValueError):
         advise(0, 10)
+
+
+def test_domain_verbs_refuse_a_run_of_another_pipeline(finished_run, capsys):
+    from mambatune.pipelines import genomics_verbs
+    with pytest.raises(ValueError, match="'sequence_classification' pipeline, not 'genomics'"):
+        genomics_verbs.evaluate(finished_run)
+    assert main(["predict", str(finished_run), "ACGT", "--genome", "x.fa"]) == 2
+    assert "--genome applies to genomics runs" in capsys.readouterr().err

@@ -154,3 +154,86 @@ def test_long_documents_doc_python_blocks_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for i, block in enumerate(code):
         exec(compile(block, f"long-documents.md[python block {i}]", "exec"), {"__name__": f"docs_{i}"})
+
+
+# -- eval / predict / export on finished runs ----------------------------------------------------
+
+def read_rows(path):
+    import csv
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_classify_eval_predict_export(tmp_path, single_label, method, capsys):
+    peft = [{"method": "lora", "targets": ["in_proj"], "rank": 2}] if method == "lora" else []
+    out = tmp_path / "run"
+    results = run(out, f"data.source={single_label}", f"peft.methods={json.dumps(peft)}", "eval.baselines=false",
+                  "data.overflow=chunk", "data.max_length=48")
+    main_model = next(iter(results["test"]))
+    assert main(["eval", str(out)]) == 0
+    evaluated = json.loads((out / "eval_test.json").read_text())
+    for key in ("accuracy", "macro_f1"):
+        assert evaluated["metrics"][key] == pytest.approx(results["test"][main_model][key])
+
+    folder = tmp_path / "docs"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("permission granted free charge copy modify merge publish " * 5)
+    (folder / "sub" / "b.txt").write_text("fee payment subscription")
+    (folder / "empty.txt").write_text("  \n")
+    assert main(["predict", str(out), str(folder), "-o", str(tmp_path / "p.csv")]) == 0
+    rows = read_rows(tmp_path / "p.csv")
+    assert [r["id"] for r in rows] == ["a.txt", "empty.txt", "sub/b.txt"]
+    labels = json.loads((out / "labels.json").read_text())
+    for r in (rows[0], rows[2]):
+        assert sum(float(r[f"p_{n}"]) for n in labels) == pytest.approx(1, abs=1e-5) and r["label"] in labels
+    assert "chunks of 48" in rows[0]["note"] and rows[1]["label"] == "" and "empty" in rows[1]["note"]
+    assert "empty_not_classified: 1" in capsys.readouterr().err
+
+    table = tmp_path / "t.csv"
+    table.write_text("id,text\nx1,source code must remain under same license\nx2,\n")
+    assert main(["predict", str(out), str(table), "-o", str(tmp_path / "t_out.csv")]) == 0
+    assert [r["id"] for r in read_rows(tmp_path / "t_out.csv")] == ["x1", "x2"]
+
+    assert main(["export", str(out), str(tmp_path / "exported")]) == 0
+    manifest = json.loads((tmp_path / "exported" / "export.json").read_text())
+    assert set(manifest["written"]) == {"model", "head", "hf"} and manifest["labels"] == labels
+
+
+def test_multilabel_predict_uses_tuned_thresholds(tmp_path, ecthr_like):
+    out = tmp_path / "ml"
+    results = run(out, f"data.source={ecthr_like}", "data.label_column=labels", "eval.baselines=false")
+    thresholds = json.loads((out / "thresholds.json").read_text())
+    assert thresholds == results["test"]["mamba from scratch (full)"]["thresholds"]
+    assert main(["eval", str(out), "--split", "test"]) == 0
+    evaluated = json.loads((out / "eval_test.json").read_text())
+    assert evaluated["metrics"]["micro_f1"] == pytest.approx(results["test"]["mamba from scratch (full)"]["micro_f1"])
+    docs = tmp_path / "d.jsonl"
+    docs.write_text(json.dumps({"text": ["torture inhuman", "fair trial"]}) + "\n" + json.dumps({"text": []}) + "\n")
+    assert main(["predict", str(out), str(docs), "-o", str(tmp_path / "p.csv")]) == 0
+    rows = read_rows(tmp_path / "p.csv")
+    first = rows[0]
+    expected = [n for n, t in zip(["3", "6", "8"], thresholds) if float(first[f"p_{n}"]) >= t]
+    assert first["label"] == ";".join(expected) and "empty" in rows[1]["note"]
+
+
+def test_pretrain_text_eval_and_bad_inputs(tmp_path, single_label, capsys):
+    lm_out = tmp_path / "lm"
+    assert main(["run", "documents/pretrain_text", f"train.output_dir={lm_out}", f"data.source={single_label}",
+                 "data.max_length=64", "data.max_train=16", "data.max_eval=8", "train.max_steps=2",
+                 *[o for o in TINY if not o.startswith(("data.max_length", "train.epochs"))]]) == 0
+    results = json.loads((lm_out / "results.json").read_text())
+    assert main(["eval", str(lm_out)]) == 0
+    bits = json.loads((lm_out / "eval_test.json").read_text())["metrics"]["bits_per_byte"]
+    assert bits == pytest.approx(results["test"]["mamba LM"]["bits_per_byte"], rel=1e-5)
+    text = tmp_path / "one.txt"
+    text.write_text("the licensee shall notice")
+    assert main(["predict", str(lm_out), str(text), "-o", str(tmp_path / "b.csv")]) == 0
+    assert float(read_rows(tmp_path / "b.csv")[0]["bits_per_byte"]) > 0
+    assert main(["export", str(lm_out), str(tmp_path / "x")]) == 0 and (tmp_path / "x" / "hf").is_dir()
+    assert main(["predict", str(lm_out), str(tmp_path / "missing.txt")]) == 2
+    assert "not found" in capsys.readouterr().err
+    empty_dir = tmp_path / "nothing"
+    empty_dir.mkdir()
+    assert main(["predict", str(lm_out), str(empty_dir)]) == 2
+    assert "has no" in capsys.readouterr().err

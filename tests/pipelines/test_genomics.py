@@ -1,6 +1,8 @@
 """The genomics pipeline end to end with tiny overrides: promoter, vep_zeroshot, vep, pretrain_dna,
 then promoter from the pretrained checkpoint (with its scratch baseline)."""
+import csv
 import json
+import random
 
 import pytest
 
@@ -33,7 +35,6 @@ def test_promoter_lora(tmp_path):
     assert (out / "plots" / "roc.png").is_file() and (out / "plots" / "pr.png").is_file()
     assert (out / "adapter").is_dir() and (out / "base").is_dir()
     assert "6-mer" in (out / "report.md").read_text()
-    assert main(["eval", str(out)]) == 2  # not supported yet: a clear error, not a traceback
 
 
 def test_promoter_lora_from_the_shipped_default_model(tmp_path):
@@ -88,3 +89,133 @@ def test_bad_task_is_an_error():
     from mambatune.pipelines.recipe import RecipeError
     with pytest.raises(RecipeError, match="task must be one of"):
         load_recipe("genomics/promoter_lora", ["data.task=promotor"])
+
+
+# -- eval / predict / export on finished runs ----------------------------------------------------
+
+def write_genome(path, length: int = 3000, seed: int = 0):
+    """A one-contig FASTA (``chr1``) of random bases; returns (path, sequence)."""
+    rng = random.Random(seed)
+    seq = "".join(rng.choice("ACGT") for _ in range(length))
+    path.write_text(">chr1\n" + "\n".join(seq[i:i + 60] for i in range(0, length, 60)) + "\n")
+    return path, seq
+
+
+def write_vcf(path, seq: str):
+    """Three records: an SNV matching the genome, one with REF/ALT swapped (fixed and counted), an insertion."""
+    other = {"A": "C", "C": "A", "G": "A", "T": "C"}  # never the complement: no strand-flip ambiguity
+    lines = ["##fileformat=VCFv4.2", "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO",
+             f"chr1\t1001\trs1\t{seq[1000]}\t{other[seq[1000]]}\t.\t.\t.",
+             f"chr1\t1501\trs2\t{other[seq[1500]]}\t{seq[1500]}\t.\t.\t.",
+             f"chr1\t2001\trs3\t{seq[2000]}\t{seq[2000]}AC\t.\t.\t."]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def read_rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="\t" if str(path).endswith(".tsv") else ","))
+
+
+def test_promoter_eval_predict_export(tmp_path, capsys):
+    out = tmp_path / "promoter"
+    results = run("genomics/promoter_lora", out, "train.epochs=1", "eval.baselines=false", "data.n_boot=0")
+    main_model = next(iter(results["test"]))
+    assert main(["eval", str(out)]) == 0
+    evaluated = json.loads((out / "eval_test.json").read_text())
+    for key in ("auroc", "auprc", "accuracy"):
+        assert evaluated["metrics"][key] == pytest.approx(results["test"][main_model][key], abs=1e-6)
+    assert main(["eval", str(out), "--split", "val"]) == 0 and (out / "eval_val.json").is_file()
+
+    genome, seq = write_genome(tmp_path / "genome.fa")
+    fasta = tmp_path / "seqs.fa"
+    fasta.write_text(f">long\n{seq[:200]}\n>short\n{seq[300:340]}\n>empty\n>bad\nACGTXXXX\n")
+    assert main(["predict", str(out), str(fasta), "-o", str(tmp_path / "p.csv")]) == 0
+    rows = read_rows(tmp_path / "p.csv")
+    assert [r["id"] for r in rows] == ["long", "short", "empty", "bad"]
+    for r in rows[:2]:
+        assert float(r["p_non_promoter"]) + float(r["p_promoter"]) == pytest.approx(1, abs=1e-5)
+    assert "cropped to the central 64 bp" in rows[0]["note"] and "shorter" in rows[1]["note"]
+    assert rows[2]["p_promoter"] == "" and "empty" in rows[2]["note"] and "not scored" in rows[3]["note"]
+    assert "skipped_empty: 1" in capsys.readouterr().err
+
+    bed = tmp_path / "regions.bed"
+    bed.write_text("chr1\t100\t400\tr1\t0\t+\nchr1\t500\t600\tr2\t0\t-\nchr9\t1\t50\tr3\t0\t+\n")
+    assert main(["predict", str(out), str(bed), "-o", str(tmp_path / "r.tsv")]) == 2  # no --genome
+    assert "--genome" in capsys.readouterr().err
+    assert main(["predict", str(out), str(bed), "--genome", str(genome), "-o", str(tmp_path / "r.tsv")]) == 0
+    rows = read_rows(tmp_path / "r.tsv")
+    assert [r["id"] for r in rows] == ["r1", "r2"] and "regions_unknown_contig" in capsys.readouterr().err
+    # the region's central window is the same sequence as the FASTA record of it
+    fasta.write_text(f">r1\n{seq[100:400]}\n")
+    assert main(["predict", str(out), str(fasta), "-o", str(tmp_path / "f.csv")]) == 0
+    assert float(read_rows(tmp_path / "f.csv")[0]["p_promoter"]) == pytest.approx(float(rows[0]["p_promoter"]))
+
+    assert main(["export", str(out), str(tmp_path / "exported")]) == 0
+    manifest = json.loads((tmp_path / "exported" / "export.json").read_text())
+    assert set(manifest["written"]) == {"model", "head", "hf"}
+    from mambatune.core.checkpoints import load_pretrained
+    merged = load_pretrained(tmp_path / "exported" / "model")
+    assert not any("lora" in k for k in merged.state_dict())
+    hf = json.loads((tmp_path / "exported" / "hf" / "config.json").read_text())
+    assert hf["model_type"] == "mamba" and hf["hidden_size"] == 8
+
+
+def test_vep_zeroshot_eval_and_vcf_predict(tmp_path, capsys):
+    out = tmp_path / "zs"
+    results = run("genomics/vep_zeroshot", out, "train.max_steps=2", "eval.baselines=false", "data.n_boot=0")
+    assert main(["eval", str(out)]) == 0
+    evaluated = json.loads((out / "eval_test.json").read_text())
+    assert evaluated["metrics"]["auroc"] == pytest.approx(results["test"][evaluated["model"]]["auroc"], abs=1e-6)
+    genome, seq = write_genome(tmp_path / "genome.fa")
+    vcf = write_vcf(tmp_path / "v.vcf", seq)
+    assert main(["predict", str(out), str(vcf), "-o", str(tmp_path / "v.csv")]) == 2  # coordinates need --genome
+    assert main(["predict", str(out), str(vcf), "--genome", str(genome), "-o", str(tmp_path / "v.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "ref_alt_swap: 1" in err and "skipped_not_snv: 1" in err
+    rows = read_rows(tmp_path / "v.csv")
+    assert [r["id"] for r in rows] == ["rs1", "rs2", "rs3"]
+    assert rows[1]["fix"] == "ref_alt_swap" and rows[2]["score"] == "" and "insertion" in rows[2]["note"]
+    for r in rows[:2]:
+        assert float(r["score"]) == pytest.approx(-float(r["llr"]))
+    assert main(["export", str(out), str(tmp_path / "lm")]) == 0
+    assert (tmp_path / "lm" / "hf" / "model.safetensors").is_file()
+
+
+def test_vep_embedding_predict_and_bad_inputs(tmp_path, capsys):
+    out = tmp_path / "emb"
+    run("genomics/vep_lora", out, "data.vep_method=embedding", "train.max_steps=2", "eval.baselines=false",
+        "data.n_boot=0")
+    assert (out / "embedding_classifier.json").is_file()
+    genome, seq = write_genome(tmp_path / "genome.fa")
+    vcf = write_vcf(tmp_path / "v.vcf", seq)
+    assert main(["predict", str(out), str(vcf), "--genome", str(genome), "-o", str(tmp_path / "v.csv")]) == 0
+    rows = read_rows(tmp_path / "v.csv")
+    assert 0 <= float(rows[0]["p_deleterious"]) <= 1
+    fasta = tmp_path / "s.fa"
+    fasta.write_text(">a\nACGT\n")
+    assert main(["predict", str(out), str(fasta)]) == 2  # a vep run scores variants
+    assert "give a VCF" in capsys.readouterr().err
+    (tmp_path / "empty.fa").write_text("")
+    assert main(["predict", str(out), str(vcf), "--genome", str(tmp_path / "empty.fa")]) == 2
+    assert main(["eval", str(tmp_path / "nowhere")]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+
+
+def test_vep_finetune_and_pretrain_eval(tmp_path):
+    out = tmp_path / "ft"
+    results = run("genomics/vep_lora", out, "train.max_steps=2", "eval.baselines=false", "data.n_boot=0")
+    assert main(["eval", str(out)]) == 0
+    evaluated = json.loads((out / "eval_test.json").read_text())
+    assert evaluated["metrics"]["auroc"] == pytest.approx(results["test"][evaluated["model"]]["auroc"], abs=1e-6)
+    assert main(["export", str(out), str(tmp_path / "x")]) == 0
+    assert (tmp_path / "x" / "head" / "head.safetensors").is_file()
+    pre = tmp_path / "pre"
+    results = run("genomics/pretrain_dna", pre, "train.max_steps=2", "eval.baselines=false")
+    assert main(["eval", str(pre)]) == 0
+    bits = json.loads((pre / "eval_test.json").read_text())["metrics"]["bits_per_base"]
+    assert bits == pytest.approx(results["test"]["mamba LM"]["bits_per_base"], rel=1e-5)
+    fasta = tmp_path / "s.fa"
+    fasta.write_text(">a\nACGTACGTTTGACCA\n")
+    assert main(["predict", str(pre), str(fasta), "-o", str(tmp_path / "b.csv")]) == 0
+    assert 0 < float(read_rows(tmp_path / "b.csv")[0]["bits_per_base"]) < 10

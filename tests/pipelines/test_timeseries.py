@@ -33,7 +33,6 @@ def test_forecast_full(tmp_path):
     assert len(results["test"]) == 3  # the forecaster, seasonal naive, Theta
     predictor = MambaPredictor.deserialize(out / "predictor")
     assert predictor.prediction_length == 24
-    assert main(["eval", str(out)]) == 2  # not supported yet: a clear error, not a traceback
 
 
 @pytest.mark.parametrize("recipe", ["timeseries/forecast_lora", "timeseries/forecast_head"])
@@ -109,3 +108,66 @@ def test_bad_recipe_values_are_errors(tmp_path):
     assert main(["run", "timeseries/forecast_full", "data.dataset=m1", "data.group=other", "--dry-run"]) == 2
     assert main(["run", "timeseries/forecast_full", "data.dataset=m3", "data.prediction_length=7",
                  f"train.output_dir={tmp_path / 'x'}", *TINY]) == 2
+
+
+# -- eval / predict / export on finished runs ----------------------------------------------------
+
+def read_rows(path):
+    import csv
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_forecast_eval_predict_export(tmp_path, capsys):
+    out = tmp_path / "run"
+    results = run("timeseries/forecast_lora", out, "model.pretrained=null", "data.scratch_baseline=false")
+    name = next(iter(results["test"]))
+    assert main(["eval", str(out)]) == 0
+    evaluated = json.loads((out / "eval_test.json").read_text())
+    for key in ("MASE", "sMAPE", "wQL"):
+        assert evaluated["metrics"][key] == pytest.approx(results["test"][name][key], rel=1e-6)
+    assert main(["eval", str(out), "--split", "val"]) == 2  # the backtest is the only split
+
+    lines = ["item_id,timestamp,target"]
+    lines += [f"a,2024-01-01 {h:02d}:00:00,{10 + h % 5}" for h in range(24)]
+    lines += [f"b,2024-01-02 {h:02d}:00:00,{h}" for h in range(6)]
+    (tmp_path / "long.csv").write_text("\n".join(lines) + "\n")
+    assert main(["predict", str(out), str(tmp_path / "long.csv"), "-o", str(tmp_path / "f.csv")]) == 0
+    rows = read_rows(tmp_path / "f.csv")
+    assert len(rows) == 2 * 24 and [r["item_id"] for r in rows[::24]] == ["a", "b"]
+    assert rows[0]["timestamp"] == "2024-01-02 00:00:00" and rows[24]["timestamp"] == "2024-01-02 06:00:00"
+    for r in rows:
+        assert float(r["q0.1"]) <= float(r["q0.5"]) <= float(r["q0.9"])
+    assert "shorter" in rows[24]["note"] and "shorter than the context: 2" in capsys.readouterr().err
+
+    entries = [{"start": "2024-01-01 00:00", "target": [1.0, 2.0, None, 4.0], "item_id": "g"}]
+    (tmp_path / "s.jsonl").write_text("\n".join(json.dumps(e) for e in entries) + "\n")
+    assert main(["predict", str(out), str(tmp_path / "s.jsonl"), "-o", str(tmp_path / "g.csv")]) == 0
+    assert len(read_rows(tmp_path / "g.csv")) == 24
+    (tmp_path / "bad.csv").write_text("when,value\n2024-01-01,1\n")
+    assert main(["predict", str(out), str(tmp_path / "bad.csv")]) == 2
+    assert "lacks column" in capsys.readouterr().err
+
+    assert main(["export", str(out), str(tmp_path / "exported")]) == 0
+    exported = MambaPredictor.deserialize(tmp_path / "exported")
+    assert exported.prediction_length == 24 and not any("lora" in k for k in exported.model.state_dict())
+
+
+def test_shipped_forecaster_by_name_and_default(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from mambatune.pipelines import timeseries
+
+    shipped = tmp_path / "pretrained" / "series-mamba-500k"
+    monkeypatch.setattr(timeseries, "SHIPPED_SERIES_MODEL", shipped)
+    monkeypatch.delenv("MAMBATUNE_SERIES_MODEL", raising=False)
+    recipe = SimpleNamespace(model=SimpleNamespace(pretrained="series-mamba-500k"))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        timeseries.resolve_pretrained(recipe, tmp_path)
+    shipped.mkdir(parents=True)
+    (shipped / "model.safetensors").write_bytes(b"")
+    assert timeseries.resolve_pretrained(recipe, tmp_path) == str(shipped)
+    recipe.model.pretrained = "default"
+    assert timeseries.resolve_pretrained(recipe, tmp_path) == str(shipped)
+    monkeypatch.setenv("MAMBATUNE_SERIES_MODEL", str(shipped.parent))
+    assert timeseries.resolve_pretrained(recipe, tmp_path) == str(shipped.parent)

@@ -1,0 +1,207 @@
+"""``mambatune eval / predict / export`` on a finished time-series run.
+
+A ``forecast`` run leaves ``predictor/`` (a serialized :class:`MambaPredictor`: LoRA merged, the
+recipe's context, horizon, sample count and seed), or ``<group>/predictor`` per group of a
+competition run; a ``pretrain`` run leaves ``model/`` (the forecaster), wrapped in a predictor
+with the recipe's sample count and seed. Forecasts are seeded, so ``eval`` reproduces the run's
+backtest scores.
+
+``predict`` reads a long table (CSV / TSV / parquet: ``item_id``, ``timestamp``, ``target``; one
+series when there is no ``item_id``) or GluonTS JSON lines (``start``, ``target``, ``item_id``) at
+the predictor's frequency, and forecasts the run's horizon after each series' last step: one row
+per series and step with the mean and the 0.1 / 0.5 / 0.9 quantiles.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mambatune.core.atomic import atomic_write_json
+from mambatune.domains.timeseries import from_gluonts, from_polars
+from mambatune.domains.timeseries.competition import group_scores
+from mambatune.domains.timeseries.estimator import MambaPredictor
+from mambatune.domains.timeseries.evaluation import METRIC_NAMES
+from mambatune.domains.timeseries.evaluation import evaluate as score_forecasts
+from mambatune.domains.timeseries.module import load_forecaster
+
+from . import domain_run
+from . import timeseries as ts
+
+QUANTILES = (0.1, 0.5, 0.9)
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
+JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
+
+
+def open_run(run_dir):
+    recipe, results = domain_run.open_run(run_dir, "timeseries")
+    return Path(run_dir), recipe, results
+
+
+def groups_of(recipe) -> list[str] | None:
+    """The groups of a competition run with one forecaster per group (None: one forecaster)."""
+    cfg = recipe.data
+    names = ts.dataset_names(cfg.dataset)
+    if names[0] in ts.COMPETITIONS and len(ts.group_names(cfg.group, names[0])) > 1:
+        return ts.group_names(cfg.group, names[0])
+    return None
+
+
+def load_predictor(run_dir: Path, recipe, group: str | None = None) -> MambaPredictor:
+    folder = run_dir / group if group else run_dir
+    if (folder / "predictor").is_dir():
+        return MambaPredictor.deserialize(folder / "predictor")
+    if recipe.data.task == "pretrain" and (folder / "model").is_dir():
+        cfg = recipe.data
+        freq = "h" if ts.dataset_names(cfg.dataset)[0] in ts.HOURLY else ts.load_problem(cfg, group=group).freq
+        return MambaPredictor(load_forecaster(folder / "model"), freq, cfg.num_samples, seed=recipe.model.seed)
+    raise FileNotFoundError(f"{folder} has no predictor/ (or model/ for pretraining): the run did not save one")
+
+
+def single_predictor(run_dir: Path, recipe) -> MambaPredictor:
+    groups = groups_of(recipe)
+    if groups:
+        raise ValueError(f"this run trained one forecaster per group ({', '.join(groups)}), saved in "
+                         f"{run_dir}/<group>/predictor; load the one you need with MambaPredictor.deserialize")
+    return load_predictor(run_dir, recipe)
+
+
+# -- eval ----------------------------------------------------------------------------------------
+
+def evaluate(run_dir, split: str | None = None) -> dict:
+    """The run's forecaster rescored on its backtest windows (the run's ``test``) with the run's metrics."""
+    run_dir, recipe, results = open_run(run_dir)
+    split = domain_run.check_split(split, recipe, allowed=("test",))
+    cfg = recipe.data
+    name = next(iter(results["test"]))
+    groups = groups_of(recipe)
+    if groups is None:
+        problem = ts.load_problem(cfg)
+        forecasts = list(load_predictor(run_dir, recipe).predict(problem.backtest.test_data.input))
+        ev = score_forecasts(forecasts, problem.backtest.test_data, seasonality=problem.mase_seasonality)
+        return {"task": cfg.task, "split": split, "model": name, "problem": problem.description,
+                "examples": len(forecasts), "metrics": {k: ev.overall[k] for k in METRIC_NAMES}}
+    evaluations, horizons = {}, {}
+    for group in groups:
+        problem = ts.load_problem(cfg, group=group)
+        forecasts = list(load_predictor(run_dir, recipe, group).predict(problem.backtest.test_data.input))
+        evaluations[group] = score_forecasts(forecasts, problem.backtest.test_data,
+                                             seasonality=problem.mase_seasonality)
+        horizons[group] = problem.prediction_length
+    scores = group_scores(evaluations, horizons)
+    return {"task": cfg.task, "split": split, "model": name, "groups": groups,
+            "metrics": {"sMAPE": scores["all"].sMAPE, "MASE": scores["all"].MASE},
+            "scores": {g: s.to_dict() for g, s in scores.items()}}
+
+
+# -- predict -------------------------------------------------------------------------------------
+
+@dataclass
+class SeriesInputs:
+    """The raw input; it becomes series at the predictor's frequency in :func:`predict`."""
+
+    path: Path
+    frame: object = None  # a polars long frame
+    entries: list | None = None  # GluonTS entries
+
+
+def read_inputs(source: str, recipe) -> SeriesInputs:
+    import polars as pl
+
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"input {source} not found; time-series predict reads a long CSV / TSV / parquet "
+                                "(item_id, timestamp, target) or GluonTS JSON lines (start, target, item_id)")
+    suffix = path.suffix.lower()
+    if suffix in JSON_SUFFIXES:
+        entries = []
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    entries.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path.name} line {lineno} is not JSON: {err}") from None
+        if not entries:
+            raise ValueError(f"{path} has no series")
+        return SeriesInputs(path, entries=entries)
+    if suffix not in TABLE_SUFFIXES:
+        raise ValueError(f"{path.name}: use a .csv / .tsv / .parquet long table or .json / .jsonl GluonTS lines")
+    try:
+        frame = pl.read_parquet(path) if suffix == ".parquet" else \
+            pl.read_csv(path, separator="\t" if suffix == ".tsv" else ",", try_parse_dates=True)
+    except pl.exceptions.PolarsError as err:
+        raise ValueError(f"cannot read {path}: {err}") from err
+    missing = [c for c in ("timestamp", "target") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path.name} lacks column(s) {missing}; a long table has item_id, timestamp, target "
+                         f"(it has {', '.join(frame.columns)})")
+    if frame.height == 0:
+        raise ValueError(f"{path} has no rows")
+    if "item_id" not in frame.columns:
+        frame = frame.with_columns(pl.lit("series").alias("item_id"))
+    if frame.schema["timestamp"] == pl.String:
+        try:
+            frame = frame.with_columns(pl.col("timestamp").str.to_datetime())
+        except pl.exceptions.PolarsError as err:
+            raise ValueError(f"{path.name}: cannot parse the timestamp column ({err})") from err
+    return SeriesInputs(path, frame=frame.with_columns(pl.col("item_id").cast(pl.String)))
+
+
+def forecast_rows(forecast, item_id: str, note: str) -> list[dict]:
+    with warnings.catch_warnings():  # a quantile forecast has no mean: its median stands in (documented)
+        warnings.simplefilter("ignore")
+        mean = np.asarray(forecast.mean)
+    quantiles = {q: np.asarray(forecast.quantile(q)) for q in QUANTILES}
+    return [{"item_id": item_id, "timestamp": str(period.to_timestamp()), "step": h + 1,
+             "mean": round(float(mean[h]), 6), **{f"q{q}": round(float(quantiles[q][h]), 6) for q in QUANTILES},
+             "note": note} for h, period in enumerate(forecast.index)]
+
+
+def predict(run_dir, inputs: SeriesInputs) -> list[dict]:
+    """Forecasts of the run's horizon after the last step of every input series."""
+    run_dir, recipe, _ = open_run(run_dir)
+    predictor = single_predictor(run_dir, recipe)
+    if inputs.entries is not None:
+        series = from_gluonts(inputs.entries, freq=predictor.freq)
+    else:
+        series = from_polars(inputs.frame, freq=predictor.freq)
+    context = predictor.model.config.context_length
+    counts = {"series": len(series), **{f"skipped ({k})": v for k, v in series.skipped.items()}}
+    notes = []
+    for entry in series.entries:
+        observed = np.isfinite(np.asarray(entry["target"], dtype=np.float64)[-context:])
+        if not observed.any():
+            notes.append(f"no observed value in the last {context} steps: the forecast knows nothing of this series")
+        elif len(entry["target"]) < context:
+            notes.append(f"{len(entry['target'])} steps, shorter than the context ({context}): left-padded as unobserved")
+        else:
+            notes.append("")
+    counts["without observed values"] = sum(n.startswith("no observed") for n in notes)
+    counts["shorter than the context"] = sum("shorter" in n for n in notes)
+    domain_run.report_skipped("predict series", counts)
+    rows = []
+    for entry, forecast, note in zip(series.entries, predictor.predict(series.entries), notes):
+        rows.extend(forecast_rows(forecast, str(entry.get("item_id")), note))
+    return rows
+
+
+# -- export --------------------------------------------------------------------------------------
+
+def export(run_dir, out) -> Path:
+    """The run's predictor folder(s), serialized again (``forecaster.json`` + ``model.safetensors`` +
+    ``predictor.json``; one per group for a competition run) and ``export.json``."""
+    run_dir, recipe, _ = open_run(run_dir)
+    out = Path(out)
+    groups = groups_of(recipe)
+    written = []
+    for group in groups or [None]:
+        target = out / group if group else out
+        load_predictor(run_dir, recipe, group).serialize(target)
+        written.append(str(target.relative_to(out)) if group else ".")
+    atomic_write_json(out / "export.json", {"exported_from": str(run_dir), "recipe": recipe.name,
+                                            "task": recipe.data.task, "predictors": written,
+                                            "load_with": "MambaPredictor.deserialize(folder)"})
+    return out
