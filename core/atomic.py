@@ -52,3 +52,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def host_tensors(tensors: dict) -> dict:
+    """CPU copies of ``tensors`` as a file should hold them: a sharded FSDP parameter (DTensor) is
+    gathered whole first. Gathering is a collective, so under torchrun every rank must call this."""
+    out = {}
+    for name, t in tensors.items():
+        t = t.detach()
+        if hasattr(t, "full_tensor"):
+            t = t.full_tensor()
+        out[name] = t.cpu().clone().contiguous()
+    return out

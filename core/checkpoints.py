@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .atomic import atomic_write, atomic_write_json
+from .atomic import atomic_write, atomic_write_json, host_tensors
 from .config import MambaConfig
 from .heads import Head, LMHead, MambaForTask, head_from_spec
 
@@ -63,7 +63,7 @@ class LoadReport:
 # -- files ---------------------------------------------------------------------------------
 
 def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict | None = None) -> None:
-    out = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    out = host_tensors(tensors)
     atomic_write(path, lambda tmp: save_file(out, tmp, metadata=metadata))
 
 

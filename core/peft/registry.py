@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-from ..atomic import atomic_write
+from ..atomic import atomic_write, host_tensors
 from ..config import ConfigError, check_known_keys
 from ..heads import LMHead
 from .additional_scan import AdditionalScanConfig, apply_additional_scan
@@ -203,7 +203,7 @@ def save_adapter(model: nn.Module, path: str | os.PathLike) -> Path:
         raise ValueError("save_adapter: LoRA is merged into the base weights; call unmerge(model) first")
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {n: p.detach().cpu().clone().contiguous() for n, p in get_adapter_params(model).items()}
+    tensors = host_tensors(get_adapter_params(model))  # FSDP shards gathered whole
     atomic_write(folder / ADAPTER_WEIGHTS, lambda f: save_file(tensors, f, metadata={"format": "pt"}))
     text = json.dumps(state.config.to_dict(), indent=2)
     atomic_write(folder / ADAPTER_CONFIG, lambda f: Path(f).write_text(text + "\n"))

@@ -60,3 +60,18 @@ def test_shipped_text_model_beats_unigram_on_test_licences():
         losses = [float(model(input_ids=ids, labels=ids).loss)
                   for ids in (torch.tensor([tok.encode(t)[:1024]]) for t in texts)]
     assert sum(losses) / len(losses) / math.log(2) < 3.0  # unigram: 4.85 bits per byte; the shipped log: 1.52
+
+
+def test_shipped_forecaster_loads_and_its_log_shows_it_beat_seasonal_naive():
+    from mambatune.domains.timeseries.module import load_forecaster
+    from mambatune.pipelines import timeseries
+
+    d = timeseries.SHIPPED_SERIES_MODEL
+    for f in ("model.safetensors", "forecaster.json", "recipe.yaml", "metrics.jsonl", "results.json", "report.md"):
+        assert (d / f).is_file(), f"{d / f} missing"
+    model = load_forecaster(d)
+    assert sum(p.numel() for p in model.parameters()) <= 5_000_000
+    test = json.loads((d / "results.json").read_text())["test"]
+    ours = next(v for k, v in test.items() if k.startswith("mamba"))
+    naive = next(v for k, v in test.items() if k.startswith("seasonal naive"))
+    assert math.isfinite(ours["MASE"]) and ours["MASE"] < naive["MASE"]
