@@ -4,7 +4,8 @@
 
 - ``promoter``: chr20 promoter windows (``data.promoter_classes`` binary or multiclass),
   fine-tuned with the recipe's PEFT method (none = full), RC augmentation in training,
-  RC-averaged inference;
+  RC-averaged inference; with ``data.genome`` the windows are ``data.window`` bp (any length,
+  e.g. 131,072) read from that FASTA around each demo window's centre (see ``promoter_windows``);
 - ``vep_zeroshot``: -LLR of alt vs ref under a causal DNA LM (``model.pretrained``, or
   one pretrained in this run under ``lm/`` when none is given);
 - ``vep``: supervised, ``data.vep_method`` ``finetune`` (backbone + pair head, end to end,
@@ -23,8 +24,10 @@ import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
+import polars as pl
 import torch
 
 from mambatune.core import MambaConfig, MambaForTask, build_head
@@ -36,7 +39,7 @@ from mambatune.domains.genomics import DNATokenizer, load_promoters, load_varian
 from mambatune.domains.genomics.baselines import KmerLogisticRegression
 from mambatune.domains.genomics.metrics import binary_metrics, multiclass_metrics, plot_roc_pr
 from mambatune.domains.genomics.sequence_data import (
-    DNAWindowDataset, center_crop, collate_windows, predict_logits,
+    DNAWindowDataset, GenomeWindows, center_crop, centred_intervals, collate_windows, overlapping, predict_logits,
 )
 from mambatune.domains.genomics.vep import (
     MarkovLM, VariantPairClassifier, VariantPairDataset, collate_pairs, fit_embedding_classifier,
@@ -59,8 +62,10 @@ class DataConfig:
     1,001 bp variant windows); rc_augment: random strand per training example; rc_average: average
     both strands at inference; max_train / max_eval: subsample (quick runs); vep_method: finetune |
     embedding; vep_radius: bp around the variant over which alt - ref features are pooled;
-    lm_windows: pretraining windows drawn from ``genome`` (a FASTA; null: the training-split windows
-    of the demo sets, chunked); kmer: k of the k-mer baseline; markov_order: order of the Markov LM
+    genome: a reference FASTA (GRCh37 chr20 for the demo sets): promoter windows of ``window`` bp
+    (any length) are read from it around each demo window's centre; pretraining draws its
+    windows from it; lm_windows: pretraining windows drawn from ``genome`` (null: the training-split
+    windows of the demo sets, chunked); kmer: k of the k-mer baseline; markov_order: order of the Markov LM
     baseline; n_boot: bootstrap resamples for the 95 % intervals; scratch_baseline: also train the same
     model from scratch when ``model.pretrained`` is set."""
 
@@ -104,13 +109,87 @@ def subsample(df, n: int | None, seed: int):
     return df if n is None or len(df) <= n else df.sample(n, seed=seed, shuffle=True)
 
 
-def promoter_splits(cfg: DataConfig) -> dict[str, tuple[list[str], list[int]]]:
+def promoter_splits(cfg: DataConfig) -> dict[str, tuple[Sequence[str], list[int]]]:
+    """{split: (windows, labels)}: see :func:`promoter_windows`."""
+    return promoter_windows(cfg)[0]
+
+
+def promoter_windows(cfg: DataConfig) -> tuple[dict[str, tuple[Sequence[str], list[int]]], dict | None]:
+    """The promoter windows of each split and, with ``genome``, how the long windows were made.
+
+    Without ``genome``: the demo's 2,000 bp windows cropped to their central ``window`` bp.
+    With ``genome``: ``window`` bp (any length) read lazily from the FASTA (:class:`GenomeWindows`),
+    centred where each demo window is centred, strand-aware, N beyond contig ends. The demo split
+    keeps its regions apart at 2,000 bp only, so a training window that at this length overlaps a
+    validation or test window is dropped, before subsampling; the second value counts them
+    (``dropped_train_overlap``), with validation windows that overlap test windows (kept) and
+    windows that reach past a contig end."""
+    table = load_promoters(cfg.promoter_classes)
+    info = None
+    demo_length = int((table["end"] - table["start"]).max())
+    if not cfg.genome and cfg.window and cfg.window > demo_length:
+        raise ValueError(f"data.window={cfg.window} is longer than the demo's {demo_length:,} bp windows: set "
+                         "data.genome=<a GRCh37 chr20 FASTA> to read windows of that length around their centres")
+    if cfg.genome:
+        table, info = long_promoter_table(table, cfg)
     out = {}
     for split in ("train", "val", "test"):
-        df = subsample(load_promoters(cfg.promoter_classes, split), cfg.max_train if split == "train" else cfg.max_eval,
+        df = subsample(table.filter(pl.col("split") == split), cfg.max_train if split == "train" else cfg.max_eval,
                        cfg.seed)
-        out[split] = ([center_crop(s, cfg.window) for s in df["sequence"].to_list()], df["label"].to_list())
-    return out
+        if cfg.genome:
+            windows = GenomeWindows(cfg.genome, df["chrom"].to_list(), df["_centre"].to_list(), cfg.window,
+                                    df["strand"].to_list() if "strand" in df.columns else None)
+        else:
+            windows = [center_crop(s, cfg.window) for s in df["sequence"].to_list()]
+        out[split] = (windows, df["label"].to_list())
+    return out, info
+
+
+def long_promoter_table(table, cfg: DataConfig):
+    """The demo table with ``_centre`` and the window coordinates at ``cfg.window`` bp, minus the
+    training windows that overlap a validation or test window at that length; and the counts."""
+    from mambatune.domains.genomics import Genome
+
+    if not cfg.window:
+        raise ValueError("data.genome reads windows of data.window bp: set data.window (e.g. 32768)")
+    centre = table["center"] if "center" in table.columns else (table["start"] + table["end"]) // 2
+    starts, ends = centred_intervals(centre.to_numpy(), cfg.window)
+    table = table.with_columns(centre.alias("_centre"), pl.Series("_start", starts), pl.Series("_end", ends))
+    with Genome(cfg.genome) as genome:
+        check_genome_matches(genome, table, cfg.genome)
+        lengths = np.asarray([genome.length(c) for c in table["chrom"].to_list()])
+    part = {s: table.filter(pl.col("split") == s) for s in ("train", "val", "test")}
+
+    def overlap(a, b) -> np.ndarray:
+        return overlapping(a["chrom"].to_list(), a["_start"], a["_end"], b["chrom"].to_list(), b["_start"], b["_end"])
+
+    held_out = pl.concat([part["val"], part["test"]])
+    drop = overlap(part["train"], held_out) if held_out.height else np.zeros(part["train"].height, dtype=bool)
+    info = {"genome": str(cfg.genome), "window": cfg.window, "train_windows_before": part["train"].height,
+            "dropped_train_overlap": int(drop.sum()),
+            "val_overlapping_test": int(overlap(part["val"], part["test"]).sum()) if part["test"].height else 0,
+            "padded_windows": int(((starts < 0) | (ends > lengths)).sum())}
+    if drop.any():
+        print(f"data.window={cfg.window}: dropped {int(drop.sum())} of {part['train'].height} training windows "
+              "that overlap a validation or test window at this length", flush=True)
+    kept = pl.concat([part["train"].filter(pl.Series(~drop)), part["val"], part["test"]])
+    if not kept.filter(pl.col("split") == "train").height:
+        raise ValueError(f"no training window is left at data.window={cfg.window}: every one overlaps a held-out window")
+    return kept, info
+
+
+def check_genome_matches(genome, table, path: str, n: int = 8) -> None:
+    """Raise when the FASTA's bases differ from the demo windows' (another assembly than GRCh37?)."""
+    if "sequence" not in table.columns:
+        return
+    strands = table["strand"].to_list() if "strand" in table.columns else ["+"] * table.height
+    for row in range(0, table.height, max(1, table.height // n)):
+        demo = table["sequence"][row].upper()
+        got = genome.window(table["chrom"][row], int(table["_centre"][row]), len(demo), strands[row] or "+").sequence
+        if got != demo:
+            raise ValueError(f"{path} does not hold the demo windows' bases (window {table['chrom'][row]}:"
+                             f"{table['start'][row]}-{table['end'][row]} differs): the demo sets are GRCh37 chr20; "
+                             "use that assembly (e.g. 20.fa.gz of the vt-examples package)")
 
 
 def variant_splits(cfg: DataConfig) -> dict[str, dict]:
@@ -271,7 +350,8 @@ def scratch_train_config(recipe, run_dir: Path, name: str):
 
 def run_promoter(recipe, run_dir: Path, pretrained: str | None) -> dict:
     cfg, tok = recipe.data, DNATokenizer()
-    splits = promoter_splits(cfg)
+    splits, long_windows = promoter_windows(cfg)
+    eval_batch = recipe.train.eval_batch_size or recipe.train.batch_size
     num_labels = 2 if cfg.promoter_classes == "binary" else 3
     data = {s: DNAWindowDataset(x, y, tok, rc_augment=cfg.rc_augment and s == "train") for s, (x, y) in splits.items()}
     binary = num_labels == 2
@@ -283,18 +363,21 @@ def run_promoter(recipe, run_dir: Path, pretrained: str | None) -> dict:
     model, result, summary = train_model(model, recipe.train, data["train"], data["val"], collate_windows, metrics_fn,
                                          recipe.peft)
     save_trained(model, run_dir, recipe)
-    probs = {main_name(recipe, pretrained): softmax(predict_logits(model, data["test"], rc_average=cfg.rc_average))}
+    probs = {main_name(recipe, pretrained): softmax(predict_logits(model, data["test"], eval_batch, cfg.rc_average))}
     if pretrained and cfg.scratch_baseline:
         scratch = classifier(recipe, config, num_labels, None)
         scratch, _, _ = train_model(scratch, scratch_train_config(recipe, run_dir, "scratch"), data["train"],
                                     data["val"], collate_windows, metrics_fn)
-        probs["same model from scratch (full)"] = softmax(predict_logits(scratch, data["test"], rc_average=cfg.rc_average))
+        probs["same model from scratch (full)"] = softmax(predict_logits(scratch, data["test"], eval_batch, cfg.rc_average))
     if recipe.eval.baselines:
         kmer = KmerLogisticRegression(k=cfg.kmer, seed=cfg.seed).fit(*splits["train"])
         probs[f"{cfg.kmer}-mer logistic regression"] = kmer.predict_proba(splits["test"][0])
     y = np.asarray(splits["test"][1])
-    return finish_classification(run_dir, recipe, y, probs, binary, result, summary,
-                                 {s: len(v[1]) for s, v in splits.items()})
+    out = finish_classification(run_dir, recipe, y, probs, binary, result, summary,
+                                {s: len(v[1]) for s, v in splits.items()})
+    if long_windows is not None:
+        out["long_windows"] = long_windows
+    return out
 
 
 def run_vep(recipe, run_dir: Path, pretrained: str | None) -> dict:
@@ -498,7 +581,7 @@ def write_report(run_dir: Path, recipe, results: dict) -> None:
 
 Recipe: `{recipe.source}` · task `{cfg.task}` · base model: `{domain_run.base_model_text(recipe, results)}`
 
-Windows: {'cropped to the central ' + str(cfg.window) + ' bp' if cfg.window else 'full length'}
+Windows: {windows_text(cfg, results)}
 (`data.window`; the baselines see the same windows); RC augmentation in training: {cfg.rc_augment};
 RC-averaged inference: {cfg.rc_average}. Examples per split: {results['sizes']}.
 
@@ -510,6 +593,17 @@ RC-averaged inference: {cfg.rc_average}. Examples per split: {results['sizes']}.
 
 {tail}"""
     (run_dir / "report.md").write_text(text)
+
+
+def windows_text(cfg, results: dict) -> str:
+    long = results.get("long_windows")
+    if long:
+        return (f"{cfg.window:,} bp read from `{long['genome']}` around each demo window's centre; "
+                f"{long['dropped_train_overlap']} of {long['train_windows_before']} training windows dropped "
+                f"because at this length they overlap a validation or test window; "
+                f"{long['val_overlapping_test']} validation windows overlap a test window (kept); "
+                f"{long['padded_windows']} windows padded with N past a contig end")
+    return f"cropped to the central {cfg.window} bp" if cfg.window else "full length"
 
 
 # -- entry points --------------------------------------------------------------------------------
