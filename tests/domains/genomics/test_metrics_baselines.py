@@ -50,3 +50,21 @@ def test_kmer_baseline_learns_a_motif_and_is_strand_invariant():
     assert binary_metrics(labels[80:], p, n_boot=0)["auroc"] > 0.9
     p_rc = m.predict_proba([reverse_complement(s) for s in seqs[80:]])[:, 1]
     assert np.allclose(p, p_rc)
+
+
+def test_kmer_counts_match_a_direct_count_on_both_strands():
+    from collections import Counter
+
+    from mambatune.domains.genomics.baselines import KmerCounts
+    from mambatune.domains.genomics.tokenizer import reverse_complement
+
+    rng = np.random.default_rng(3)
+    seqs = ["".join(rng.choice(list("ACGTN"), size=n, p=[0.24, 0.24, 0.24, 0.24, 0.04])) for n in (50, 7, 3, 120)]
+    kc = KmerCounts(k=3).fit(seqs)
+    rows = kc.transform(seqs).toarray()
+    alphabet = "ACGTN?"
+    names = ["".join(alphabet[(c // 6 ** (2 - j)) % 6] for j in range(3)) for c in kc.columns_]
+    for seq, row in zip(seqs, rows):
+        direct = Counter(t[i:i + 3] for t in (seq, reverse_complement(seq)) for i in range(len(t) - 2))
+        assert {n: int(v) for n, v in zip(names, row) if v} == dict(direct)
+    assert rows[2].sum() == 2  # a 3 bp sequence: one k-mer per strand
