@@ -24,3 +24,9 @@ def test_wheel_holds_every_package_under_mambatune(tmp_path):
             on_disk.add(str(Path("mambatune") / rel))
     missing = on_disk - packaged
     assert not missing, f"packages missing from pyproject's package list: {sorted(missing)}"
+    # the shipped pretrained models travel with the package (the recipes' `model.pretrained: default`)
+    for model in ("genomics/pretrained/dna-mamba-120k", "genomics/pretrained/dna-mamba-1m",
+                  "documents/pretrained/text-mamba-140k", "documents/pretrained/text-mamba-1m",
+                  "timeseries/pretrained/series-mamba-500k"):
+        for f in ("model.safetensors", "recipe.yaml", "metrics.jsonl"):
+            assert f"mambatune/domains/{model}/{f}" in names, f"{model}/{f} not in the wheel"
