@@ -1,4 +1,4 @@
-"""The ``mambatune`` command: list, run, eval, predict, advise, export."""
+"""The ``mambatune`` command: list, models, run, eval, predict, advise, export."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,7 @@ from pathlib import Path
 
 EPILOG = """examples:
   mambatune list
+  mambatune models
   mambatune run generic/sequence_classification_lora train.epochs=2 train.output_dir=runs/demo
   mambatune eval runs/demo --split val
   mambatune predict runs/demo "Permission is granted to copy this document"
@@ -25,6 +26,7 @@ def parser() -> argparse.ArgumentParser:
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the shipped recipes and the commands that run them")
+    sub.add_parser("models", help="the shipped pretrained models (model.pretrained takes their names)")
     r = sub.add_parser("run", help="run a recipe (a shipped name or a YAML path) with key=value overrides")
     r.add_argument("recipe")
     r.add_argument("overrides", nargs="*", help="dotted key=value, e.g. train.lr=3e-4 peft.methods.0.rank=4")
@@ -55,6 +57,43 @@ def cmd_list() -> int:
     for path in list_recipes():
         name = path.relative_to(RECIPES_DIR).with_suffix("")
         print(f"{str(name):45s} {recipe_command(path)}")
+    return 0
+
+
+def shipped_models() -> list[dict]:
+    """Every pretrained model shipped in the package: domain, name, parameters, held-out score."""
+    import math
+
+    from safetensors import safe_open
+
+    import mambatune.domains as domains
+    from . import documents, genomics, timeseries
+
+    defaults = {p.parent.parent.name: p.name for p in (genomics.SHIPPED_DNA_MODEL, documents.SHIPPED_TEXT_MODEL,
+                                                       timeseries.SHIPPED_SERIES_MODEL)}
+    rows = []
+    for folder in sorted(Path(domains.__path__[0]).glob("*/pretrained/*/model.safetensors")):
+        model_dir, domain = folder.parent, folder.parent.parent.parent.name
+        with safe_open(str(folder), "pt") as f:
+            params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+        score = ""
+        results = model_dir / "results.json"
+        if results.is_file():
+            test = json.loads(results.read_text()).get("test", {})
+            ours = next(iter(test.values()), {})
+            key = next((k for k in ("bits_per_base", "bits_per_byte", "MASE") if k in ours), None)
+            if key:
+                score = f"{key} {ours[key]:.3f}"
+        rows.append({"domain": domain, "name": model_dir.name, "parameters": params, "held_out": score,
+                     "default": defaults.get(domain) == model_dir.name, "path": str(model_dir)})
+    return rows
+
+
+def cmd_models() -> int:
+    for r in shipped_models():
+        mark = "  (default)" if r["default"] else ""
+        print(f"{r['domain']:11s} {r['name']:18s} {r['parameters']:>10,} params  {r['held_out']:22s}{mark}")
+    print("use: model.pretrained=<name>; each folder holds the recipe and training log that made it")
     return 0
 
 
@@ -125,7 +164,7 @@ def cmd_export(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     from .recipe import RecipeError
     args = parser().parse_args(argv)
-    commands = {"list": lambda: cmd_list(), "run": lambda: cmd_run(args), "eval": lambda: cmd_eval(args),
+    commands = {"list": lambda: cmd_list(), "models": lambda: cmd_models(), "run": lambda: cmd_run(args), "eval": lambda: cmd_eval(args),
                 "predict": lambda: cmd_predict(args), "advise": lambda: cmd_advise(args),
                 "export": lambda: cmd_export(args)}
     try:

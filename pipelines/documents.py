@@ -438,4 +438,4 @@ def run(recipe) -> Path:
 
 
 # the CLI verbs on a finished run (eval, predict, export) live beside this module
-from .documents_verbs import evaluate, export, predict, read_inputs  # noqa: E402,F401
+evaluate, predict, export, read_inputs = domain_run.verbs_of("mambatune.pipelines.documents_verbs")

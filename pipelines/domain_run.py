@@ -189,3 +189,18 @@ def report_skipped(what: str, counts: dict[str, int]) -> None:
 
     shown = ", ".join(f"{k}: {v}" for k, v in counts.items() if v)
     print(f"{what}: {shown or 'nothing to report'}", file=sys.stderr)
+
+
+def verbs_of(module: str):
+    """``evaluate, predict, export, read_inputs`` that import ``module`` (the pipeline's verbs module,
+    which imports the pipeline) when first called, so either module can be imported first."""
+    import importlib
+
+    def verb(name: str):
+        def call(*args, **kwargs):
+            return getattr(importlib.import_module(module), name)(*args, **kwargs)
+        call.__name__ = name
+        call.__doc__ = f"``{module}.{name}`` (imported on first use)."
+        return call
+
+    return verb("evaluate"), verb("predict"), verb("export"), verb("read_inputs")

@@ -404,6 +404,7 @@ def run_vep(recipe, run_dir: Path, pretrained: str | None) -> dict:
         feats = {s: pair_features(lm.backbone, v["ref"], v["alt"], tok, radius=cfg.vep_radius, rc_average=cfg.rc_average)
                  for s, v in (("train", tr), ("test", te))}
         clf = fit_embedding_classifier(feats["train"], tr["labels"], seed=cfg.seed)
+        from .genomics_verbs import save_embedding_classifier
         save_embedding_classifier(clf, run_dir)  # for `mambatune eval / predict / export`
         probs[f"{name} embeddings + logistic regression"] = clf.predict_proba(feats["test"])
     if recipe.eval.baselines:
@@ -617,4 +618,4 @@ def run(recipe) -> Path:
 
 
 # the CLI verbs on a finished run (eval, predict, export) live beside this module
-from .genomics_verbs import evaluate, export, predict, read_inputs, save_embedding_classifier  # noqa: E402,F401
+evaluate, predict, export, read_inputs = domain_run.verbs_of("mambatune.pipelines.genomics_verbs")

@@ -531,4 +531,4 @@ total {results['total_seconds']:.0f} s.
 
 
 # the CLI verbs on a finished run (eval, predict, export) live beside this module
-from .timeseries_verbs import evaluate, export, predict, read_inputs  # noqa: E402,F401
+evaluate, predict, export, read_inputs = domain_run.verbs_of("mambatune.pipelines.timeseries_verbs")

@@ -112,3 +112,15 @@ def test_domain_verbs_refuse_a_run_of_another_pipeline(finished_run, capsys):
         genomics_verbs.evaluate(finished_run)
     assert main(["predict", str(finished_run), "ACGT", "--genome", "x.fa"]) == 2
     assert "--genome applies to genomics runs" in capsys.readouterr().err
+
+
+def test_models_lists_every_shipped_model_with_its_default(capsys):
+    from mambatune.pipelines.cli import main, shipped_models
+
+    rows = {r["name"]: r for r in shipped_models()}
+    assert {"dna-mamba-120k", "dna-mamba-1m", "text-mamba-140k", "text-mamba-1m", "series-mamba-500k"} <= set(rows)
+    assert [r["name"] for r in rows.values() if r["default"]] == ["text-mamba-140k", "dna-mamba-120k",
+                                                                   "series-mamba-500k"]
+    assert rows["dna-mamba-1m"]["parameters"] == 935_040 and rows["dna-mamba-1m"]["held_out"].startswith("bits_per_base")
+    assert main(["models"]) == 0
+    assert "series-mamba-500k" in capsys.readouterr().out
