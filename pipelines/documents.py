@@ -35,7 +35,6 @@ import torch
 from mambatune.core import MambaConfig, MambaForTask, build_head
 from mambatune.core import peft
 from mambatune.core.checkpoints import load_pretrained, save_pretrained
-from mambatune.core.training import Trainer
 from mambatune.domains.documents import (
     ByteTokenizer, DocumentDataset, HFTokenizer, class_weights, load_license_dataset, read_table,
 )
@@ -48,6 +47,7 @@ from mambatune.domains.documents.training import (
 )
 
 from . import domain_run
+from .domain_run import train_model
 
 TASKS = ("classify", "pretrain_text")
 DEFAULT_TEXT_MODEL = "runs/pretrain_text/model"  # where `mambatune run documents/pretrain_text` leaves its model
@@ -211,15 +211,6 @@ def method_name(recipe, pretrained) -> str:
     return f"mamba {'pretrained' if pretrained else 'from scratch'} ({methods})"
 
 
-def train(model, recipe, train_cfg, train_data, val_data, collate, metrics_fn):
-    summary = peft.trainable_summary(model, file=None)
-    print(summary)
-    trainer = Trainer(model, train_cfg, train_data, val_data, collate, metrics_fn)
-    result = trainer.train()
-    trainer.close()
-    return trainer.model, result, summary
-
-
 def single_label_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     from sklearn.metrics import f1_score
     pred, y = logits.argmax(-1).numpy(), labels.numpy()
@@ -261,9 +252,9 @@ def run_classify(recipe, run_dir: Path, pretrained: str | None) -> dict:
                                   indices=known_val) if known_val else None
     # one Trainer item is one length-bucketed batch of documents
     train_cfg = dataclasses.replace(recipe.train, batch_size=1, eval_batch_size=1)
-    wrapped, result, summary = train(DocumentClassifier(model, cfg.chunk_pool), recipe, train_cfg, train_batches,
-                                     val_batches, BatchCollate(tok.pad_id),
-                                     multi_label_metrics if multi else single_label_metrics)
+    wrapped, result, summary = train_model(DocumentClassifier(model, cfg.chunk_pool), train_cfg, train_batches,
+                                           val_batches, BatchCollate(tok.pad_id),
+                                           multi_label_metrics if multi else single_label_metrics)
     save_trained(wrapped.model, run_dir, recipe)
     scores = {s: predict_scores(wrapped, data[s], batch, max_tokens) for s in ("val", "test")}
     y = {s: data[s].label_matrix() for s in ("train", "val", "test")}
@@ -313,7 +304,7 @@ def run_pretrain_text(recipe, run_dir: Path, pretrained: str | None) -> dict:
     torch.manual_seed(recipe.model.seed)
     model = MambaForTask(new_config(recipe, tok))
     train_cfg = dataclasses.replace(recipe.train, metric_for_best="loss")
-    model, result, summary = train(model, recipe, train_cfg, train_windows, val, collate_lm(tok.pad_id), None)
+    model, result, summary = train_model(model, train_cfg, train_windows, val, collate_lm(tok.pad_id), None)
     save_pretrained(model, run_dir / "model", meta={"recipe": recipe.name, "objective": "causal LM",
                                                      "tokenizer": "ByteTokenizer" if cfg.tokenizer == "byte"
                                                      else cfg.tokenizer, "trained_on": "training split only"})

@@ -43,6 +43,22 @@ def resolve_pretrained(path: str | None, env_var: str, default: str, make_with: 
     return path
 
 
+def train_model(model, train_cfg, train_data, val_data, collate, metrics_fn, methods=None):
+    """Applies ``methods`` (a PeftConfig; None or empty: full fine-tuning), prints the trainable
+    parameters, trains; returns (the trained model, the TrainResult, the printed summary)."""
+    from mambatune.core import peft
+    from mambatune.core.training import Trainer
+
+    if methods is not None and methods.methods:
+        peft.apply(model, methods)
+    summary = peft.trainable_summary(model, file=None)
+    print(summary)
+    trainer = Trainer(model, train_cfg, train_data, val_data, collate, metrics_fn)
+    result = trainer.train()
+    trainer.close()
+    return trainer.model, result, summary
+
+
 def base_model_text(recipe, results: dict) -> str:
     """How a report names the base model: the recipe's setting and, when it differs, the folder it resolved to."""
     setting, folder = recipe.model.pretrained, results.get("base_model")
