@@ -26,8 +26,6 @@ in place; y and the input gradients are allocated in their input's layout
 """
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
@@ -410,26 +408,7 @@ def _prepare(p: ScanInputs, backward: bool):
     return t, cfg, shape, bc_strides, flags
 
 
-def _use_seq(p: ScanInputs) -> bool:
-    """Whether the time-in-thread kernels (``triton_seq.py``) take these inputs.
-
-    ``MAMBATUNE_SCAN_KERNEL=chunk`` forces this module's kernels (for A/B benchmarks), ``seq`` asks for
-    the other ones where eligible; the default picks them where eligible."""
-    choice = os.environ.get("MAMBATUNE_SCAN_KERNEL", "chunk")
-    if choice not in ("auto", "seq", "chunk"):
-        raise ValueError(f"MAMBATUNE_SCAN_KERNEL must be auto, seq or chunk, got {choice!r}")
-    if choice == "chunk":
-        return False
-    from . import triton_seq
-
-    return triton_seq.eligible(p)
-
-
 def _scan_fwd(p: ScanInputs, save_ckpt: bool):
-    if _use_seq(p):
-        from .triton_seq import scan_fwd
-
-        return scan_fwd(p, save_ckpt)
     t, cfg, shape, bc_strides, flags = _prepare(p, backward=False)
     batch, dim, length, n_state = p.u.shape[0], shape["dim"], shape["length"], shape["n_state"]
     u = t["u"]
@@ -448,10 +427,6 @@ def _scan_fwd(p: ScanInputs, save_ckpt: bool):
 
 
 def _scan_bwd(p: ScanInputs, ckpt: torch.Tensor, g_y: torch.Tensor | None, g_hT: torch.Tensor | None):
-    if _use_seq(p):
-        from .triton_seq import scan_bwd
-
-        return scan_bwd(p, ckpt, g_y, g_hT)
     t, cfg, shape, bc_strides, flags = _prepare(p, backward=True)
     batch, dim, length, n_state = p.u.shape[0], shape["dim"], shape["length"], shape["n_state"]
     assert ckpt.shape[1] == triton.cdiv(length, cfg["BT"]), "forward and backward must share the chunk length BT"

@@ -13,7 +13,7 @@ import torch
 
 if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
-    for _name in ("mambatune.kernels.selective_scan.triton", "mambatune.kernels.selective_scan.triton_seq", "mambatune.kernels.causal_conv1d.triton"):
+    for _name in ("mambatune.kernels.selective_scan.triton", "mambatune.kernels.causal_conv1d.triton"):
         if _name in sys.modules:
             importlib.reload(sys.modules[_name])
 
