@@ -41,6 +41,7 @@ from mambatune.domains.timeseries.competition import competition_report, group_s
 from mambatune.domains.timeseries.data import truncate
 from mambatune.domains.timeseries.demo_data import HOURLY as HOURLY_SERIES
 from mambatune.domains.timeseries.demo_data import competition_groups
+from mambatune.domains.timeseries.ensemble import EnsemblePredictor, combine
 from mambatune.domains.timeseries.evaluation import METRIC_NAMES, evaluate_by_series, fan_charts
 from mambatune.domains.timeseries.evaluation import evaluate as score_forecasts
 from mambatune.domains.timeseries.estimator import WINDOW_SAMPLINGS, MambaEstimator, check_patching
@@ -76,7 +77,10 @@ class DataConfig:
     lightning; slower); baseline_epochs: their epochs of 50 batches; pretrain_dataset (a name or a list,
     like dataset) / pretrain_steps:
     with ``model.pretrained: default`` and no saved model, pretrain one in this run under ``pretrain/``;
-    scratch_baseline: when fine-tuning, also train the same model from scratch; compare_context_lengths:
+    scratch_baseline: when fine-tuning, also train the same model from scratch; ensemble: train this many
+    forecasters (seeds seed, seed + 1, ...) and forecast with all of them (pooled sample paths; see
+    ``domains.timeseries.ensemble``), each member with the recipe's budget; ensemble_context_lengths: the
+    members' context lengths, cycled (empty: all read context_length); compare_context_lengths:
     also train the same model (same budget, windows and seed) at each of these context lengths and
     report every one (the one equal to context_length is the main model); fan_charts: series
     plotted; dropout: on the token embeddings."""
@@ -104,6 +108,8 @@ class DataConfig:
     pretrain_steps: int = 200
     scratch_baseline: bool = True
     compare_context_lengths: list[int] = dataclasses.field(default_factory=list)
+    ensemble: int = 1
+    ensemble_context_lengths: list[int] = dataclasses.field(default_factory=list)
     fan_charts: int = 4
     dropout: float = 0.0
     seed: int = 0
@@ -119,7 +125,7 @@ class DataConfig:
         if self.max_history is not None and self.max_history < 2:
             raise ValueError(f"max_history must be >= 2 or null, got {self.max_history}")
         for name in ("context_length", "windows", "patch_length", "stride", "max_train_windows", "num_samples",
-                     "pretrain_steps"):
+                     "pretrain_steps", "ensemble"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.prediction_length is not None and self.prediction_length < 1:
@@ -128,6 +134,14 @@ class DataConfig:
                 len(set(self.compare_context_lengths)) != len(self.compare_context_lengths):
             raise ValueError(f"compare_context_lengths must be distinct positive lengths, "
                              f"got {self.compare_context_lengths}")
+        if any(c < 1 for c in self.ensemble_context_lengths):
+            raise ValueError(f"ensemble_context_lengths must be positive lengths, got {self.ensemble_context_lengths}")
+        if self.ensemble_context_lengths and self.ensemble == 1:
+            raise ValueError("ensemble_context_lengths needs data.ensemble > 1 (the number of members)")
+        if self.ensemble > 1 and self.compare_context_lengths:
+            raise ValueError("compare_context_lengths compares single models: drop data.ensemble for that run")
+        if self.ensemble > 1 and self.task == "pretrain":
+            raise ValueError("data.ensemble is for forecast runs; a pretrain run saves one model")
         if dataset_names(self.dataset)[0] in COMPETITIONS:
             groups = competition_groups(self.dataset)
             bad = [g for g in group_names(self.group, self.dataset) if g not in groups]
@@ -258,10 +272,12 @@ def head_options(recipe) -> dict:
 
 def make_estimator(recipe, problem: Problem, output_dir: Path, pretrained: str | None = None, peft=None,
                    architecture: ForecasterConfig | None = None, max_steps: int | None = None,
-                   context_length: int | None = None) -> MambaEstimator:
+                   context_length: int | None = None, seed: int | None = None) -> MambaEstimator:
     cfg = recipe.data
+    seed = recipe.model.seed if seed is None else seed
     train = dataclasses.asdict(recipe.train)
     train["output_dir"] = str(output_dir)
+    train["seed"] = train["seed"] + seed - recipe.model.seed  # an ensemble member shifts the data order too
     if max_steps is not None:
         train["max_steps"] = max_steps
     arch = {"patch_length": cfg.patch_length, "stride": cfg.stride, "scaling": cfg.scaling,
@@ -274,7 +290,7 @@ def make_estimator(recipe, problem: Problem, output_dir: Path, pretrained: str |
                           pretrained=pretrained,
                           peft=peft, train=train, max_train_windows=cfg.max_train_windows,
                           window_sampling=cfg.window_sampling,
-                          num_samples=cfg.num_samples, seed=recipe.model.seed, **arch, **head_options(recipe))
+                          num_samples=cfg.num_samples, seed=seed, **arch, **head_options(recipe))
 
 
 def fit_forecaster(estimator: MambaEstimator, problem: Problem):
@@ -287,6 +303,36 @@ def fit_forecaster(estimator: MambaEstimator, problem: Problem):
     training = {"steps": result.steps, "best_step": result.best_step, "stopped_early": result.stopped_early,
                 "train_seconds": result.seconds, "seconds": time.time() - started, "last_eval": result.last_eval}
     return predictor, forecasts, evaluation, training
+
+
+def fit_main(recipe, problem: Problem, out_dir: Path, pretrained: str | None = None, peft=None):
+    """The recipe's forecaster, or with ``data.ensemble`` > 1 its ensemble: members under
+    ``out_dir/member-<k>`` with seeds seed + k (and the k-th of ``ensemble_context_lengths``, cycled), each
+    trained with the recipe's budget, combined by :class:`EnsemblePredictor`. The training record lists every
+    member with its own test scores, so the gain of the ensemble over its members is in the results."""
+    cfg = recipe.data
+    if cfg.ensemble == 1:
+        return fit_forecaster(make_estimator(recipe, problem, out_dir, pretrained=pretrained, peft=peft), problem)
+    started = time.time()
+    predictors, per_member, members = [], [], []
+    contexts = cfg.ensemble_context_lengths or [cfg.context_length]
+    for k in range(cfg.ensemble):
+        seed, context = recipe.model.seed + k, contexts[k % len(contexts)]
+        print(f"ensemble member {k + 1}/{cfg.ensemble}: seed {seed}, context {context}")
+        estimator = make_estimator(recipe, problem, out_dir / f"member-{k}", pretrained=pretrained, peft=peft,
+                                   context_length=context, seed=seed)
+        predictor, forecasts, evaluation, training = fit_forecaster(estimator, problem)
+        predictors.append(predictor)
+        per_member.append(forecasts)
+        members.append({"seed": seed, "context_length": context, "steps": training["steps"],
+                        "best_step": training["best_step"], "seconds": training["seconds"],
+                        **{m: evaluation.overall[m] for m in METRIC_NAMES}})
+    forecasts = combine(per_member)
+    evaluation = score_forecasts(forecasts, problem.backtest.test_data, seasonality=problem.mase_seasonality)
+    training = {"steps": sum(m["steps"] for m in members), "best_step": [m["best_step"] for m in members],
+                "stopped_early": None, "train_seconds": sum(m["seconds"] for m in members),
+                "seconds": time.time() - started, "last_eval": None, "members": members}
+    return EnsemblePredictor(predictors), forecasts, evaluation, training
 
 
 def pretrain_in_run(recipe, out_dir: Path) -> Path:
@@ -325,7 +371,8 @@ def run_baselines_scored(recipe, problem: Problem) -> dict:
 
 def main_name(recipe, pretrained: str | None) -> str:
     methods = "+".join(m.method for m in recipe.peft.methods) or "full"
-    return f"mamba {'fine-tuned' if pretrained else 'from scratch'} ({methods})"
+    ensemble = f", ensemble of {recipe.data.ensemble}" if recipe.data.ensemble > 1 else ""
+    return f"mamba {'fine-tuned' if pretrained else 'from scratch'} ({methods}{ensemble})"
 
 
 def run(recipe) -> Path:
@@ -348,8 +395,7 @@ def run(recipe) -> Path:
     if names[0] in COMPETITIONS and len(group_names(cfg.group, names[0])) > 1:
         return run_competition(recipe, run_dir, name, pretrained, peft, arch, start)
     problem = load_problem(cfg)
-    estimator = make_estimator(recipe, problem, run_dir, pretrained=pretrained, peft=peft)
-    predictor, forecasts, evaluation, training = fit_forecaster(estimator, problem)
+    predictor, forecasts, evaluation, training = fit_main(recipe, problem, run_dir, pretrained=pretrained, peft=peft)
     if cfg.task == "pretrain":
         save_forecaster(predictor.model, run_dir / "model", meta={"pretrained_on": names})
     else:
@@ -413,8 +459,8 @@ def run_competition(recipe, run_dir: Path, name: str, pretrained: str | None, pe
         problem = load_problem(cfg, group=group)
         print(f"{dataset} {group}: {problem.description}")
         problems[group], horizons[group] = problem.description, problem.prediction_length
-        estimator = make_estimator(recipe, problem, run_dir / group, pretrained=pretrained, peft=peft)
-        predictor, forecasts, evaluation, training[group] = fit_forecaster(estimator, problem)
+        predictor, forecasts, evaluation, training[group] = fit_main(recipe, problem, run_dir / group,
+                                                                     pretrained=pretrained, peft=peft)
         predictor.serialize(run_dir / group / "predictor")
         models = {name: (forecasts, evaluation, training[group]["seconds"])}
         if pretrained and cfg.scratch_baseline and cfg.task == "forecast":
@@ -441,6 +487,8 @@ def run_competition(recipe, run_dir: Path, name: str, pretrained: str | None, pe
     complete = cfg.max_series is None and set(horizons) == set(competition_groups(dataset))
     table = competition_report(scores, dataset, complete)
     steps = ", ".join(f"{g} {t['steps']}" for g, t in training.items())
+    ensembles = "".join("\n" + members_table(t["members"], evaluations[name][g].overall, f"### Ensemble members, {g}")
+                        for g, t in training.items() if t.get("members"))
     (run_dir / "report.md").write_text(f"""# {recipe.name}
 
 Recipe: `{recipe.source}` · task `{cfg.task}` · base model: `{pretrained or 'none (from scratch)'}`
@@ -457,7 +505,7 @@ series); the last column weights every forecast step instead.
 
 Training steps per group: {steps}; total {results['total_seconds']:.0f} s.
 Per group: {'; '.join(problems.values())}.
-""")
+{ensembles}""")
     return run_dir
 
 
@@ -489,6 +537,17 @@ def per_series_table(per_series: dict) -> str:
     return "\n".join([head, rule, *rows])
 
 
+def members_table(members: list[dict], ensemble: dict, title: str = "## Ensemble members") -> str:
+    """The members of an ensemble with their own test scores, and the ensemble's on the same windows."""
+    rows = "\n".join(f"| {k} | {m['seed']} | {m['context_length']} | {m['steps']} | {m['MASE']:.4g} | "
+                      f"{m['sMAPE']:.4g} | {m['wQL']:.4g} |" for k, m in enumerate(members))
+    mean = {c: sum(m[c] for m in members) / len(members) for c in ("MASE", "sMAPE", "wQL")}
+    return (f"{title}\n\nEach member alone on the same windows; the ensemble pools their sample paths.\n\n"
+            "| member | seed | context | steps | MASE | sMAPE | wQL |\n|---|---|---|---|---|---|---|\n" + rows +
+            f"\n| mean of members | | | | {mean['MASE']:.4g} | {mean['sMAPE']:.4g} | {mean['wQL']:.4g} |"
+            f"\n| **ensemble** | | | | {ensemble['MASE']:.4g} | {ensemble['sMAPE']:.4g} | {ensemble['wQL']:.4g} |\n")
+
+
 def write_report(run_dir: Path, recipe, results: dict, name: str) -> None:
     cols = ["MASE", "sMAPE", "wQL", "MSIS", "ND", "NRMSE", "seconds"]
     rows = "\n".join(f"| {n}{' (this recipe)' if n == name else ''} | "
@@ -503,6 +562,8 @@ def write_report(run_dir: Path, recipe, results: dict, name: str) -> None:
         per_series += ("\n## Context length\n\nThe same model, budget, seed and training cut points at each "
                        "context length (only what is read before each cut differs).\n\n"
                        "| context | MASE | wQL | sMAPE | steps | seconds |\n|---|---|---|---|---|---|\n" + lengths + "\n")
+    if train.get("members"):
+        per_series += "\n" + members_table(train["members"], results["test"][name]) + "\n"
     if results.get("per_series"):
         per_series += ("\n## Per series\n\nEach series' own windows (\"mean\": every series weighted equally).\n\n"
                       + per_series_table(results["per_series"]) + "\n")

@@ -23,6 +23,8 @@ import numpy as np
 from mambatune.core.atomic import atomic_write_json
 from mambatune.domains.timeseries import from_gluonts, from_polars
 from mambatune.domains.timeseries.competition import group_scores
+from mambatune.domains.timeseries.ensemble import context_length
+from mambatune.domains.timeseries.ensemble import load_predictor as load_serialized
 from mambatune.domains.timeseries.estimator import MambaPredictor
 from mambatune.domains.timeseries.evaluation import METRIC_NAMES
 from mambatune.domains.timeseries.evaluation import evaluate as score_forecasts
@@ -53,7 +55,7 @@ def groups_of(recipe) -> list[str] | None:
 def load_predictor(run_dir: Path, recipe, group: str | None = None) -> MambaPredictor:
     folder = run_dir / group if group else run_dir
     if (folder / "predictor").is_dir():
-        return MambaPredictor.deserialize(folder / "predictor")
+        return load_serialized(folder / "predictor")  # a MambaPredictor or an EnsemblePredictor
     if recipe.data.task == "pretrain" and (folder / "model").is_dir():
         cfg = recipe.data
         freq = "h" if ts.dataset_names(cfg.dataset)[0] in ts.HOURLY else ts.load_problem(cfg, group=group).freq
@@ -65,7 +67,7 @@ def single_predictor(run_dir: Path, recipe) -> MambaPredictor:
     groups = groups_of(recipe)
     if groups:
         raise ValueError(f"this run trained one forecaster per group ({', '.join(groups)}), saved in "
-                         f"{run_dir}/<group>/predictor; load the one you need with MambaPredictor.deserialize")
+                         f"{run_dir}/<group>/predictor; load the one you need with mambatune.domains.timeseries.ensemble.load_predictor")
     return load_predictor(run_dir, recipe)
 
 
@@ -168,7 +170,7 @@ def predict(run_dir, inputs: SeriesInputs) -> list[dict]:
         series = from_gluonts(inputs.entries, freq=predictor.freq)
     else:
         series = from_polars(inputs.frame, freq=predictor.freq)
-    context = predictor.model.config.context_length
+    context = context_length(predictor)
     counts = {"series": len(series), **{f"skipped ({k})": v for k, v in series.skipped.items()}}
     notes = []
     for entry in series.entries:
@@ -203,5 +205,5 @@ def export(run_dir, out) -> Path:
         written.append(str(target.relative_to(out)) if group else ".")
     atomic_write_json(out / "export.json", {"exported_from": str(run_dir), "recipe": recipe.name,
                                             "task": recipe.data.task, "predictors": written,
-                                            "load_with": "MambaPredictor.deserialize(folder)"})
+                                            "load_with": "mambatune.domains.timeseries.ensemble.load_predictor(folder)"})
     return out

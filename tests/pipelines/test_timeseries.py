@@ -171,3 +171,62 @@ def test_shipped_forecaster_by_name_and_default(tmp_path, monkeypatch):
     assert timeseries.resolve_pretrained(recipe, tmp_path) == str(shipped)
     monkeypatch.setenv("MAMBATUNE_SERIES_MODEL", str(shipped.parent))
     assert timeseries.resolve_pretrained(recipe, tmp_path) == str(shipped.parent)
+
+
+# -- ensembles -----------------------------------------------------------------------------------
+
+def test_m3_ensemble_pools_members_and_reloads(tmp_path, capsys):
+    out = tmp_path / "ens"
+    assert main(["run", "timeseries/forecast_m3", f"train.output_dir={out}", *TINY[:3], "data.max_series=4",
+                 "data.group=[yearly, other]", "train.max_steps=2", "train.eval_every=1", "data.num_samples=10",
+                 "train.progress=false", "data.ensemble=3", "data.ensemble_context_lengths=[12, 24]"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    name = "mamba from scratch (full, ensemble of 3)"
+    assert name in results["test"]
+    for group in ("yearly", "other"):
+        members = results["training"][group]["members"]
+        assert [(m["seed"], m["context_length"]) for m in members] == [(0, 12), (1, 24), (2, 12)]
+        assert all(m["steps"] == 2 for m in members)  # each member has the recipe's budget
+        # the members differ (seeds), so the ensemble is not any one of them
+        assert len({round(m["sMAPE"], 6) for m in members}) == 3
+        assert (out / group / "predictor" / "ensemble.json").is_file()
+        assert (out / group / "predictor" / "member-2" / "model.safetensors").is_file()
+    report = (out / "report.md").read_text()
+    assert "### Ensemble members, yearly" in report and "| **ensemble** |" in report
+
+    # eval on the saved run reproduces the run's scores through the serialized ensemble
+    assert main(["eval", str(out)]) == 0
+    evaluated = json.loads((out / "eval_test.json").read_text())
+    assert evaluated["metrics"]["sMAPE"] == pytest.approx(results["test"][name]["sMAPE"], rel=1e-6)
+
+
+def test_combine_pools_samples_and_averages_quantiles():
+    import numpy as np
+    import pandas as pd
+    from gluonts.model.forecast import QuantileForecast, SampleForecast
+
+    from mambatune.domains.timeseries.ensemble import EnsemblePredictor, combine
+
+    start = pd.Period("2024-01-01 00:00", freq="h")
+    a = [SampleForecast(np.zeros((4, 3)), start_date=start, item_id="x")]
+    b = [SampleForecast(np.ones((6, 3)), start_date=start, item_id="x")]
+    pooled = combine([a, b])
+    assert pooled[0].samples.shape == (10, 3) and pooled[0].item_id == "x"
+    assert pooled[0].mean[0] == pytest.approx(0.6)  # a mixture with each member's paths
+
+    qa = [QuantileForecast(np.array([[1.0, 1.0], [3.0, 3.0]]), start_date=start, forecast_keys=["0.1", "0.9"])]
+    qb = [QuantileForecast(np.array([[3.0, 3.0], [5.0, 5.0]]), start_date=start, forecast_keys=["0.1", "0.9"])]
+    averaged = combine([qa, qb])
+    assert averaged[0].quantile(0.1)[0] == pytest.approx(2.0) and averaged[0].quantile(0.9)[0] == pytest.approx(4.0)
+
+    with pytest.raises(ValueError, match="different numbers of entries"):
+        combine([a, a + b])
+    with pytest.raises(ValueError, match="at least one member"):
+        EnsemblePredictor([])
+
+
+def test_ensemble_options_are_checked():
+    assert main(["run", "timeseries/forecast_m3", "data.ensemble=0", "--dry-run"]) == 2
+    assert main(["run", "timeseries/forecast_m3", "data.ensemble_context_lengths=[12]", "--dry-run"]) == 2
+    assert main(["run", "timeseries/forecast_full", "data.ensemble=2", "data.compare_context_lengths=[24, 48]",
+                 "--dry-run"]) == 2
