@@ -80,7 +80,9 @@ class DataConfig:
     scratch_baseline: when fine-tuning, also train the same model from scratch; ensemble: train this many
     forecasters (seeds seed, seed + 1, ...) and forecast with all of them (pooled sample paths; see
     ``domains.timeseries.ensemble``), each member with the recipe's budget; ensemble_context_lengths: the
-    members' context lengths, cycled (empty: all read context_length); compare_context_lengths:
+    members' context lengths, cycled (empty: all read context_length); seasonal_skip: a period P: the
+    forecaster predicts the correction to the seasonal-naive forecast of period P (null: a pretrained
+    model's setting, else off; 0: off); compare_context_lengths:
     also train the same model (same budget, windows and seed) at each of these context lengths and
     report every one (the one equal to context_length is the main model); fan_charts: series
     plotted; dropout: on the token embeddings."""
@@ -110,6 +112,7 @@ class DataConfig:
     compare_context_lengths: list[int] = dataclasses.field(default_factory=list)
     ensemble: int = 1
     ensemble_context_lengths: list[int] = dataclasses.field(default_factory=list)
+    seasonal_skip: int | None = None
     fan_charts: int = 4
     dropout: float = 0.0
     seed: int = 0
@@ -138,6 +141,14 @@ class DataConfig:
             raise ValueError(f"ensemble_context_lengths must be positive lengths, got {self.ensemble_context_lengths}")
         if self.ensemble_context_lengths and self.ensemble == 1:
             raise ValueError("ensemble_context_lengths needs data.ensemble > 1 (the number of members)")
+        if self.seasonal_skip is not None:
+            if self.seasonal_skip < 0:
+                raise ValueError(f"seasonal_skip must be a period >= 0 (0 = off) or null, got {self.seasonal_skip}")
+            short = [c for c in [self.context_length, *self.compare_context_lengths, *self.ensemble_context_lengths]
+                     if c < self.seasonal_skip]
+            if short:
+                raise ValueError(f"seasonal_skip={self.seasonal_skip} needs contexts of at least one period; "
+                                 f"got context lengths {short}")
         if self.ensemble > 1 and self.compare_context_lengths:
             raise ValueError("compare_context_lengths compares single models: drop data.ensemble for that run")
         if self.ensemble > 1 and self.task == "pretrain":
@@ -286,11 +297,15 @@ def make_estimator(recipe, problem: Problem, output_dir: Path, pretrained: str |
         arch = {"patch_length": architecture.patch_length, "stride": architecture.stride,
                 "scaling": architecture.scaling, "time_features": architecture.num_time_features > 0,
                 "dropout": architecture.dropout, "backbone": dict(architecture.backbone)}
+    skip = cfg.seasonal_skip
+    if skip is None and architecture is not None:
+        skip = architecture.seasonal_skip
     return MambaEstimator(problem.freq, problem.prediction_length, context_length or cfg.context_length,
                           pretrained=pretrained,
                           peft=peft, train=train, max_train_windows=cfg.max_train_windows,
                           window_sampling=cfg.window_sampling,
-                          num_samples=cfg.num_samples, seed=seed, **arch, **head_options(recipe))
+                          num_samples=cfg.num_samples, seed=seed, seasonal_skip=skip, **arch,
+                          **head_options(recipe))
 
 
 def fit_forecaster(estimator: MambaEstimator, problem: Problem):
@@ -573,7 +588,7 @@ Recipe: `{recipe.source}` · task `{cfg.task}` · base model: `{results['pretrai
 
 Backtest: {results['problem']}. Context {cfg.context_length} steps, patches of {cfg.patch_length}
 (stride {cfg.stride}), scaling `{cfg.scaling}`, time features {cfg.time_features}, {cfg.num_samples} sample
-paths. MASE uses a seasonal period of {results['mase_seasonality']} for every model.
+paths, seasonal skip {cfg.seasonal_skip or 'off'}. MASE uses a seasonal period of {results['mase_seasonality']} for every model.
 
 | model | {' | '.join(cols)} |
 |{'---|' * (len(cols) + 1)}

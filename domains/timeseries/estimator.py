@@ -74,7 +74,9 @@ class MambaEstimator:
     points, so a series contributes in proportion to its length; ``balanced``: an equal share per
     series, a short series' unused share going to the others); min_past: observed steps a
     training window needs before its horizon (default 1: left-padded, masked contexts);
-    num_samples: sample paths per forecast.
+    num_samples: sample paths per forecast; seasonal_skip: a period P whose seasonal-naive
+    forecast the model corrects (see ``ForecasterConfig``; None keeps a pretrained model's, 0 = off;
+    it may be switched on when fine-tuning: the head gets its per-step weights, starting at 1).
 
     A pretrained forecaster may be trained and used at another ``context_length`` than it was
     pretrained at (its patch embedding and Mamba backbone do not depend on the length), but
@@ -86,7 +88,8 @@ class MambaEstimator:
                  scaling: str = "revin", time_features: bool = True, dropout: float = 0.0,
                  backbone: dict[str, Any] | None = None, pretrained: str | Path | None = None, peft=None,
                  train: dict[str, Any] | None = None, max_train_windows: int = 4096, min_past: int | None = None,
-                 num_samples: int = 100, seed: int = 0, window_sampling: str = "proportional"):
+                 num_samples: int = 100, seed: int = 0, window_sampling: str = "proportional",
+                 seasonal_skip: int | None = None):
         if window_sampling not in WINDOW_SAMPLINGS:
             raise ValueError(f"window_sampling must be one of {WINDOW_SAMPLINGS}, got {window_sampling!r}")
         self.freq = freq
@@ -100,12 +103,13 @@ class MambaEstimator:
         self.num_samples = num_samples
         self.seed = seed
         extra = {"quantile_levels": quantile_levels} if quantile_levels is not None else {}
+        self.seasonal_skip = seasonal_skip  # None: the pretrained model's (0 from scratch)
         self.config = ForecasterConfig(
             context_length=context_length, prediction_length=prediction_length,
             patch_length=min(patch_length, context_length), stride=min(stride, patch_length, context_length),
             num_time_features=num_time_features(freq) if time_features else 0, distribution=distribution,
             scaling=scaling, dropout=dropout, backbone=backbone or {"d_model": 64, "n_layer": 2, "d_state": 16},
-            **extra)
+            seasonal_skip=seasonal_skip or 0, **extra)
         self.last_result = None  # the Trainer's TrainResult of the last train() call
 
     # -- model --------------------------------------------------------------------------------
@@ -121,14 +125,18 @@ class MambaEstimator:
             raise ValueError(f"the pretrained forecaster reads {base.num_time_features} time features, but freq "
                              f"{self.freq!r} has {num_time_features(self.freq)}; pretrain at the same frequency or "
                              "without time features")
+        skip = base.seasonal_skip if self.seasonal_skip is None else self.seasonal_skip
         cfg = ForecasterConfig.from_dict({**base.to_dict(), "context_length": want.context_length,
                                           "prediction_length": want.prediction_length,
-                                          "distribution": want.distribution, "quantile_levels": want.quantile_levels})
+                                          "distribution": want.distribution, "quantile_levels": want.quantile_levels,
+                                          "seasonal_skip": skip})
         model.config = cfg
         if (base.prediction_length, base.distribution, base.quantile_levels) != \
                 (cfg.prediction_length, cfg.distribution, cfg.quantile_levels):
             model.head = ForecastHead(cfg.mamba_config().d_model, cfg.prediction_length, cfg.distribution,
-                                      cfg.quantile_levels)
+                                      cfg.quantile_levels, seasonal_skip=cfg.seasonal_skip > 0)
+        elif cfg.seasonal_skip:
+            model.head.add_skip_weight()  # switched on when fine-tuning: starts at 1
         self.config = cfg
         return model
 

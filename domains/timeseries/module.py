@@ -45,7 +45,11 @@ class ForecasterConfig:
     distribution: ``student_t`` or ``quantile``; quantile_levels: the quantile head's
     levels; scaling: instance scaling of each context (``revin`` adds a learnable
     affine map); backbone: ``MambaConfig`` fields of the backbone (``vocab_size`` is
-    unused: tokens come in as embeddings); dropout: on the token embeddings.
+    unused: tokens come in as embeddings); dropout: on the token embeddings;
+    seasonal_skip: a period P (0 = off): the head's location (every quantile, for the
+    quantile head) is added to the seasonal-naive forecast (the context's last P steps,
+    repeated) times a learnable weight per horizon step that starts at 1, so the network
+    starts from seasonal naive and learns the correction (H parameters in the head).
     """
 
     context_length: int = 512
@@ -58,6 +62,7 @@ class ForecasterConfig:
     scaling: str = "revin"
     dropout: float = 0.0
     backbone: dict[str, Any] = field(default_factory=lambda: {"d_model": 64, "n_layer": 2, "d_state": 16})
+    seasonal_skip: int = 0
 
     def __post_init__(self) -> None:
         for name in ("context_length", "prediction_length", "patch_length", "stride"):
@@ -78,6 +83,11 @@ class ForecasterConfig:
         self.quantile_levels = levels
         if not 0 <= self.dropout < 1:
             raise ValueError(f"ForecasterConfig.dropout must be in [0, 1), got {self.dropout}")
+        if isinstance(self.seasonal_skip, bool) or not isinstance(self.seasonal_skip, int) or self.seasonal_skip < 0:
+            raise ValueError(f"ForecasterConfig.seasonal_skip must be a period >= 0 (0 = off), got {self.seasonal_skip!r}")
+        if self.seasonal_skip > self.context_length:
+            raise ValueError(f"seasonal_skip={self.seasonal_skip} needs a context of at least one period; "
+                             f"context_length is {self.context_length}")
         self.mamba_config()  # validates the backbone fields now
 
     @property
@@ -125,7 +135,7 @@ class ForecastHead(Head):
     kind = "forecast"
 
     def __init__(self, feature_dim: int, prediction_length: int, distribution: str = "student_t",
-                 quantile_levels: list[float] | None = None):
+                 quantile_levels: list[float] | None = None, seasonal_skip: bool = False):
         super().__init__()
         levels = list(quantile_levels or DEFAULT_QUANTILE_LEVELS)
         self.spec = {"kind": self.kind, "prediction_length": prediction_length, "distribution": distribution,
@@ -137,6 +147,15 @@ class ForecastHead(Head):
         self.register_buffer("levels", torch.tensor(levels, dtype=torch.float32), persistent=False)
         self.num_params = 3 if distribution == "student_t" else len(levels)
         self.proj = nn.Linear(feature_dim, prediction_length * self.num_params)
+        if seasonal_skip:
+            self.add_skip_weight()
+
+    def add_skip_weight(self) -> None:
+        """The per-step weight (H,) of the seasonal-naive forecast added to the location, starting at 1
+        (the forecast starts as seasonal naive; training may shrink a step's weight where the last
+        period misleads)."""
+        if not hasattr(self, "skip_weight"):
+            self.skip_weight = nn.Parameter(torch.ones(self.prediction_length, device=self.proj.weight.device))
 
     def forward(self, hidden, mask=None):
         # fp32 end to end, autocast off (as LM heads do): under bf16 autocast the projection would
@@ -208,7 +227,8 @@ class MambaForecaster(nn.Module):
         self.embed = nn.Linear(token_dim, mcfg.d_model)
         self.dropout = nn.Dropout(config.dropout)
         self.backbone = MambaModel(mcfg)
-        self.head = ForecastHead(mcfg.d_model, config.prediction_length, config.distribution, config.quantile_levels)
+        self.head = ForecastHead(mcfg.d_model, config.prediction_length, config.distribution, config.quantile_levels,
+                                 seasonal_skip=config.seasonal_skip > 0)
 
     # -- scaling ------------------------------------------------------------------------------
     def revin_weight(self) -> torch.Tensor:
@@ -260,6 +280,8 @@ class MambaForecaster(nn.Module):
         values, loc, scale = self.scale_context(past_target, observed)
         hidden = self.backbone(inputs_embeds=self.tokens(values, observed, past_time_feat))
         params = self.head(hidden)
+        if cfg.seasonal_skip:
+            params = self.add_seasonal_naive(params, values)
         loss = None
         if future_target is not None:
             fut_obs = torch.ones_like(future_target) if future_observed is None else future_observed.to(future_target.dtype)
@@ -267,6 +289,23 @@ class MambaForecaster(nn.Module):
             labels = (torch.nan_to_num(future_target) - loc) / scale
             loss = self.head.loss(params, labels, fut_obs, label_scale=self.label_scale())
         return ForecastOutput(params, loc, scale, loss)
+
+    def seasonal_naive(self, values: torch.Tensor) -> torch.Tensor:
+        """(B, C) scaled context -> (B, H) scaled seasonal-naive forecast: step h repeats step
+        C - P + (h mod P) (an unobserved step reads as the scaled mean, 0)."""
+        cfg = self.config
+        period = cfg.seasonal_skip
+        index = values.shape[-1] - period + torch.arange(cfg.prediction_length, device=values.device) % period
+        return values.float()[:, index]
+
+    def add_seasonal_naive(self, params: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """The head's parameters with the seasonal-naive forecast added to its location (Student-t loc,
+        or every quantile)."""
+        with fp32_region(params):
+            base = self.seasonal_naive(values) * self.head.skip_weight.float()
+            if self.config.distribution == "student_t":
+                return params + torch.stack([torch.zeros_like(base), base, torch.zeros_like(base)], -1)
+            return params + base.unsqueeze(-1)
 
     # -- forecasts in data units ---------------------------------------------------------------
     @torch.no_grad()

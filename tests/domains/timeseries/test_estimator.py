@@ -209,3 +209,66 @@ def test_forecasting_page_examples_run(tmp_path, monkeypatch):
     namespace = {"__name__": "__docs__"}
     for code in blocks:
         exec(compile(code, "docs/forecasting.md", "exec"), namespace)
+
+
+# -- seasonal skip -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("distribution", ["student_t", "quantile"])
+def test_seasonal_skip_starts_from_the_seasonal_naive_forecast(distribution):
+    """With the head's projection zeroed, the location is exactly the seasonal-naive forecast (the last
+    period repeated over a horizon longer than the period) in data units."""
+    period, horizon = 5, 12
+    cfg = ForecasterConfig(context_length=20, prediction_length=horizon, patch_length=4, stride=4, backbone=TINY,
+                           seasonal_skip=period, distribution=distribution, scaling="revin")
+    model = MambaForecaster(cfg).eval()
+    torch.nn.init.zeros_(model.head.proj.weight)
+    torch.nn.init.zeros_(model.head.proj.bias)
+    past = torch.randn(3, 20) * 4 + 30
+    out = model(past, torch.ones_like(past))
+    expected = past[:, -period:].repeat(1, 3)[:, :horizon]  # steps C-5..C-1, then again
+    if distribution == "student_t":
+        location = out.logits[..., 1] * out.scale + out.loc
+    else:
+        location = out.logits[..., 0] * out.scale + out.loc  # the lowest quantile: base + 0 (the cumulative start)
+    torch.testing.assert_close(location, expected, rtol=1e-5, atol=1e-4)
+    plain = MambaForecaster(ForecasterConfig(**{**cfg.to_dict(), "seasonal_skip": 0}))
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in plain.parameters()) + horizon
+    with torch.no_grad():
+        model.head.skip_weight.zero_()  # the learnable weight turns the seasonal forecast off
+    out = model(past, torch.ones_like(past))
+    assert out.logits[..., 0 if distribution == "quantile" else 1].abs().max() < 1e-6
+
+
+def test_seasonal_skip_trains_serializes_and_is_checked(tmp_path, backtest):
+    with pytest.raises(ValueError, match="at least one period"):
+        ForecasterConfig(context_length=12, seasonal_skip=24)
+    with pytest.raises(ValueError, match="seasonal_skip"):
+        ForecasterConfig(seasonal_skip=-1)
+    trained = estimator(seasonal_skip=24).train(backtest.train)
+    assert trained.model.config.seasonal_skip == 24
+    trained.serialize(tmp_path / "p")
+    again = MambaPredictor.deserialize(tmp_path / "p")
+    assert again.model.config.seasonal_skip == 24
+    a = [f.samples for f in trained.predict(backtest.test_data.input)]
+    b = [f.samples for f in again.predict(backtest.test_data.input)]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    # a checkpoint saved before the option existed (no key, no weight) loads with it off; fine-tuning may
+    # switch it on (the head gets its weights, starting at 1)
+    import json as _json
+
+    from safetensors.torch import save_file
+
+    save_forecaster(trained.model, tmp_path / "base")
+    d = _json.loads((tmp_path / "base" / "forecaster.json").read_text())
+    d["forecaster"].pop("seasonal_skip")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "forecaster.json").write_text(_json.dumps(d))
+    state = trained.model.state_dict()
+    assert "head.skip_weight" in state
+    save_file({k: v.contiguous() for k, v in state.items() if k != "head.skip_weight"},
+              tmp_path / "old" / "model.safetensors")
+    assert load_forecaster(tmp_path / "old").config.seasonal_skip == 0
+    tuned = estimator(pretrained=tmp_path / "old", seasonal_skip=24).train(backtest.train)
+    assert tuned.model.config.seasonal_skip == 24 and tuned.model.head.skip_weight.shape == (H,)
+    kept = estimator(pretrained=tmp_path / "old").train(backtest.train)
+    assert kept.model.config.seasonal_skip == 0
