@@ -105,6 +105,9 @@ def cmd_run(args) -> int:
         print(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
         return 0
     run_dir = pipeline_module(recipe.pipeline).run(recipe)
+    from mambatune.core.training.distributed import is_main_process
+    if not is_main_process():  # under torchrun this rank trained; rank 0 scores and writes results.json
+        return 0
     results = json.loads((run_dir / "results.json").read_text())
     print(json.dumps({"run_dir": str(run_dir), "test": results.get("test"), "baselines": results.get("baselines")},
                      indent=2))

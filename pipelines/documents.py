@@ -238,11 +238,13 @@ def run_classify(recipe, run_dir: Path, pretrained: str | None) -> dict:
     data = {"train": train_ds, **{s: DocumentDataset(tables[s], tok, vocab=train_ds.vocab, unseen=cfg.unseen_labels,
                                                      **length) for s in ("val", "test")}}
     names = train_ds.vocab.names()
-    (run_dir / "labels.json").write_text(json.dumps(names) + "\n")
+    on_main = domain_run.is_main_process()
+    if on_main:
+        (run_dir / "labels.json").write_text(json.dumps(names) + "\n")
     weights = None if cfg.class_weights == "none" else class_weights(train_ds, scheme=cfg.class_weights)
     model = build_classifier(recipe, tok, len(names), multi, weights, pretrained)
     if recipe.peft.methods:
-        if not pretrained:
+        if not pretrained and on_main:
             save_pretrained(model, run_dir / "base", meta={"note": "initial weights of a model trained from scratch"})
         peft.apply(model, recipe.peft)
     batch, max_tokens = recipe.train.batch_size, cfg.max_tokens_per_batch
@@ -255,6 +257,8 @@ def run_classify(recipe, run_dir: Path, pretrained: str | None) -> dict:
     wrapped, result, summary = train_model(DocumentClassifier(model, cfg.chunk_pool), train_cfg, train_batches,
                                            val_batches, BatchCollate(tok.pad_id),
                                            multi_label_metrics if multi else single_label_metrics)
+    if not on_main:  # under torchrun the main rank scores, fits the baselines and writes the rest
+        return None
     save_trained(wrapped.model, run_dir, recipe)
     scores = {s: predict_scores(wrapped, data[s], batch, max_tokens) for s in ("val", "test")}
     y = {s: data[s].label_matrix() for s in ("train", "val", "test")}
@@ -270,6 +274,7 @@ def run_classify(recipe, run_dir: Path, pretrained: str | None) -> dict:
         test = {main: classification_metrics(y["test"], scores["test"].argmax(1), names, lengths=lengths,
                                              length_edges=edges)}
     if recipe.eval.baselines:
+        domain_run.announce_baselines(["TF-IDF + linear SVM", "TF-IDF + logistic regression"])
         base = run_baselines(tables["train"].texts, y["train"], tables["test"].texts, y["test"], names,
                              val_texts=tables["val"].texts, val_y=y["val"], test_lengths=lengths, length_edges=edges,
                              seed=cfg.seed)
@@ -305,6 +310,8 @@ def run_pretrain_text(recipe, run_dir: Path, pretrained: str | None) -> dict:
     model = MambaForTask(new_config(recipe, tok))
     train_cfg = dataclasses.replace(recipe.train, metric_for_best="loss")
     model, result, summary = train_model(model, train_cfg, train_windows, val, collate_lm(tok.pad_id), None)
+    if not domain_run.is_main_process():
+        return None
     save_pretrained(model, run_dir / "model", meta={"recipe": recipe.name, "objective": "causal LM",
                                                      "tokenizer": "ByteTokenizer" if cfg.tokenizer == "byte"
                                                      else cfg.tokenizer, "trained_on": "training split only"})

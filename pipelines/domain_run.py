@@ -45,18 +45,50 @@ def resolve_pretrained(path: str | None, env_var: str, default: str, make_with: 
 
 def train_model(model, train_cfg, train_data, val_data, collate, metrics_fn, methods=None):
     """Applies ``methods`` (a PeftConfig; None or empty: full fine-tuning), prints the trainable
-    parameters, trains; returns (the trained model, the TrainResult, the printed summary)."""
+    parameters, trains; returns (the trained model, the TrainResult, the printed summary).
+
+    Under torchrun every rank calls this (training is collective) and gets the TrainResult; the model
+    comes back whole and unwrapped on the device it trained on, so scoring and saving it after this are
+    no collective and run on the main rank only (:func:`is_main_process`). Under FSDP the shards are
+    gathered here, on every rank, into a copy the main rank keeps (taken before sharding); the other
+    ranks of an FSDP run get ``None`` for the model."""
+    import copy
+
     from mambatune.core import peft
     from mambatune.core.training import Trainer
+    from mambatune.core.training import distributed as dist_utils
 
+    on_main = dist_utils.is_main_process()
     if methods is not None and methods.methods:
         peft.apply(model, methods)
     summary = peft.trainable_summary(model, file=None)
-    print(summary)
+    if on_main:
+        print(summary)
+    whole = copy.deepcopy(model) if on_main and dist_utils.shards_parameters(train_cfg.distributed) else None
     trainer = Trainer(model, train_cfg, train_data, val_data, collate, metrics_fn)
     result = trainer.train()
+    if trainer.env.active and trainer.env.strategy == "fsdp":
+        state = trainer.full_state_dict()  # a collective: every rank; only rank 0 receives the tensors
+        model = None
+        if whole is not None:
+            whole.load_state_dict(state)
+            model = trainer.precision.prepare(whole.to(trainer.device))
+    else:
+        model = dist_utils.unwrap(trainer.model)
     trainer.close()
-    return trainer.model, result, summary
+    return model, result, summary
+
+
+def is_main_process() -> bool:
+    """Whether this process scores, fits the baselines and writes the run's results (see
+    ``core.training.distributed.is_main_process``): the only process, or rank 0 under torchrun."""
+    from mambatune.core.training.distributed import is_main_process as rank_is_main
+    return rank_is_main()
+
+
+def announce_baselines(names: list[str]) -> None:
+    """Prints which baselines the run fits now (one line; the main rank's only under torchrun)."""
+    print(f"baselines: fitting {', '.join(names)}", flush=True)
 
 
 def base_model_text(recipe, results: dict) -> str:
@@ -70,7 +102,8 @@ def base_model_text(recipe, results: dict) -> str:
 def run_task(recipe, runners: dict[str, Callable], pretrained: str | None,
              write_report: Callable[[Path, object, dict], None]) -> Path:
     """Runs ``runners[recipe.data.task]`` and writes the run folder; the first model of
-    ``results["test"]`` is ours, the others are the baselines of the same run."""
+    ``results["test"]`` is ours, the others are the baselines of the same run. Under torchrun a runner
+    trains on every rank and returns None on all but the main one, which alone writes the folder."""
     import torch
 
     from .recipe import save_resolved
@@ -78,9 +111,13 @@ def run_task(recipe, runners: dict[str, Callable], pretrained: str | None,
     start = time.time()
     run_dir = Path(recipe.train.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_resolved(recipe, run_dir)
+    on_main = is_main_process()
+    if on_main:
+        save_resolved(recipe, run_dir)
     torch.manual_seed(recipe.data.seed)
     results = runners[recipe.data.task](recipe, run_dir, pretrained)
+    if not on_main:  # under torchrun the runner trained on this rank and left the rest to rank 0
+        return run_dir
     results["total_seconds"] = time.time() - start
     results.setdefault("base_model", pretrained)  # the folder `model.pretrained` resolved to (None: from scratch)
     main = next(iter(results["test"]))

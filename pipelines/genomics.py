@@ -268,18 +268,25 @@ def run_promoter(recipe, run_dir: Path, pretrained: str | None) -> dict:
     metrics_fn = binary_eval_metrics if binary else multiclass_eval_metrics
     config = base_config(recipe, tok, pretrained)
     model = classifier(recipe, config, num_labels, pretrained)
-    if recipe.peft.methods and not pretrained:
+    on_main = domain_run.is_main_process()
+    if recipe.peft.methods and not pretrained and on_main:
         save_pretrained(model, run_dir / "base", meta={"note": "initial weights of a model trained from scratch"})
     model, result, summary = train_model(model, recipe.train, data["train"], data["val"], collate_windows, metrics_fn,
                                          recipe.peft)
-    save_trained(model, run_dir, recipe)
+    if on_main:
+        save_trained(model, run_dir, recipe)
+    scratch = None
+    if pretrained and cfg.scratch_baseline:  # trained by every rank, like the model
+        scratch, _, _ = train_model(classifier(recipe, config, num_labels, None),
+                                    scratch_train_config(recipe, run_dir, "scratch"), data["train"], data["val"],
+                                    collate_windows, metrics_fn)
+    if not on_main:
+        return None
     probs = {main_name(recipe, pretrained): softmax(predict_logits(model, data["test"], eval_batch, cfg.rc_average))}
-    if pretrained and cfg.scratch_baseline:
-        scratch = classifier(recipe, config, num_labels, None)
-        scratch, _, _ = train_model(scratch, scratch_train_config(recipe, run_dir, "scratch"), data["train"],
-                                    data["val"], collate_windows, metrics_fn)
+    if scratch is not None:
         probs["same model from scratch (full)"] = softmax(predict_logits(scratch, data["test"], eval_batch, cfg.rc_average))
     if recipe.eval.baselines:
+        domain_run.announce_baselines([f"{cfg.kmer}-mer logistic regression"])
         kmer = KmerLogisticRegression(k=cfg.kmer, seed=cfg.seed).fit(*splits["train"])
         probs[f"{cfg.kmer}-mer logistic regression"] = kmer.predict_proba(splits["test"][0])
     y = np.asarray(splits["test"][1])
@@ -296,6 +303,7 @@ def run_vep(recipe, run_dir: Path, pretrained: str | None) -> dict:
     tr, te = splits["train"], splits["test"]
     sizes = {s: len(v["labels"]) for s, v in splits.items()}
     probs, result, summary = {}, None, ""
+    on_main = domain_run.is_main_process()
     if cfg.vep_method == "finetune":
         data = {s: VariantPairDataset(v["ref"], v["alt"], v["labels"], tok, rc_augment=cfg.rc_augment and s == "train")
                 for s, v in splits.items()}
@@ -303,14 +311,21 @@ def run_vep(recipe, run_dir: Path, pretrained: str | None) -> dict:
         model = pair_classifier(recipe, config, pretrained)
         model, result, summary = train_model(model, recipe.train, data["train"], data["val"], collate_pairs,
                                              binary_eval_metrics, recipe.peft)
-        save_trained(model, run_dir, recipe)
-        probs[main_name(recipe, pretrained)] = pair_probs(model, data["test"], cfg.rc_average)
-        if pretrained and cfg.scratch_baseline:
+        if on_main:
+            save_trained(model, run_dir, recipe)
+        scratch = None
+        if pretrained and cfg.scratch_baseline:  # trained by every rank, like the model
             scratch, _, _ = train_model(pair_classifier(recipe, config, None), scratch_train_config(recipe, run_dir, "scratch"),
                                         data["train"], data["val"], collate_pairs, binary_eval_metrics)
+        if not on_main:
+            return None
+        probs[main_name(recipe, pretrained)] = pair_probs(model, data["test"], cfg.rc_average)
+        if scratch is not None:
             probs["same model from scratch (full)"] = pair_probs(scratch, data["test"], cfg.rc_average)
     else:
         lm, result, summary, name = lm_for_vep(recipe, run_dir, tok, pretrained)
+        if not on_main:
+            return None
         feats = {s: pair_features(lm.backbone, v["ref"], v["alt"], tok, radius=cfg.vep_radius, rc_average=cfg.rc_average)
                  for s, v in (("train", tr), ("test", te))}
         clf = fit_embedding_classifier(feats["train"], tr["labels"], seed=cfg.seed)
@@ -318,6 +333,7 @@ def run_vep(recipe, run_dir: Path, pretrained: str | None) -> dict:
         save_embedding_classifier(clf, run_dir)  # for `mambatune eval / predict / export`
         probs[f"{name} embeddings + logistic regression"] = clf.predict_proba(feats["test"])
     if recipe.eval.baselines:
+        domain_run.announce_baselines([f"{cfg.kmer}-mer logistic regression (ref window)"])
         kmer = KmerLogisticRegression(k=cfg.kmer, seed=cfg.seed).fit(tr["ref"], tr["labels"])
         probs[f"{cfg.kmer}-mer logistic regression (ref window)"] = kmer.predict_proba(te["ref"])
     out = finish_classification(run_dir, recipe, np.asarray(te["labels"]), probs, True, result, summary, sizes)
@@ -342,9 +358,11 @@ def pair_probs(model, data: VariantPairDataset, rc_average: bool) -> np.ndarray:
 
 
 def lm_for_vep(recipe, run_dir: Path, tok: DNATokenizer, pretrained: str | None):
-    """A causal DNA LM: the pretrained one, or one pretrained now under ``lm/`` with the train section."""
+    """A causal DNA LM: the pretrained one, or one pretrained now under ``lm/`` with the train section
+    (on every rank under torchrun; the others get None for the model of an FSDP run, see ``train_model``)."""
     if pretrained:
-        return language_model(recipe, tok, pretrained), None, "", "pretrained LM"
+        model = language_model(recipe, tok, pretrained) if domain_run.is_main_process() else None
+        return model, None, "", "pretrained LM"
     model, result, summary, _ = pretrain(recipe, run_dir / "lm", tok)
     return model, result, summary, "LM pretrained in this run"
 
@@ -357,26 +375,32 @@ def pretrain(recipe, out_dir: Path, tok: DNATokenizer):
     model = language_model(recipe, tok, None)
     train_cfg = dataclasses.replace(recipe.train, output_dir=str(out_dir), metric_for_best="loss")
     model, result, summary = train_model(model, train_cfg, data["train"], data["val"], collate_windows, None)
-    save_pretrained(model, out_dir / "model", meta={"recipe": recipe.name, "objective": "causal LM",
-                                                     "tokenizer": "DNATokenizer(k=1)"})
+    if domain_run.is_main_process():
+        save_pretrained(model, out_dir / "model", meta={"recipe": recipe.name, "objective": "causal LM",
+                                                         "tokenizer": "DNATokenizer(k=1)"})
     return model, result, summary, corpus
 
 
 def run_vep_zeroshot(recipe, run_dir: Path, pretrained: str | None) -> dict:
     cfg, tok = recipe.data, DNATokenizer()
-    splits = variant_splits(cfg)
-    te = splits["test"]
+    if not pretrained:  # every rank trains the LM
+        lm, result, summary, corpora = pretrain(recipe, run_dir / "lm", tok)
+    if not domain_run.is_main_process():
+        return None
     if pretrained:
         lm, result, summary = language_model(recipe, tok, pretrained), None, ""
         lm.to(pick_device(recipe.train.device))  # no training step moves it: score on the GPU when there is one
         corpus = lm_corpus(cfg, "train")
         name = "pretrained LM (-LLR)"
     else:
-        lm, result, summary, corpora = pretrain(recipe, run_dir / "lm", tok)
         corpus = corpora["train"]
         name = "LM pretrained in this run (-LLR)"
+    splits = variant_splits(cfg)
+    te = splits["test"]
     scores = {name: -lm_log_likelihood_ratio(lm, te["ref"], te["alt"], tok, both_strands=cfg.rc_average)}
     if recipe.eval.baselines:
+        domain_run.announce_baselines([f"order-{cfg.markov_order} Markov LM",
+                                       f"{cfg.kmer}-mer logistic regression (supervised, ref window)"])
         markov = MarkovLM(cfg.markov_order).fit(corpus)
         scores[f"order-{cfg.markov_order} Markov LM (-LLR)"] = -markov.log_likelihood_ratio(te["ref"], te["alt"])
         tr = splits["train"]
@@ -397,6 +421,8 @@ def run_pretrain(recipe, run_dir: Path, pretrained: str | None) -> dict:
         raise ValueError("pretrain_dna trains a new model: set model.pretrained=null")
     tok = DNATokenizer()
     model, result, summary, corpus = pretrain(recipe, run_dir, tok)
+    if not domain_run.is_main_process():
+        return None
     data = DNAWindowDataset(corpus["test"], tokenizer=tok, lm=True)
     nll = lm_loss(model, data)
     out = {"task": "pretrain_dna", "test": {"mamba LM": {"nats_per_base": nll, "bits_per_base": nll / np.log(2)}},
@@ -404,6 +430,7 @@ def run_pretrain(recipe, run_dir: Path, pretrained: str | None) -> dict:
            "model_dir": str(run_dir / "model"),
            "parameters": sum(p.numel() for p in model.parameters())}
     if recipe.eval.baselines:
+        domain_run.announce_baselines([f"order-{recipe.data.markov_order} Markov LM"])
         markov = MarkovLM(recipe.data.markov_order).fit(corpus["train"])
         per_base = [-markov.log_probs(s).mean() for s in corpus["test"]]
         out["test"][f"order-{recipe.data.markov_order} Markov LM"] = {

@@ -25,7 +25,7 @@ import torch
 from mambatune.core import MambaConfig, MambaForTask, build_head
 from mambatune.core import peft
 from mambatune.core.checkpoints import load_pretrained, save_pretrained
-from mambatune.core.training import Trainer
+from mambatune.core.training import Precision
 
 from .text_tokenizer import TextTokenizer
 
@@ -221,12 +221,16 @@ def baselines(train, test) -> dict[str, dict[str, float]]:
 # -- the pipeline --------------------------------------------------------------------------------
 
 def run(recipe) -> Path:
-    """Trains, evaluates and writes the run folder; returns it."""
+    """Trains, evaluates and writes the run folder; returns it. Under torchrun every rank trains;
+    only the main rank scores the test set, fits the baselines and writes the files."""
+    from .domain_run import announce_baselines, is_main_process, train_model
     from .recipe import save_resolved
     start = time.time()
     run_dir = Path(recipe.train.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_resolved(recipe, run_dir)
+    on_main = is_main_process()
+    if on_main:
+        save_resolved(recipe, run_dir)
     splits = load_splits(recipe.data, recipe.source)
     train_texts, train_labels = splits["train"]
     if not train_texts:
@@ -234,22 +238,24 @@ def run(recipe) -> Path:
     label_names = sorted(set(train_labels))
     label_ids = {y: i for i, y in enumerate(label_names)}
     tokenizer = TextTokenizer.fit(recipe.data.tokenizer, train_texts)
-    tokenizer.save(run_dir / "tokenizer.json")
-    (run_dir / "labels.json").write_text(json.dumps(label_names) + "\n")
+    if on_main:
+        tokenizer.save(run_dir / "tokenizer.json")
+        (run_dir / "labels.json").write_text(json.dumps(label_names) + "\n")
     data = {name: encode(tokenizer, t, y, label_ids, recipe.data.max_length) for name, (t, y) in splits.items()}
 
     model = build_model(recipe, tokenizer, len(label_names))
-    if uses_peft(recipe):
-        if not recipe.model.pretrained:
-            save_pretrained(model, run_dir / "base", meta={"note": "initial weights of a model trained from scratch"})
-        peft.apply(model, recipe.peft)
-    summary = peft.trainable_summary(model, file=None)
-    print(summary)
-    trainer = Trainer(model, recipe.train, data["train"], data["val"] or None, collate, classification_metrics)
-    result = trainer.train()
+    if uses_peft(recipe) and not recipe.model.pretrained and on_main:
+        save_pretrained(model, run_dir / "base", meta={"note": "initial weights of a model trained from scratch"})
+    model, result, summary = train_model(model, recipe.train, data["train"], data["val"] or None, collate,
+                                         classification_metrics, recipe.peft)
+    if not on_main:
+        return run_dir
     save_trained(model, run_dir, recipe)
-    test_metrics = trainer.evaluate(data["test"]) if data["test"] else {}
-    base = baselines(splits["train"], splits["test"]) if recipe.eval.baselines and data["test"] else {}
+    test_metrics = score(model, data["test"], recipe.train) if data["test"] else {}
+    base = {}
+    if recipe.eval.baselines and data["test"]:
+        announce_baselines(["majority_class", "char_ngram_logreg"])
+        base = baselines(splits["train"], splits["test"])
     results = {"test": test_metrics, "val": result.last_eval, "baselines": base, "steps": result.steps,
                "best_step": result.best_step, "stopped_early": result.stopped_early,
                "train_seconds": result.seconds, "total_seconds": time.time() - start,
@@ -312,6 +318,24 @@ def evaluate(run_dir: str | Path, split: str | None = None) -> dict[str, float]:
     metrics = classification_metrics(logits, torch.stack([e["labels"] for e in data]))
     metrics["examples"] = len(data)
     return metrics
+
+
+@torch.no_grad()
+def score(model: MambaForTask, data: list[dict], train_cfg) -> dict[str, float]:
+    """Mean loss, accuracy and macro-F1 of ``model`` on encoded examples, batched and autocast as the
+    Trainer evaluates (``train_cfg``: eval_batch_size or batch_size, precision)."""
+    device = next(model.parameters()).device
+    batch_size = train_cfg.eval_batch_size or train_cfg.batch_size
+    model.eval()
+    logits, loss_sum = [], 0.0
+    for i in range(0, len(data), batch_size):
+        batch = {k: v.to(device) for k, v in collate(data[i:i + batch_size]).items()}
+        with Precision(train_cfg.precision, device.type).autocast():
+            out = model(**batch)
+        logits.append(out.logits.float().cpu())
+        loss_sum += float(out.loss) * len(batch["labels"])
+    labels = torch.stack([e["labels"] for e in data])
+    return {"loss": loss_sum / len(data), **classification_metrics(torch.cat(logits), labels)}
 
 
 @torch.no_grad()

@@ -256,8 +256,9 @@ def resolve_pretrained(recipe, run_dir: Path) -> str | None:
     if path == "default":
         path = domain_run.default_model("MAMBATUNE_SERIES_MODEL", shipped, DEFAULT_SERIES_MODEL)
         if not Path(path).exists():
-            print(f"no pretrained forecaster at {path}: pretraining one on {recipe.data.pretrain_dataset} "
-                  f"under {run_dir / 'pretrain'}")
+            if domain_run.is_main_process():
+                print(f"no pretrained forecaster at {path}: pretraining one on {recipe.data.pretrain_dataset} "
+                      f"under {run_dir / 'pretrain'}")
             return str(pretrain_in_run(recipe, run_dir / "pretrain"))
     if not Path(path).exists() and (shipped.parent / path / "model.safetensors").is_file():
         path = str(shipped.parent / path)  # a shipped forecaster by name, e.g. series-mamba-500k
@@ -308,56 +309,87 @@ def make_estimator(recipe, problem: Problem, output_dir: Path, pretrained: str |
                           **head_options(recipe))
 
 
-def fit_forecaster(estimator: MambaEstimator, problem: Problem):
+def train_forecaster(estimator: MambaEstimator, problem: Problem) -> tuple:
+    """Trains one forecaster (on every rank under torchrun); returns (predictor, training record)."""
     fit, val = fit_and_validation(problem)
     started = time.time()
     predictor = estimator.train(fit, validation_data=val)
-    forecasts = list(predictor.predict(problem.backtest.test_data.input))
-    evaluation = score_forecasts(forecasts, problem.backtest.test_data, seasonality=problem.mase_seasonality)
     result = estimator.last_result
     training = {"steps": result.steps, "best_step": result.best_step, "stopped_early": result.stopped_early,
                 "train_seconds": result.seconds, "seconds": time.time() - started, "last_eval": result.last_eval}
-    return predictor, forecasts, evaluation, training
+    return predictor, training
 
 
-def fit_main(recipe, problem: Problem, out_dir: Path, pretrained: str | None = None, peft=None):
-    """The recipe's forecaster, or with ``data.ensemble`` > 1 its ensemble: members under
+def score_forecaster(predictor, training: dict, problem: Problem) -> tuple:
+    """Forecasts the backtest windows and scores them (the main rank only under torchrun); returns
+    (forecasts, evaluation, training) with the forecasting time added to ``training["seconds"]``."""
+    started = time.time()
+    forecasts = list(predictor.predict(problem.backtest.test_data.input))
+    evaluation = score_forecasts(forecasts, problem.backtest.test_data, seasonality=problem.mase_seasonality)
+    return forecasts, evaluation, {**training, "seconds": training["seconds"] + time.time() - started}
+
+
+def train_main(recipe, problem: Problem, out_dir: Path, pretrained: str | None = None, peft=None) -> tuple:
+    """Trains the recipe's forecaster, or with ``data.ensemble`` > 1 its ensemble: members under
     ``out_dir/member-<k>`` with seeds seed + k (and the k-th of ``ensemble_context_lengths``, cycled), each
-    trained with the recipe's budget, combined by :class:`EnsemblePredictor`. The training record lists every
-    member with its own test scores, so the gain of the ensemble over its members is in the results."""
+    trained with the recipe's budget, combined by :class:`EnsemblePredictor`. Every rank trains under
+    torchrun. Returns (predictor, members), a member being {"predictor", "training", "seed", "context_length"}."""
     cfg = recipe.data
     if cfg.ensemble == 1:
-        return fit_forecaster(make_estimator(recipe, problem, out_dir, pretrained=pretrained, peft=peft), problem)
-    started = time.time()
-    predictors, per_member, members = [], [], []
+        estimator = make_estimator(recipe, problem, out_dir, pretrained=pretrained, peft=peft)
+        predictor, training = train_forecaster(estimator, problem)
+        return predictor, [{"predictor": predictor, "training": training, "seed": recipe.model.seed,
+                            "context_length": cfg.context_length}]
+    members = []
     contexts = cfg.ensemble_context_lengths or [cfg.context_length]
     for k in range(cfg.ensemble):
         seed, context = recipe.model.seed + k, contexts[k % len(contexts)]
-        print(f"ensemble member {k + 1}/{cfg.ensemble}: seed {seed}, context {context}")
+        if domain_run.is_main_process():
+            print(f"ensemble member {k + 1}/{cfg.ensemble}: seed {seed}, context {context}")
         estimator = make_estimator(recipe, problem, out_dir / f"member-{k}", pretrained=pretrained, peft=peft,
                                    context_length=context, seed=seed)
-        predictor, forecasts, evaluation, training = fit_forecaster(estimator, problem)
-        predictors.append(predictor)
+        predictor, training = train_forecaster(estimator, problem)
+        members.append({"predictor": predictor, "training": training, "seed": seed, "context_length": context})
+    return EnsemblePredictor([m["predictor"] for m in members]), members
+
+
+def score_main(predictor, members: list[dict], problem: Problem) -> tuple:
+    """Forecasts and scores what :func:`train_main` trained (the main rank): (forecasts, evaluation,
+    training). The training record of an ensemble lists every member with its own test scores, so the
+    gain of the ensemble over its members is in the results."""
+    if len(members) == 1:
+        return score_forecaster(predictor, members[0]["training"], problem)
+    started = time.time()
+    per_member, records = [], []
+    for m in members:
+        forecasts, evaluation, training = score_forecaster(m["predictor"], m["training"], problem)
         per_member.append(forecasts)
-        members.append({"seed": seed, "context_length": context, "steps": training["steps"],
+        records.append({"seed": m["seed"], "context_length": m["context_length"], "steps": training["steps"],
                         "best_step": training["best_step"], "seconds": training["seconds"],
-                        **{m: evaluation.overall[m] for m in METRIC_NAMES}})
+                        **{k: evaluation.overall[k] for k in METRIC_NAMES}})
     forecasts = combine(per_member)
     evaluation = score_forecasts(forecasts, problem.backtest.test_data, seasonality=problem.mase_seasonality)
-    training = {"steps": sum(m["steps"] for m in members), "best_step": [m["best_step"] for m in members],
-                "stopped_early": None, "train_seconds": sum(m["seconds"] for m in members),
-                "seconds": time.time() - started, "last_eval": None, "members": members}
-    return EnsemblePredictor(predictors), forecasts, evaluation, training
+    training = {"steps": sum(r["steps"] for r in records), "best_step": [r["best_step"] for r in records],
+                "stopped_early": None, "train_seconds": sum(r["seconds"] for r in records),
+                "seconds": sum(m["training"]["seconds"] for m in members) + time.time() - started,
+                "last_eval": None, "members": records}
+    return forecasts, evaluation, training
 
 
 def pretrain_in_run(recipe, out_dir: Path) -> Path:
     """Pretrains the recipe's architecture on ``data.pretrain_dataset`` for ``data.pretrain_steps``;
-    returns the saved model folder."""
+    returns the saved model folder. Under torchrun every rank trains, the main rank saves and the others
+    wait for it, since every rank loads the folder next."""
+    from mambatune.core.training.distributed import barrier_between_launched
+
     problem = load_problem(recipe.data, recipe.data.pretrain_dataset)
     estimator = make_estimator(recipe, problem, out_dir, max_steps=recipe.data.pretrain_steps)
     predictor = estimator.train(*fit_and_validation(problem))
-    return save_forecaster(predictor.model, out_dir / "model",
-                           meta={"pretrained_on": dataset_names(recipe.data.pretrain_dataset)})
+    folder = out_dir / "model"
+    if domain_run.is_main_process():
+        save_forecaster(predictor.model, folder, meta={"pretrained_on": dataset_names(recipe.data.pretrain_dataset)})
+    barrier_between_launched()
+    return folder
 
 
 def pretrained_architecture(pretrained: str, cfg: DataConfig) -> ForecasterConfig:
@@ -372,6 +404,7 @@ def run_baselines_scored(recipe, problem: Problem) -> dict:
     from mambatune.domains.timeseries.baselines import TrainingBudget, run_baselines
 
     names = ["seasonal_naive", "theta"] + (["deepar", "patchtst"] if recipe.data.deep_baselines else [])
+    domain_run.announce_baselines(names)
     budget = TrainingBudget(max_epochs=recipe.data.baseline_epochs)
     results = run_baselines(problem.backtest, problem.season_length, names, recipe.data.context_length, budget)
     label = {"seasonal_naive": f"seasonal naive (season {problem.season_length})",
@@ -391,36 +424,45 @@ def main_name(recipe, pretrained: str | None) -> str:
 
 
 def run(recipe) -> Path:
-    """Runs the recipe and writes the run folder; returns it."""
+    """Runs the recipe and writes the run folder; returns it. Under torchrun every rank trains (all the
+    forecasters first); the main rank alone forecasts, scores, fits the baselines and writes the folder."""
     from .recipe import save_resolved
 
     start = time.time()
     cfg = recipe.data
     run_dir = Path(recipe.train.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_resolved(recipe, run_dir)
+    on_main = domain_run.is_main_process()
+    if on_main:
+        save_resolved(recipe, run_dir)
     torch.manual_seed(cfg.seed)
     pretrained = resolve_pretrained(recipe, run_dir) if cfg.task == "forecast" else None
     arch = pretrained_architecture(pretrained, cfg) if pretrained else None
     peft = recipe.peft if recipe.peft.methods else None
-    if peft is not None and pretrained is None:
+    if peft is not None and pretrained is None and on_main:
         print("note: PEFT without model.pretrained fine-tunes a randomly initialised forecaster")
     name = "mamba (pretraining)" if cfg.task == "pretrain" else main_name(recipe, pretrained)
     names = dataset_names(cfg.dataset)
     if names[0] in COMPETITIONS and len(group_names(cfg.group, names[0])) > 1:
         return run_competition(recipe, run_dir, name, pretrained, peft, arch, start)
     problem = load_problem(cfg)
-    predictor, forecasts, evaluation, training = fit_main(recipe, problem, run_dir, pretrained=pretrained, peft=peft)
-    if cfg.task == "pretrain":
+    predictor, members = train_main(recipe, problem, run_dir, pretrained=pretrained, peft=peft)
+    if on_main and cfg.task == "pretrain":
         save_forecaster(predictor.model, run_dir / "model", meta={"pretrained_on": names})
-    else:
+    elif on_main:
         predictor.serialize(run_dir / "predictor")
-    models = {name: (forecasts, evaluation, training["seconds"])}
-    contexts = compare_contexts(recipe, problem, run_dir, name, models[name], training, pretrained, peft)
-    models.update({f"{name}, context {c}": m for c, (m, _) in contexts.items() if c != cfg.context_length})
+    other_contexts = train_contexts(recipe, problem, run_dir, name, pretrained, peft)
+    scratch = None
     if pretrained and cfg.scratch_baseline and cfg.task == "forecast":
-        scratch = make_estimator(recipe, problem, run_dir / "scratch", architecture=arch)
-        _, s_fc, s_eval, s_train = fit_forecaster(scratch, problem)
+        scratch = train_forecaster(make_estimator(recipe, problem, run_dir / "scratch", architecture=arch), problem)
+    if not on_main:
+        return run_dir
+    forecasts, evaluation, training = score_main(predictor, members, problem)
+    models = {name: (forecasts, evaluation, training["seconds"])}
+    contexts = score_contexts(recipe, other_contexts, problem, models[name], training)
+    models.update({f"{name}, context {c}": m for c, (m, _) in contexts.items() if c != cfg.context_length})
+    if scratch is not None:
+        s_fc, s_eval, s_train = score_forecaster(*scratch, problem)
         models["mamba from scratch (full, same budget)"] = (s_fc, s_eval, s_train["seconds"])
     if recipe.eval.baselines:
         models.update(run_baselines_scored(recipe, problem))
@@ -443,21 +485,33 @@ def run(recipe) -> Path:
     return run_dir
 
 
-def compare_contexts(recipe, problem: Problem, run_dir: Path, name: str, main: tuple, training: dict,
-                     pretrained: str | None, peft) -> dict:
+def train_contexts(recipe, problem: Problem, run_dir: Path, name: str, pretrained: str | None, peft) -> dict:
     """``data.compare_context_lengths``: the main model trained again at each other length, with the same
-    recipe, budget, seed and training cut points (only the context read before each differs).
-    Returns ``{length: ((forecasts, evaluation, seconds), training)}`` in the order given."""
+    recipe, budget, seed and training cut points (only the context read before each differs); every rank
+    trains under torchrun. Returns ``{length: (predictor, training)}`` without ``context_length``'s."""
     cfg = recipe.data
     out = {}
     for c in cfg.compare_context_lengths:
         if c == cfg.context_length:
-            out[c] = (main, training)
             continue
-        print(f"context comparison: training {name} at context {c}")
+        if domain_run.is_main_process():
+            print(f"context comparison: training {name} at context {c}")
         estimator = make_estimator(recipe, problem, run_dir / f"context_{c}", pretrained=pretrained, peft=peft,
                                    context_length=c)
-        _, fc, ev, t = fit_forecaster(estimator, problem)
+        out[c] = train_forecaster(estimator, problem)
+    return out
+
+
+def score_contexts(recipe, trained: dict, problem: Problem, main: tuple, training: dict) -> dict:
+    """Scores what :func:`train_contexts` trained (the main rank); ``main`` and ``training``: the main model's
+    (forecasts, evaluation, seconds) and training record. Returns ``{length: ((forecasts, evaluation,
+    seconds), training)}`` in the order of ``compare_context_lengths``."""
+    out = {}
+    for c in recipe.data.compare_context_lengths:
+        if c == recipe.data.context_length:
+            out[c] = (main, training)
+            continue
+        fc, ev, t = score_forecaster(*trained[c], problem)
         out[c] = ((fc, ev, t["seconds"]), t)
     return out
 
@@ -468,19 +522,30 @@ def run_competition(recipe, run_dir: Path, name: str, pretrained: str | None, pe
     scores per group and overall in the M3 convention (see ``domains.timeseries.competition``)."""
     cfg = recipe.data
     dataset = dataset_names(cfg.dataset)[0]
-    evaluations: dict[str, dict] = {}
-    horizons, seconds, training, problems = {}, {}, {}, {}
+    on_main = domain_run.is_main_process()
+    trained = {}  # every group's forecasters first (every rank trains), then the main rank scores them
     for group in group_names(cfg.group, dataset):
         problem = load_problem(cfg, group=group)
-        print(f"{dataset} {group}: {problem.description}")
-        problems[group], horizons[group] = problem.description, problem.prediction_length
-        predictor, forecasts, evaluation, training[group] = fit_main(recipe, problem, run_dir / group,
-                                                                     pretrained=pretrained, peft=peft)
-        predictor.serialize(run_dir / group / "predictor")
-        models = {name: (forecasts, evaluation, training[group]["seconds"])}
+        if on_main:
+            print(f"{dataset} {group}: {problem.description}")
+        predictor, members = train_main(recipe, problem, run_dir / group, pretrained=pretrained, peft=peft)
+        if on_main:
+            predictor.serialize(run_dir / group / "predictor")
+        scratch = None
         if pretrained and cfg.scratch_baseline and cfg.task == "forecast":
-            scratch = make_estimator(recipe, problem, run_dir / group / "scratch", architecture=arch)
-            _, s_fc, s_eval, s_train = fit_forecaster(scratch, problem)
+            scratch = train_forecaster(make_estimator(recipe, problem, run_dir / group / "scratch", architecture=arch),
+                                       problem)
+        trained[group] = (problem, predictor, members, scratch)
+    if not on_main:
+        return run_dir
+    evaluations: dict[str, dict] = {}
+    horizons, seconds, training, problems = {}, {}, {}, {}
+    for group, (problem, predictor, members, scratch) in trained.items():
+        problems[group], horizons[group] = problem.description, problem.prediction_length
+        forecasts, evaluation, training[group] = score_main(predictor, members, problem)
+        models = {name: (forecasts, evaluation, training[group]["seconds"])}
+        if scratch is not None:
+            s_fc, s_eval, s_train = score_forecaster(*scratch, problem)
             models["mamba from scratch (full, same budget)"] = (s_fc, s_eval, s_train["seconds"])
         if recipe.eval.baselines:
             models.update(run_baselines_scored(recipe, problem))

@@ -17,6 +17,7 @@ import torch.nn as nn
 from torch.utils.data import DistributedSampler
 
 STRATEGIES = ("auto", "none", "ddp", "fsdp")
+_groups_joined = 0  # process groups this process joined; every rank joins the same sequence of them
 
 
 @dataclass
@@ -44,13 +45,52 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
+def launch_env() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) as torchrun set them; (0, 1, 0) for a process not launched by it."""
+    values = []
+    for name, default in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")):
+        raw = os.environ.get(name, default)
+        try:
+            values.append(int(raw))
+        except ValueError:
+            raise ValueError(f"environment variable {name}={raw!r} is not an integer; torchrun sets it, "
+                             "or unset it to run as a single process") from None
+    return values[0], values[1], values[2]
+
+
+def is_main_process() -> bool:
+    """Whether this process is the main one (rank 0, or the only process), with or without a Trainer:
+    the rank of the joined process group, else torchrun's RANK. Pipelines use it to score, fit baselines
+    and write results on one rank only, after training (which runs on every rank)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return launch_env()[0] == 0
+
+
+def shards_parameters(strategy: str) -> bool:
+    """Whether a Trainer built now with this ``distributed`` strategy shards the model (FSDP under torchrun)."""
+    return strategy == "fsdp" and launch_env()[1] > 1
+
+
+def join_process_group(backend: str) -> None:
+    """Joins the default process group, under a store prefix of its own.
+
+    A run may train several times (a scratch baseline, ensemble members) and leaves the group after
+    each; torchrun's store outlives a group and torch names a re-created default group like the first,
+    so without the prefix the second group meets the first one's keys and ranks hang or connect to
+    the dead group."""
+    global _groups_joined
+    store, rank, world = next(dist.rendezvous("env://"))
+    store = dist.PrefixStore(f"mambatune-group-{_groups_joined}", store)
+    _groups_joined += 1
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world)
+
+
 def setup(strategy: str = "auto", device: str = "auto") -> DistEnv:
     """Reads torchrun's environment and joins the process group when WORLD_SIZE > 1."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown distributed strategy {strategy!r}; choose one of {STRATEGIES}")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+    rank, world, local = launch_env()
     dev = pick_device(device, local)
     if world == 1:
         return DistEnv(0, 1, 0, "none", dev)
@@ -60,7 +100,7 @@ def setup(strategy: str = "auto", device: str = "auto") -> DistEnv:
         backend = "nccl" if dev.type == "cuda" else "gloo"
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
-        dist.init_process_group(backend)
+        join_process_group(backend)
     return DistEnv(rank, world, local, "ddp" if strategy == "auto" else strategy, dev)
 
 
@@ -120,6 +160,22 @@ def mean_across_ranks(value: float, env: DistEnv) -> float:
 def barrier(env: DistEnv) -> None:
     if env.active:
         dist.barrier()
+
+
+def barrier_between_launched() -> None:
+    """Waits until every process torchrun launched gets here, with or without a Trainer (e.g. until the
+    main rank has written a file the others read next); outside a Trainer it joins a gloo process group
+    for the barrier and leaves it. A single process returns at once."""
+    if launch_env()[1] == 1:
+        return
+    if dist.is_initialized():
+        dist.barrier()
+        return
+    join_process_group("gloo")
+    try:
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
 
 
 def model_state(model: nn.Module, env: DistEnv) -> dict[str, torch.Tensor]:

@@ -1,11 +1,12 @@
-"""A recipe under torchrun with FSDP (2 CPU processes, gloo): trains, and the adapter it saves
-(parameters sharded across the ranks during training) is written whole and loads back."""
+"""Recipes under torchrun (2 CPU processes, gloo). FSDP: trains, and the adapter it saves (parameters
+sharded across the ranks during training) is written whole and loads back. DDP with a domain pipeline:
+every rank trains, only rank 0 scores, fits the baselines and writes results.json / report.md."""
+import json
 import subprocess
 import sys
 
 import pytest
 import torch
-
 
 
 @pytest.mark.slow
@@ -22,3 +23,26 @@ def test_fsdp_recipe_saves_a_whole_adapter(tmp_path):
     saved = load_file(out / "adapter" / "adapter.safetensors")
     lora_a = [v for k, v in saved.items() if k.endswith("lora_A")]
     assert lora_a and all(v.shape[0] == 8 and torch.isfinite(v).all() for v in lora_a)  # rank-8 factors, whole
+
+
+@pytest.mark.slow
+def test_domain_recipe_under_ddp_scores_and_fits_baselines_on_rank_0_only(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
+           "mambatune.pipelines.cli", "run", "genomics/promoter_lora", "train.distributed=ddp", "train.device=cpu",
+           "model.pretrained=default", "data.window=64", "data.max_train=32", "data.max_eval=24", "data.n_boot=20",
+           "train.batch_size=8", "train.epochs=1", "train.eval_every=2", "train.progress=false",
+           "train.monitor_every=0", "train.tensorboard=false", f"train.output_dir={out}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]  # rank 1 exited 0 too
+    # both ranks write to this stdout: the baselines were fitted once, the results printed once
+    assert proc.stdout.count("baselines: fitting 6-mer logistic regression") == 1, proc.stdout[-3000:]
+    assert proc.stdout.count('"run_dir"') == 1
+    results = json.loads((out / "results.json").read_text())
+    # the model, its scratch baseline (trained by both ranks, in a second process group) and the k-mer baseline
+    assert list(results["test"]) == ["mamba pretrained (lora)", "same model from scratch (full)",
+                                     "6-mer logistic regression"]
+    assert set(results["baselines"]) == {"same model from scratch (full)", "6-mer logistic regression"}
+    assert results["training"]["steps"] == 2  # 32 windows / (8 per rank * 2 ranks)
+    for name in ("report.md", "config.yaml", "plots/roc.png", "adapter/adapter.safetensors"):
+        assert (out / name).is_file(), name
