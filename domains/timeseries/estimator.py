@@ -181,11 +181,12 @@ class MambaEstimator:
         trainer = Trainer(model, TrainConfig(**cfg), train_set, val_set, collate_windows)
         try:
             self.last_result = trainer.train()
+            trained = trained_model(trainer, model)
         finally:
             trainer.close()
             if tmp is not None:
                 tmp.cleanup()
-        return MambaPredictor(plain_forecaster(trainer.model), self.freq, self.num_samples, seed=self.seed)
+        return MambaPredictor(plain_forecaster(trained), self.freq, self.num_samples, seed=self.seed)
 
 
 def check_patching(config: ForecasterConfig, patch_length: int, stride: int, where: str = "the pretrained forecaster",
@@ -215,6 +216,36 @@ def balanced_pick(series_of_window: np.ndarray, n: int, rng: np.random.Generator
         left -= take[k]
     picks = [rng.choice(np.flatnonzero(series_of_window == s), t, replace=False) for s, t in zip(series, take)]
     return np.concatenate(picks)
+
+
+def trained_model(trainer, model: MambaForecaster) -> MambaForecaster:
+    """The trained forecaster, whole and unwrapped, on every rank: under DDP the wrapped module; under
+    FSDP (whose sharded parameters cannot be copied) the gathered full state loaded into a copy of the
+    model's structure (a collective: every rank calls this)."""
+    from mambatune.core.training import distributed as dist_utils
+
+    env = trainer.env
+    if not (env.active and env.strategy == "fsdp"):
+        return dist_utils.unwrap(trainer.model)
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    state = get_model_state_dict(trainer.model, options=StateDictOptions(full_state_dict=True))
+    state = {k: v.full_tensor() if hasattr(v, "full_tensor") else v for k, v in state.items()}
+    whole = _structure_like(model)
+    whole.load_state_dict({k: v.detach().cpu() for k, v in state.items()})
+    return whole
+
+
+def _structure_like(model: MambaForecaster) -> MambaForecaster:
+    """A fresh forecaster with the same modules as ``model`` (PEFT wrappers included, re-applied from its
+    config), on CPU."""
+    from mambatune.core import peft as peft_lib
+
+    fresh = MambaForecaster(model.config)
+    state = getattr(model, "peft_state", None)
+    if state is not None:
+        peft_lib.apply(fresh, state.config)
+    return fresh
 
 
 def plain_forecaster(model: MambaForecaster) -> MambaForecaster:

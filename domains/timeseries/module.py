@@ -227,6 +227,9 @@ class MambaForecaster(nn.Module):
         self.embed = nn.Linear(token_dim, mcfg.d_model)
         self.dropout = nn.Dropout(config.dropout)
         self.backbone = MambaModel(mcfg)
+        # tokens come in as embeddings (inputs_embeds): the backbone's token table would be a parameter
+        # that never gets a gradient, which DDP refuses; checkpoints that have it load without it
+        self.backbone.embedding = None
         self.head = ForecastHead(mcfg.d_model, config.prediction_length, config.distribution, config.quantile_levels,
                                  seasonal_skip=config.seasonal_skip > 0)
 
@@ -390,5 +393,7 @@ def load_forecaster(path, map_location: str = "cpu") -> MambaForecaster:
                                 "save_forecaster, MambaPredictor.serialize or `mambatune run timeseries/pretrain_series`")
     config = ForecasterConfig.from_dict(json.loads((folder / FORECASTER_CONFIG).read_text())["forecaster"])
     model = MambaForecaster(config)
-    model.load_state_dict(load_file(str(folder / FORECASTER_WEIGHTS), device=map_location))
+    state = load_file(str(folder / FORECASTER_WEIGHTS), device=map_location)
+    state.pop("backbone.embedding.weight", None)  # saved before the unused token table was dropped
+    model.load_state_dict(state)
     return model

@@ -46,3 +46,28 @@ def test_domain_recipe_under_ddp_scores_and_fits_baselines_on_rank_0_only(tmp_pa
     assert results["training"]["steps"] == 2  # 32 windows / (8 per rank * 2 ranks)
     for name in ("report.md", "config.yaml", "plots/roc.png", "adapter/adapter.safetensors"):
         assert (out / name).is_file(), name
+
+
+@pytest.mark.slow
+def test_forecaster_under_fsdp_matches_ddp(tmp_path):
+    """A time-series recipe (LoRA on the shipped forecaster, a scratch baseline, the seasonal skip) under
+    DDP and FSDP: both finish, rank 0 writes one results.json, and the gathered FSDP model forecasts as
+    the DDP one does (the forecaster has no parameter without a gradient, which DDP would refuse)."""
+    scores = {}
+    for strategy in ("ddp", "fsdp"):
+        out = tmp_path / strategy
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
+               "mambatune.pipelines.cli", "run", "timeseries/forecast_lora", "model.pretrained=series-mamba-500k",
+               f"train.distributed={strategy}", "train.device=cpu", "train.max_steps=2", "train.eval_every=1",
+               "train.batch_size=4", "train.progress=false", "data.max_train_windows=32", "data.num_samples=10",
+               "data.windows=2", "data.max_history=1500", "data.context_length=256", "data.seasonal_skip=168",
+               f"train.output_dir={out}"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        assert proc.stdout.count('"run_dir"') == 1
+        results = json.loads((out / "results.json").read_text())
+        assert {"mamba fine-tuned (lora)", "mamba from scratch (full, same budget)"} <= set(results["test"])
+        assert (out / "predictor" / "model.safetensors").is_file()
+        scores[strategy] = {k: v["MASE"] for k, v in results["test"].items()}
+    for name, mase in scores["ddp"].items():
+        assert scores["fsdp"][name] == pytest.approx(mase, rel=1e-3), name
