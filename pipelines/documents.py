@@ -34,6 +34,7 @@ import torch
 
 from mambatune.core import MambaConfig, MambaForTask, build_head
 from mambatune.core import peft
+from mambatune.core.atomic import atomic_write_text
 from mambatune.core.checkpoints import load_pretrained, save_pretrained
 from mambatune.domains.documents import (
     ByteTokenizer, DocumentDataset, HFTokenizer, class_weights, load_license_dataset, read_table,
@@ -240,7 +241,7 @@ def run_classify(recipe, run_dir: Path, pretrained: str | None) -> dict:
     names = train_ds.vocab.names()
     on_main = domain_run.is_main_process()
     if on_main:
-        (run_dir / "labels.json").write_text(json.dumps(names) + "\n")
+        atomic_write_text(run_dir / "labels.json", json.dumps(names) + "\n")
     weights = None if cfg.class_weights == "none" else class_weights(train_ds, scheme=cfg.class_weights)
     model = build_classifier(recipe, tok, len(names), multi, weights, pretrained)
     if recipe.peft.methods:
@@ -267,7 +268,7 @@ def run_classify(recipe, run_dir: Path, pretrained: str | None) -> dict:
     main = method_name(recipe, pretrained)
     if multi:
         thresholds = tune_thresholds(y["val"], sigmoid(scores["val"]))
-        (run_dir / "thresholds.json").write_text(json.dumps(thresholds.tolist()) + "\n")  # for predict / eval
+        atomic_write_text(run_dir / "thresholds.json", json.dumps(thresholds.tolist()) + "\n")  # for predict / eval
         test = {main: multilabel_metrics(y["test"], sigmoid(scores["test"]), names, thresholds=thresholds,
                                          lengths=lengths, length_edges=edges)}
     else:
@@ -422,7 +423,7 @@ Recipe: `{recipe.source}` · task `{cfg.task}` · data `{cfg.source}` · base mo
 {body}
 
 {tail}"""
-    (run_dir / "report.md").write_text(text)
+    atomic_write_text(run_dir / "report.md", text)
 
 
 # -- entry points --------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from mambatune.core.atomic import atomic_write_text
+
 
 def default_model(env_var: str, shipped: Path | None, made_by_recipe: str) -> str:
     """What ``model.pretrained: default`` means: ``$env_var`` when set, else the model shipped with the
@@ -122,7 +124,7 @@ def run_task(recipe, runners: dict[str, Callable], pretrained: str | None,
     results.setdefault("base_model", pretrained)  # the folder `model.pretrained` resolved to (None: from scratch)
     main = next(iter(results["test"]))
     results["baselines"] = {k: v for k, v in results["test"].items() if k != main}
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2, default=float) + "\n")
     write_report(run_dir, recipe, results)
     return run_dir
 

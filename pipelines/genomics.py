@@ -32,6 +32,7 @@ import torch
 
 from mambatune.core import MambaConfig, MambaForTask, build_head
 from mambatune.core import peft
+from mambatune.core.atomic import atomic_write_text
 from mambatune.core.checkpoints import load_pretrained, save_pretrained
 from mambatune.core.training.distributed import pick_device
 from mambatune.domains.genomics import DNATokenizer, load_promoters, load_variants
@@ -530,7 +531,7 @@ RC-averaged inference: {cfg.rc_average}. Examples per split: {results['sizes']}.
 {table}
 
 {tail}"""
-    (run_dir / "report.md").write_text(text)
+    atomic_write_text(run_dir / "report.md", text)
 
 
 def windows_text(cfg, results: dict) -> str:

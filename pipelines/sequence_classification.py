@@ -24,6 +24,7 @@ import torch
 
 from mambatune.core import MambaConfig, MambaForTask, build_head
 from mambatune.core import peft
+from mambatune.core.atomic import atomic_write_text
 from mambatune.core.checkpoints import load_pretrained, save_pretrained
 from mambatune.core.training import Precision
 
@@ -240,7 +241,7 @@ def run(recipe) -> Path:
     tokenizer = TextTokenizer.fit(recipe.data.tokenizer, train_texts)
     if on_main:
         tokenizer.save(run_dir / "tokenizer.json")
-        (run_dir / "labels.json").write_text(json.dumps(label_names) + "\n")
+        atomic_write_text(run_dir / "labels.json", json.dumps(label_names) + "\n")
     data = {name: encode(tokenizer, t, y, label_ids, recipe.data.max_length) for name, (t, y) in splits.items()}
 
     model = build_model(recipe, tokenizer, len(label_names))
@@ -260,7 +261,7 @@ def run(recipe) -> Path:
                "best_step": result.best_step, "stopped_early": result.stopped_early,
                "train_seconds": result.seconds, "total_seconds": time.time() - start,
                "sizes": {k: len(v) for k, v in data.items()}, "labels": label_names}
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
     write_report(run_dir, recipe, results, summary)
     return run_dir
 
@@ -302,7 +303,7 @@ Training: {results['steps']} optimizer steps, best step {results['best_step']}
 
 {plots}
 """
-    (run_dir / "report.md").write_text(text)
+    atomic_write_text(run_dir / "report.md", text)
 
 
 def evaluate(run_dir: str | Path, split: str | None = None) -> dict[str, float]:

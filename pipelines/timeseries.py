@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from mambatune.core.atomic import atomic_write_text
 from mambatune.domains.timeseries import from_gluonts, load_competition, load_hourly, official_split, rolling_origin
 from mambatune.domains.timeseries.competition import competition_report, group_scores
 from mambatune.domains.timeseries.data import truncate
@@ -480,7 +481,7 @@ def run(recipe) -> Path:
                "baselines": {n: m for n, m in test.items() if n != name}, "training": training,
                "fan_charts": [str(p.relative_to(run_dir)) for p in charts],
                "mase_seasonality": problem.mase_seasonality, "total_seconds": time.time() - start}
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2, default=float) + "\n")
     write_report(run_dir, recipe, results, name)
     return run_dir
 
@@ -563,13 +564,13 @@ def run_competition(recipe, run_dir: Path, name: str, pretrained: str | None, pe
                "scores": {model: {g: v.to_dict() for g, v in s.items()} for model, s in scores.items()},
                "per_group": {model: {g: ev.overall for g, ev in evs.items()} for model, evs in evaluations.items()},
                "training": training, "total_seconds": time.time() - start}
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2, default=float) + "\n")
     complete = cfg.max_series is None and set(horizons) == set(competition_groups(dataset))
     table = competition_report(scores, dataset, complete)
     steps = ", ".join(f"{g} {t['steps']}" for g, t in training.items())
     ensembles = "".join("\n" + members_table(t["members"], evaluations[name][g].overall, f"### Ensemble members, {g}")
                         for g, t in training.items() if t.get("members"))
-    (run_dir / "report.md").write_text(f"""# {recipe.name}
+    atomic_write_text(run_dir / "report.md", f"""# {recipe.name}
 
 Recipe: `{recipe.source}` · task `{cfg.task}` · base model: `{pretrained or 'none (from scratch)'}`
 
@@ -668,7 +669,7 @@ total {results['total_seconds']:.0f} s.
 
 {charts or '(none)'}
 """
-    (run_dir / "report.md").write_text(text)
+    atomic_write_text(run_dir / "report.md", text)
 
 
 # the CLI verbs on a finished run (eval, predict, export) live beside this module
