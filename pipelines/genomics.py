@@ -36,6 +36,7 @@ from mambatune.core.atomic import atomic_write_text
 from mambatune.core.checkpoints import load_pretrained, save_pretrained
 from mambatune.core.training.distributed import pick_device
 from mambatune.domains.genomics import DNATokenizer, load_promoters, load_variants
+from mambatune.domains.genomics.vocab import adopt_checkpoint_vocabulary
 from mambatune.domains.genomics.baselines import KmerLogisticRegression
 from mambatune.domains.genomics.metrics import binary_metrics, multiclass_metrics, plot_roc_pr
 from mambatune.domains.genomics.sequence_data import (
@@ -210,12 +211,23 @@ def behaviour_overrides(recipe) -> dict | None:
     return {k: v for k, v in recipe.model.config.items() if k in BEHAVIOUR_KEYS} or None
 
 
+def dna_model(pretrained: str, **kwargs) -> MambaForTask:
+    """``load_pretrained`` for DNA: a checkpoint trained with another tokenizer's ids (Caduceus) gets its
+    token rows permuted to :class:`DNATokenizer`'s (``domains.genomics.vocab``), and the run says so."""
+    model = load_pretrained(pretrained, **kwargs)
+    mapping = adopt_checkpoint_vocabulary(model, pretrained, DNATokenizer())
+    if mapping is not None and domain_run.is_main_process():
+        bases = ", ".join(f"{t}:{mapping[t]}" for t in "ACGTN")
+        print(f"{pretrained}: Caduceus token ids mapped to ours (its ids {bases})")
+    return model
+
+
 def classifier(recipe, config: MambaConfig, num_labels: int, pretrained: str | None) -> MambaForTask:
     torch.manual_seed(recipe.model.seed)
     spec = dict(recipe.model.head)
     spec.setdefault("num_labels", num_labels)
     if pretrained:
-        return load_pretrained(pretrained, head=spec, config_overrides=behaviour_overrides(recipe))
+        return dna_model(pretrained, head=spec, config_overrides=behaviour_overrides(recipe))
     kind = spec.pop("kind")
     return MambaForTask(config, build_head(kind, config.d_model * (2 if config.rc_equivariant == "rcps" else 1), **spec))
 
@@ -223,7 +235,7 @@ def classifier(recipe, config: MambaConfig, num_labels: int, pretrained: str | N
 def pair_classifier(recipe, config: MambaConfig, pretrained: str | None) -> VariantPairClassifier:
     torch.manual_seed(recipe.model.seed)
     if pretrained:
-        backbone = load_pretrained(pretrained, config_overrides=behaviour_overrides(recipe)).backbone
+        backbone = dna_model(pretrained, config_overrides=behaviour_overrides(recipe)).backbone
     else:
         backbone = MambaForTask(config).backbone
     return VariantPairClassifier(backbone, 2, recipe.data.vep_radius, float(recipe.model.head.get("dropout", 0.0)))
@@ -231,9 +243,9 @@ def pair_classifier(recipe, config: MambaConfig, pretrained: str | None) -> Vari
 
 def language_model(recipe, tokenizer: DNATokenizer, pretrained: str | None) -> MambaForTask:
     if pretrained:
-        model = load_pretrained(pretrained, config_overrides=behaviour_overrides(recipe))
+        model = dna_model(pretrained, config_overrides=behaviour_overrides(recipe))
         if getattr(model.head, "kind", None) != "lm":
-            model = load_pretrained(pretrained, head={"kind": "lm"}, config_overrides=behaviour_overrides(recipe))
+            model = dna_model(pretrained, head={"kind": "lm"}, config_overrides=behaviour_overrides(recipe))
         return model
     torch.manual_seed(recipe.model.seed)
     return MambaForTask(new_config(recipe, tokenizer))

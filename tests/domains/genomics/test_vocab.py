@@ -1,0 +1,100 @@
+"""A Caduceus checkpoint (its tokenizer's ids: specials 0-9, A C G T N from 10) read with our DNA ids."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from mambatune.core import MambaConfig, MambaForTask
+from mambatune.core.checkpoints import load_pretrained
+from mambatune.domains.genomics import DNATokenizer
+from mambatune.domains.genomics.vocab import adopt_checkpoint_vocabulary, caduceus_vocabulary
+
+# Caduceus' complement map over its 16 (padded) ids: A 10 <-> T 13, C 11 <-> G 12
+CADUCEUS_COMPLEMENT = {str(i): j for i, j in enumerate([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 12, 11, 10, 14, 15])}
+
+
+def write_caduceus(model: MambaForTask, folder, complement=CADUCEUS_COMPLEMENT, characters=None):
+    sd = {}
+    for k, v in model.state_dict().items():
+        k2 = "caduceus." + k.replace("backbone.embedding.", "backbone.embeddings.word_embeddings.")
+        k2 = k2.replace(".mixer.fwd.", ".mixer.mamba_fwd.").replace(".mixer.rev.", ".mixer.mamba_rev.")
+        sd[k2] = v.clone()
+        if ".mixer.mamba_fwd.in_proj." in k2 or ".mixer.mamba_fwd.out_proj." in k2:
+            sd[k2.replace("mamba_fwd", "mamba_rev")] = v.clone()
+    save_file(sd, folder / "model.safetensors")
+    c = model.config
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "caduceus", "d_model": c.d_model, "n_layer": c.n_layer, "vocab_size": c.vocab_size,
+        "ssm_cfg": {"d_state": c.d_state, "d_conv": c.d_conv, "expand": c.expand, "dt_rank": "auto"},
+        "rms_norm": True, "residual_in_fp32": False, "pad_vocab_size_multiple": 8, "norm_epsilon": 1e-5,
+        "bidirectional": True, "bidirectional_strategy": "add", "bidirectional_weight_tie": True, "rcps": False,
+        "complement_map": complement, "pad_token_id": 7,
+    }))
+    if characters is not None:
+        (folder / "tokenizer_config.json").write_text(json.dumps({"characters": characters}))
+
+
+@pytest.fixture
+def caduceus(tmp_path):
+    cfg = MambaConfig(d_model=16, n_layer=1, vocab_size=16, d_state=4, bidirectional=True, residual_in_fp32=False)
+    torch.manual_seed(0)
+    src = MambaForTask(cfg).eval()
+    write_caduceus(src, tmp_path)
+    return src, tmp_path
+
+
+def test_our_ids_read_the_checkpoints_rows_for_the_same_bases(caduceus):
+    src, folder = caduceus
+    tok = DNATokenizer()
+    model = load_pretrained(folder).eval()
+    mapping = adopt_checkpoint_vocabulary(model, folder, tok)
+    assert {b: mapping[b] for b in "ACGTN"} == {"A": 10, "C": 11, "G": 12, "T": 13, "N": 14}
+    emb, ref = model.backbone.embedding.weight, src.backbone.embedding.weight
+    for base in "ACGTN":
+        assert torch.equal(emb[tok.get_vocab()[base]], ref[10 + "ACGTN".index(base)])
+    assert torch.equal(emb[tok.pad_id], ref[7]) and torch.equal(emb[tok.mask_id], ref[6])
+    # the same sequence through both: our ids into the adopted model = Caduceus' ids into the original
+    seq = "ACGTTGCAANGT"
+    ours = torch.tensor([tok.encode(seq)])
+    theirs = torch.tensor([[10 + "ACGTN".index(b) for b in seq]])
+    with torch.no_grad():
+        torch.testing.assert_close(model.backbone(ours), src.backbone(theirs))
+    assert model.config.complement_map[:10] == tok._complement_ids.tolist() and model.config.pad_token_id == 0
+
+
+def test_tokenizer_characters_and_a_map_that_disagrees(tmp_path, caduceus):
+    src, _ = caduceus
+    (tmp_path / "other").mkdir()
+    write_caduceus(src, tmp_path / "other", characters=["T", "G", "C", "A", "N"],
+                   complement=CADUCEUS_COMPLEMENT)  # T 10 <-> A 13, G 11 <-> C 12: consistent
+    assert caduceus_vocabulary(json.loads((tmp_path / "other" / "config.json").read_text()),
+                               tmp_path / "other")["A"] == 13
+    bad = {**CADUCEUS_COMPLEMENT, "10": 11, "11": 10}
+    with pytest.raises(ValueError, match="complement_map does not fit"):
+        caduceus_vocabulary({"complement_map": bad})
+
+
+def test_our_own_checkpoints_are_left_alone(tmp_path):
+    from mambatune.core.checkpoints import save_pretrained
+
+    tok = DNATokenizer()
+    model = MambaForTask(MambaConfig(d_model=8, n_layer=1, vocab_size=tok.vocab_size, d_state=4))
+    save_pretrained(model, tmp_path)
+    loaded = load_pretrained(tmp_path)
+    before = loaded.backbone.embedding.weight.clone()
+    assert adopt_checkpoint_vocabulary(loaded, tmp_path, tok) is None
+    assert torch.equal(loaded.backbone.embedding.weight, before)
+
+
+def test_a_promoter_recipe_fine_tunes_a_caduceus_checkpoint(caduceus, tmp_path, capsys):
+    from mambatune.pipelines.cli import main
+
+    _, folder = caduceus
+    out = tmp_path / "run"
+    assert main(["run", "genomics/promoter_lora", f"model.pretrained={folder}", "data.window=64",
+                 "data.max_train=32", "data.max_eval=24", "data.n_boot=20", "train.batch_size=8",
+                 "train.max_steps=2", "train.eval_every=2", "train.progress=false", "train.plots=false",
+                 "data.scratch_baseline=false", f"train.output_dir={out}"]) == 0
+    assert "Caduceus token ids mapped to ours (its ids A:10, C:11, G:12, T:13, N:14)" in capsys.readouterr().out
+    assert json.loads((out / "results.json").read_text())["test"]
