@@ -382,6 +382,10 @@ def lm_for_vep(recipe, run_dir: Path, tok: DNATokenizer, pretrained: str | None)
 
 def pretrain(recipe, out_dir: Path, tok: DNATokenizer):
     cfg = recipe.data
+    if recipe.model.config.get("bidirectional"):
+        raise ValueError("pretrain_dna trains a causal LM (next-token prediction), which a bidirectional model "
+                         "would solve by reading the next token; set model.config.bidirectional=false, or load a "
+                         "bidirectional masked LM (a Caduceus folder) with model.pretrained")
     corpus = {s: lm_corpus(cfg, s) for s in ("train", "val", "test")}
     data = {s: DNAWindowDataset(c, tokenizer=tok, rc_augment=cfg.rc_augment and s == "train", lm=True)
             for s, c in corpus.items()}

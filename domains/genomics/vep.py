@@ -72,10 +72,10 @@ def lm_log_likelihood_ratio(model: nn.Module, ref_windows: Sequence[str], alt_wi
     if getattr(getattr(model, "head", None), "kind", None) != "lm":
         raise ValueError("zero-shot VEP needs a causal language model (a MambaForTask with its LM head); "
                          "pretrain one with `mambatune run genomics/pretrain_dna`")
-    if getattr(model.config, "bidirectional", False):
-        raise ValueError("the log-likelihood ratio needs a causal LM; this model is bidirectional "
-                         "(its next-token probabilities see the token they predict)")
     tokenizer = tokenizer or DNATokenizer()
+    if getattr(model.config, "bidirectional", False):
+        # a bidirectional (masked) LM sees the token it would predict next: score the masked marginal instead
+        return masked_marginal_ratio(model, ref_windows, alt_windows, tokenizer, batch_size, both_strands)
     if len(ref_windows) != len(alt_windows):
         raise ValueError(f"{len(ref_windows)} ref windows but {len(alt_windows)} alt windows")
     was_training = model.training
@@ -98,6 +98,46 @@ def lm_log_likelihood_ratio(model: nn.Module, ref_windows: Sequence[str], alt_wi
             if r_ids.shape != a_ids.shape:
                 raise ValueError("ref and alt windows must have the same length (SNVs); indels are not scored")
             total = total + (sequence_log_likelihood(model, a_ids, vocab) - sequence_log_likelihood(model, r_ids, vocab))
+        out.append((total / len(strands)).cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(out).astype(np.float64)
+
+
+@torch.no_grad()
+def masked_marginal_ratio(model: nn.Module, ref_windows: Sequence[str], alt_windows: Sequence[str],
+                          tokenizer: DNATokenizer | None = None, batch_size: int = 16,
+                          both_strands: bool = True) -> np.ndarray:
+    """Zero-shot score of a masked (bidirectional) DNA LM, e.g. Caduceus: the variant position is masked in
+    the ref window and ``log p(alt base) - log p(ref base)`` read there (the masked-marginal score), averaged
+    over both strands when ``both_strands``. SNVs only: ref and alt windows differ at exactly one position."""
+    tokenizer = tokenizer or DNATokenizer()
+    if len(ref_windows) != len(alt_windows):
+        raise ValueError(f"{len(ref_windows)} ref windows but {len(alt_windows)} alt windows")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(ref_windows), batch_size):
+        refs, alts = ref_windows[start:start + batch_size], alt_windows[start:start + batch_size]
+        strands = [(refs, alts)]
+        if both_strands:
+            strands.append(([reverse_complement(s) for s in refs], [reverse_complement(s) for s in alts]))
+        total = 0.0
+        for r, a in strands:
+            r_ids = torch.tensor([tokenizer.encode(x) for x in r], device=device)
+            a_ids = torch.tensor([tokenizer.encode(x) for x in a], device=device)
+            if r_ids.shape != a_ids.shape:
+                raise ValueError("ref and alt windows must have the same length (SNVs); indels are not scored")
+            diff = r_ids != a_ids
+            if not bool((diff.sum(1) == 1).all()):
+                raise ValueError("the masked-marginal score needs ref and alt windows that differ at exactly one "
+                                 "position (SNVs)")
+            pos = diff.float().argmax(1)
+            rows = torch.arange(len(r_ids), device=device)
+            masked = r_ids.clone()
+            masked[rows, pos] = tokenizer.mask_id
+            logp = F.log_softmax(model(masked).logits[rows, pos].float(), -1)
+            total = total + (logp[rows, a_ids[rows, pos]] - logp[rows, r_ids[rows, pos]])
         out.append((total / len(strands)).cpu().numpy())
     model.train(was_training)
     return np.concatenate(out).astype(np.float64)

@@ -98,3 +98,40 @@ def test_a_promoter_recipe_fine_tunes_a_caduceus_checkpoint(caduceus, tmp_path, 
                  "data.scratch_baseline=false", f"train.output_dir={out}"]) == 0
     assert "Caduceus token ids mapped to ours (its ids A:10, C:11, G:12, T:13, N:14)" in capsys.readouterr().out
     assert json.loads((out / "results.json").read_text())["test"]
+
+
+def test_zero_shot_scores_of_a_masked_lm_are_masked_marginals(caduceus):
+    """A bidirectional checkpoint scores variants by the masked marginal (our ids into the adopted model
+    = Caduceus' ids, with its [MASK] 6, into the original)."""
+    import torch.nn.functional as F
+
+    from mambatune.domains.genomics.vep import lm_log_likelihood_ratio
+
+    src, folder = caduceus
+    tok = DNATokenizer()
+    model = load_pretrained(folder).eval()
+    adopt_checkpoint_vocabulary(model, folder, tok)
+    refs, alts = ["ACGTACGTAC", "TTGCAAGGCT"], ["ACGTTCGTAC", "TTGCAAGGCA"]
+    scores = lm_log_likelihood_ratio(model, refs, alts, tok, both_strands=False)
+    ids = {b: 10 + i for i, b in enumerate("ACGTN")}
+    expected = []
+    with torch.no_grad():
+        for r, a in zip(refs, alts):
+            p = next(i for i, (x, y) in enumerate(zip(r, a)) if x != y)
+            x = torch.tensor([[6 if i == p else ids[b] for i, b in enumerate(r)]])
+            logp = F.log_softmax(src(x).logits[0, p].float(), -1)
+            expected.append(float(logp[ids[a[p]]] - logp[ids[r[p]]]))
+    assert scores == pytest.approx(expected, abs=1e-5)
+    both = lm_log_likelihood_ratio(model, refs, alts, tok, both_strands=True)
+    assert both.shape == (2,) and all(abs(v) < 50 for v in both)
+    with pytest.raises(ValueError, match="exactly one"):
+        lm_log_likelihood_ratio(model, ["ACGT"], ["TCGA"], tok)
+
+
+def test_pretraining_a_bidirectional_model_with_the_causal_objective_is_refused(tmp_path, capsys):
+    from mambatune.pipelines.cli import main
+
+    assert main(["run", "genomics/pretrain_dna", "model.config.bidirectional=true", "model.config.d_model=8",
+                 "model.config.n_layer=1", f"train.output_dir={tmp_path / 'lm'}", "train.max_steps=1",
+                 "train.progress=false"]) == 2
+    assert "bidirectional" in capsys.readouterr().err
