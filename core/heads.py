@@ -145,15 +145,19 @@ class TokenClassificationHead(Head):
 
 
 class LMHead(Head):
-    """Next-token prediction; the weight is the embedding's when tied (nothing is stored twice)."""
+    """Next-token prediction; the weight is the embedding's when tied (nothing is stored twice).
+
+    ``masked=True`` (what ``MambaForTask`` gives a bidirectional backbone, which sees the next token):
+    masked-LM loss instead, each position predicting its own token where the labels are not -100."""
 
     sequence_level = False
     kind = "lm"
 
     def __init__(self, feature_dim: int, vocab_size: int, embedding: nn.Embedding | None = None,
-                 complement: torch.Tensor | None = None):
+                 complement: torch.Tensor | None = None, masked: bool = False):
         super().__init__()
         self.spec = {"kind": self.kind}
+        self.masked = masked
         self.vocab_size = vocab_size
         self.tied = embedding is not None
         if embedding is not None:
@@ -181,7 +185,13 @@ class LMHead(Head):
         return F.linear(hidden, w)
 
     def loss(self, logits, labels, mask=None):
-        """labels (batch, L): the input ids themselves; position t predicts t + 1. Padding is ignored."""
+        """labels (batch, L): the input ids themselves; position t predicts t + 1. Padding is ignored.
+        Masked LM: labels hold the original token at the masked positions and -100 elsewhere."""
+        if self.masked:
+            target = labels.long()
+            if mask is not None:
+                target = target.masked_fill(~mask.bool(), -100)
+            return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
         logits = logits[:, :-1].float()
         target = labels[:, 1:].long()
         if mask is not None:
@@ -206,7 +216,8 @@ class MambaForTask(nn.Module):
         if head is None:
             comp = self.backbone.complement if config.rc_equivariant == "rcps" else None
             head = LMHead(self.backbone.feature_dim, config.vocab_size,
-                          self.backbone.embedding if config.tie_embeddings else None, comp)
+                          self.backbone.embedding if config.tie_embeddings else None, comp,
+                          masked=config.bidirectional)
         self.head = head
 
     def tie_weights(self) -> None:

@@ -40,7 +40,7 @@ from mambatune.domains.genomics.vocab import adopt_checkpoint_vocabulary
 from mambatune.domains.genomics.baselines import KmerLogisticRegression
 from mambatune.domains.genomics.metrics import binary_metrics, multiclass_metrics, plot_roc_pr
 from mambatune.domains.genomics.sequence_data import (
-    DNAWindowDataset, GenomeWindows, center_crop, collate_windows, predict_logits,
+    DNAWindowDataset, GenomeWindows, MaskedEval, MaskedLMCollate, center_crop, collate_windows, predict_logits,
 )
 from mambatune.domains.genomics.vep import (
     MarkovLM, VariantPairClassifier, VariantPairDataset, collate_pairs, fit_embedding_classifier,
@@ -382,18 +382,21 @@ def lm_for_vep(recipe, run_dir: Path, tok: DNATokenizer, pretrained: str | None)
 
 def pretrain(recipe, out_dir: Path, tok: DNATokenizer):
     cfg = recipe.data
-    if recipe.model.config.get("bidirectional"):
-        raise ValueError("pretrain_dna trains a causal LM (next-token prediction), which a bidirectional model "
-                         "would solve by reading the next token; set model.config.bidirectional=false, or load a "
-                         "bidirectional masked LM (a Caduceus folder) with model.pretrained")
     corpus = {s: lm_corpus(cfg, s) for s in ("train", "val", "test")}
     data = {s: DNAWindowDataset(c, tokenizer=tok, rc_augment=cfg.rc_augment and s == "train", lm=True)
             for s, c in corpus.items()}
     model = language_model(recipe, tok, None)
     train_cfg = dataclasses.replace(recipe.train, output_dir=str(out_dir), metric_for_best="loss")
-    model, result, summary = train_model(model, train_cfg, data["train"], data["val"], collate_windows, None)
+    # a bidirectional model sees the next token: it learns to fill in masked bases instead (its LM head's
+    # loss is the masked-LM one); validation masks the same bases every time
+    masked = model.config.bidirectional
+    collate = MaskedLMCollate(tok) if masked else collate_windows
+    if masked:
+        data["val"] = MaskedEval(data["val"], collate, seed=recipe.model.seed)
+    model, result, summary = train_model(model, train_cfg, data["train"], data["val"], collate, None)
     if domain_run.is_main_process():
-        save_pretrained(model, out_dir / "model", meta={"recipe": recipe.name, "objective": "causal LM",
+        save_pretrained(model, out_dir / "model", meta={"recipe": recipe.name,
+                                                         "objective": "masked LM" if masked else "causal LM",
                                                          "tokenizer": "DNATokenizer(k=1)"})
     return model, result, summary, corpus
 
@@ -441,8 +444,13 @@ def run_pretrain(recipe, run_dir: Path, pretrained: str | None) -> dict:
     if not domain_run.is_main_process():
         return None
     data = DNAWindowDataset(corpus["test"], tokenizer=tok, lm=True)
-    nll = lm_loss(model, data)
-    out = {"task": "pretrain_dna", "test": {"mamba LM": {"nats_per_base": nll, "bits_per_base": nll / np.log(2)}},
+    if model.config.bidirectional:  # masked LM: the loss over a fixed 15% of the test bases, masked
+        collate = MaskedLMCollate(tok)
+        nll = lm_loss(model, MaskedEval(data, collate, seed=recipe.model.seed), collate=collate)
+        name = "mamba masked LM (per masked base; sees both sides, not comparable to next-token rows)"
+    else:
+        nll, name = lm_loss(model, data), "mamba LM"
+    out = {"task": "pretrain_dna", "test": {name: {"nats_per_base": nll, "bits_per_base": nll / np.log(2)}},
            "sizes": {s: len(c) for s, c in corpus.items()}, "lm_training": training_summary(result), "summary": summary,
            "model_dir": str(run_dir / "model"),
            "parameters": sum(p.numel() for p in model.parameters())}
@@ -457,16 +465,20 @@ def run_pretrain(recipe, run_dir: Path, pretrained: str | None) -> dict:
 
 
 @torch.no_grad()
-def lm_loss(model: MambaForTask, data: DNAWindowDataset, batch_size: int = 32) -> float:
-    """Mean next-token cross-entropy (nats per base) over the windows."""
+def lm_loss(model: MambaForTask, data, batch_size: int = 32, collate=collate_windows) -> float:
+    """Mean next-token cross-entropy (nats per base) over the windows; with a masked LM's data and collate
+    (:class:`MaskedEval`, :class:`MaskedLMCollate`), the mean over the masked bases."""
     model.eval()
     device = next(model.parameters()).device
     total, n = 0.0, 0
     for start in range(0, len(data), batch_size):
-        batch = collate_windows([data[i] for i in range(start, min(start + batch_size, len(data)))])
+        batch = collate([data[i] for i in range(start, min(start + batch_size, len(data)))])
         batch = {k: v.to(device) for k, v in batch.items()}
         loss = model(**batch).loss
-        count = int(batch["attention_mask"][:, 1:].sum())
+        if model.config.bidirectional:
+            count = int((batch["labels"] != -100).sum())
+        else:
+            count = int(batch["attention_mask"][:, 1:].sum())
         total += float(loss) * count
         n += count
     return total / n

@@ -186,6 +186,61 @@ def collate_windows(batch: list[dict]) -> dict[str, torch.Tensor]:
     return out
 
 
+class MaskedLMCollate:
+    """``collate_windows`` for masked-LM pretraining of a bidirectional model: ``fraction`` of the real
+    bases are chosen; of those 80% become [MASK], 10% a random base and 10% stay; ``labels`` hold the
+    original token there and -100 elsewhere. Masks are drawn from torch's global generator (seeded by
+    the Trainer), anew each epoch; :class:`MaskedEval` items come masked already and are only padded."""
+
+    def __init__(self, tokenizer: DNATokenizer, fraction: float = 0.15):
+        if not 0 < fraction < 1:
+            raise ValueError(f"the masked fraction must be in (0, 1), got {fraction}")
+        self.tokenizer, self.fraction = tokenizer, fraction
+        vocab = tokenizer.get_vocab()
+        self.bases = torch.tensor([vocab[b] for b in "ACGT"])
+
+    def __call__(self, batch: list[dict]) -> dict[str, torch.Tensor]:
+        out = collate_windows([{"input_ids": e["input_ids"]} for e in batch])
+        if batch[0].get("premasked"):  # MaskedEval items: masked once, padded here
+            labels = torch.full_like(out["input_ids"], -100)
+            for i, e in enumerate(batch):
+                labels[i, :len(e["labels"])] = e["labels"]
+            out["labels"] = labels
+            return out
+        inputs, labels = self.mask(out["input_ids"], out["attention_mask"].bool())
+        out.update(input_ids=inputs, labels=labels)
+        return out
+
+    def mask(self, ids: torch.Tensor, real: torch.Tensor, gen: torch.Generator | None = None):
+        """(masked inputs, labels) for ids (batch, L) whose real positions are ``real``."""
+        u = torch.rand(ids.shape, generator=gen)
+        chosen = real & (u < self.fraction)
+        labels = torch.where(chosen, ids, torch.full_like(ids, -100))
+        v = torch.rand(ids.shape, generator=gen)
+        inputs = ids.clone()
+        inputs[chosen & (v < 0.8)] = self.tokenizer.mask_id
+        swap = chosen & (v >= 0.8) & (v < 0.9)
+        inputs[swap] = self.bases[torch.randint(0, 4, (int(swap.sum()),), generator=gen)]
+        return inputs, labels
+
+
+class MaskedEval(Dataset):
+    """A DNA dataset whose windows are masked once, with a generator seeded per window (seed + index), so
+    every evaluation of a masked LM scores the same masked bases. Batch it with :class:`MaskedLMCollate`."""
+
+    def __init__(self, dataset, collate: MaskedLMCollate, seed: int = 0):
+        self.dataset, self.collate, self.seed = dataset, collate, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict:
+        ids = self.dataset[i]["input_ids"]
+        gen = torch.Generator().manual_seed(self.seed + i)
+        inputs, labels = self.collate.mask(ids[None], torch.ones(1, len(ids), dtype=torch.bool), gen)
+        return {"input_ids": inputs[0], "labels": labels[0], "premasked": True}
+
+
 def _batches(dataset: DNAWindowDataset, batch_size: int):
     for start in range(0, len(dataset), batch_size):
         items = [{"input_ids": torch.from_numpy(dataset.token_ids(i))} for i in range(start, min(start + batch_size, len(dataset)))]
