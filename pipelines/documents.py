@@ -296,6 +296,10 @@ def run_classify(recipe, run_dir: Path, pretrained: str | None) -> dict:
 def run_pretrain_text(recipe, run_dir: Path, pretrained: str | None) -> dict:
     if pretrained:
         raise ValueError("pretrain_text trains a new model: set model.pretrained=null")
+    if recipe.model.config.get("bidirectional"):
+        raise ValueError("pretrain_text trains a causal (next-byte) LM, which a bidirectional model would read off "
+                         "its input; set model.config.bidirectional=false (masked-LM pretraining exists for DNA only: "
+                         "genomics/pretrain_dna)")
     cfg = recipe.data
     tables = load_splits(dataclasses.replace(cfg, max_train=None, max_eval=None), recipe.source)
     tok = make_tokenizer(cfg)

@@ -237,3 +237,11 @@ def test_pretrain_text_eval_and_bad_inputs(tmp_path, single_label, capsys):
     empty_dir.mkdir()
     assert main(["predict", str(lm_out), str(empty_dir)]) == 2
     assert "has no" in capsys.readouterr().err
+
+
+def test_pretrain_text_refuses_a_bidirectional_model(tmp_path, capsys):
+    from mambatune.pipelines.cli import main
+
+    assert main(["run", "documents/pretrain_text", "model.config.bidirectional=true",
+                 f"train.output_dir={tmp_path / 'lm'}", "train.max_steps=1", "train.progress=false"]) == 2
+    assert "bidirectional" in capsys.readouterr().err
