@@ -82,8 +82,9 @@ class DataConfig:
     forecasters (seeds seed, seed + 1, ...) and forecast with all of them (pooled sample paths; see
     ``domains.timeseries.ensemble``), each member with the recipe's budget; ensemble_context_lengths: the
     members' context lengths, cycled (empty: all read context_length); seasonal_skip: a period P: the
-    forecaster predicts the correction to the seasonal-naive forecast of period P (null: a pretrained
-    model's setting, else off; 0: off); compare_context_lengths:
+    forecaster predicts the correction to the seasonal-naive forecast of period P (``season``: the data's
+    seasonal-naive period, 168 hourly and the group's seasonality for M3/M1; null: a pretrained model's
+    setting, else off; 0: off); compare_context_lengths:
     also train the same model (same budget, windows and seed) at each of these context lengths and
     report every one (the one equal to context_length is the main model); fan_charts: series
     plotted; dropout: on the token embeddings."""
@@ -113,7 +114,7 @@ class DataConfig:
     compare_context_lengths: list[int] = dataclasses.field(default_factory=list)
     ensemble: int = 1
     ensemble_context_lengths: list[int] = dataclasses.field(default_factory=list)
-    seasonal_skip: int | None = None
+    seasonal_skip: int | str | None = None
     fan_charts: int = 4
     dropout: float = 0.0
     seed: int = 0
@@ -142,7 +143,10 @@ class DataConfig:
             raise ValueError(f"ensemble_context_lengths must be positive lengths, got {self.ensemble_context_lengths}")
         if self.ensemble_context_lengths and self.ensemble == 1:
             raise ValueError("ensemble_context_lengths needs data.ensemble > 1 (the number of members)")
-        if self.seasonal_skip is not None:
+        if isinstance(self.seasonal_skip, str) and self.seasonal_skip != "season":
+            raise ValueError(f"seasonal_skip is a period, 0 (off), null or 'season' (the seasonal-naive period of "
+                             f"the data: 168 hourly, the competition group's seasonality), got {self.seasonal_skip!r}")
+        if isinstance(self.seasonal_skip, int):
             if self.seasonal_skip < 0:
                 raise ValueError(f"seasonal_skip must be a period >= 0 (0 = off) or null, got {self.seasonal_skip}")
             short = [c for c in [self.context_length, *self.compare_context_lengths, *self.ensemble_context_lengths]
@@ -299,9 +303,12 @@ def make_estimator(recipe, problem: Problem, output_dir: Path, pretrained: str |
         arch = {"patch_length": architecture.patch_length, "stride": architecture.stride,
                 "scaling": architecture.scaling, "time_features": architecture.num_time_features > 0,
                 "dropout": architecture.dropout, "backbone": dict(architecture.backbone)}
-    skip = cfg.seasonal_skip
+    skip = problem.season_length if cfg.seasonal_skip == "season" else cfg.seasonal_skip
     if skip is None and architecture is not None:
         skip = architecture.seasonal_skip
+    if skip and skip > (context_length or cfg.context_length):
+        raise ValueError(f"seasonal_skip={skip} needs a context of at least one period; the context is "
+                         f"{context_length or cfg.context_length} (set data.seasonal_skip=0 to turn it off)")
     return MambaEstimator(problem.freq, problem.prediction_length, context_length or cfg.context_length,
                           pretrained=pretrained,
                           peft=peft, train=train, max_train_windows=cfg.max_train_windows,

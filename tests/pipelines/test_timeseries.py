@@ -7,7 +7,7 @@ import pytest
 from mambatune.domains.timeseries.estimator import MambaPredictor
 from mambatune.pipelines.cli import main
 
-TINY = ["model.config.d_model=8", "model.config.n_layer=1", "model.config.d_state=4", "data.context_length=48",
+TINY = ["data.seasonal_skip=0", "model.config.d_model=8", "model.config.n_layer=1", "model.config.d_state=4", "data.context_length=48",
         "data.max_history=1500", "data.patch_length=8", "data.stride=4", "data.windows=2", "data.max_train_windows=32", "data.num_samples=10",
         "data.pretrain_steps=2", "data.fan_charts=1", "train.batch_size=8", "train.max_steps=2",
         "train.eval_every=1", "train.log_every=1", "train.progress=false"]
@@ -229,4 +229,24 @@ def test_ensemble_options_are_checked():
     assert main(["run", "timeseries/forecast_m3", "data.ensemble=0", "--dry-run"]) == 2
     assert main(["run", "timeseries/forecast_m3", "data.ensemble_context_lengths=[12]", "--dry-run"]) == 2
     assert main(["run", "timeseries/forecast_full", "data.ensemble=2", "data.compare_context_lengths=[24, 48]",
+                 "data.seasonal_skip=0",
                  "--dry-run"]) == 2
+
+
+def test_seasonal_skip_season_follows_the_data(tmp_path):
+    """``seasonal_skip: season`` (forecast_full's default) is the data's seasonal-naive period: 168 hourly,
+    the group's seasonality on M3; a context shorter than it is a clear error."""
+    from mambatune.domains.timeseries.ensemble import load_predictor
+
+    tiny = [t for t in TINY if not t.startswith(("data.seasonal_skip", "data.context_length"))]
+    out = tmp_path / "h"
+    assert main(["run", "timeseries/forecast_full", f"train.output_dir={out}", *tiny, "data.context_length=200"]) == 0
+    assert load_predictor(out / "predictor").model.config.seasonal_skip == 168
+    out = tmp_path / "m"
+    assert main(["run", "timeseries/forecast_full", f"train.output_dir={out}", *tiny, "data.dataset=m3",
+                 "data.group=quarterly", "data.prediction_length=null", "data.max_series=4",
+                 "data.context_length=16"]) == 0
+    assert load_predictor(out / "predictor").model.config.seasonal_skip == 4
+    assert main(["run", "timeseries/forecast_full", f"train.output_dir={tmp_path / 'x'}", *tiny,
+                 "data.context_length=100"]) == 2
+    assert main(["run", "timeseries/forecast_full", "data.seasonal_skip=weekly", "--dry-run"]) == 2
