@@ -29,3 +29,36 @@ def python_blocks(doc: str | Path) -> list[str]:
     """The ```python code blocks of a markdown page, in order."""
     text = Path(doc).read_text()
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+# Caduceus' complement map over its 16 (padded) ids (its tokenizer: specials 0-9, A C G T N from 10)
+CADUCEUS_COMPLEMENT = {str(i): j for i, j in enumerate([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 12, 11, 10, 14, 15])}
+
+
+def write_caduceus(model, folder, complement=None, rcps: bool = False, strategy: str = "ew_multiply",
+                   characters=None) -> None:
+    """Writes a MambaForTask in the Caduceus HF layout (CaduceusForMaskedLM key names, the tied reverse
+    projections stored twice) with a config.json; ``characters``: a tokenizer_config.json listing them."""
+    import json
+
+    from safetensors.torch import save_file
+
+    sd = {}
+    for k, v in model.state_dict().items():
+        k2 = "caduceus." + k.replace("backbone.embedding.", "backbone.embeddings.word_embeddings.")
+        k2 = k2.replace(".mixer.fwd.", ".mixer.mamba_fwd.").replace(".mixer.rev.", ".mixer.mamba_rev.")
+        sd[k2] = v.clone()
+        if ".mixer.mamba_fwd.in_proj." in k2 or ".mixer.mamba_fwd.out_proj." in k2:
+            sd[k2.replace("mamba_fwd", "mamba_rev")] = v.clone()
+    save_file(sd, Path(folder) / "model.safetensors")
+    c = model.config
+    (Path(folder) / "config.json").write_text(json.dumps({
+        "model_type": "caduceus", "d_model": c.d_model, "n_layer": c.n_layer, "vocab_size": c.vocab_size,
+        "ssm_cfg": {"d_state": c.d_state, "d_conv": c.d_conv, "expand": c.expand, "dt_rank": "auto",
+                    "use_fast_path": True},
+        "rms_norm": True, "residual_in_fp32": False, "fused_add_norm": True, "pad_vocab_size_multiple": 8,
+        "norm_epsilon": 1e-5, "bidirectional": True, "bidirectional_strategy": strategy,
+        "bidirectional_weight_tie": True, "rcps": rcps, "complement_map": complement, "pad_token_id": 7,
+    }))
+    if characters is not None:
+        (Path(folder) / "tokenizer_config.json").write_text(json.dumps({"characters": characters}))

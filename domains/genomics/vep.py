@@ -61,6 +61,19 @@ def sequence_log_likelihood(model: nn.Module, input_ids: torch.Tensor, vocab_siz
     return logp.gather(-1, input_ids[:, 1:, None]).squeeze(-1).sum(-1)
 
 
+def _strand_batches(ref_windows: Sequence[str], alt_windows: Sequence[str], batch_size: int, both_strands: bool):
+    """Batches of ref / alt windows, each as a list of (refs, alts) per strand (the reverse complement too
+    when ``both_strands``)."""
+    if len(ref_windows) != len(alt_windows):
+        raise ValueError(f"{len(ref_windows)} ref windows but {len(alt_windows)} alt windows")
+    for start in range(0, len(ref_windows), batch_size):
+        refs, alts = ref_windows[start:start + batch_size], alt_windows[start:start + batch_size]
+        strands = [(refs, alts)]
+        if both_strands:
+            strands.append(([reverse_complement(s) for s in refs], [reverse_complement(s) for s in alts]))
+        yield strands
+
+
 @torch.no_grad()
 def lm_log_likelihood_ratio(model: nn.Module, ref_windows: Sequence[str], alt_windows: Sequence[str],
                             tokenizer: DNATokenizer | None = None, batch_size: int = 16,
@@ -76,18 +89,12 @@ def lm_log_likelihood_ratio(model: nn.Module, ref_windows: Sequence[str], alt_wi
     if getattr(model.config, "bidirectional", False):
         # a bidirectional (masked) LM sees the token it would predict next: score the masked marginal instead
         return masked_marginal_ratio(model, ref_windows, alt_windows, tokenizer, batch_size, both_strands)
-    if len(ref_windows) != len(alt_windows):
-        raise ValueError(f"{len(ref_windows)} ref windows but {len(alt_windows)} alt windows")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     vocab = tokenizer.vocab_size
     out = []
-    for start in range(0, len(ref_windows), batch_size):
-        refs, alts = ref_windows[start:start + batch_size], alt_windows[start:start + batch_size]
-        strands = [(refs, alts)]
-        if both_strands:
-            strands.append(([reverse_complement(s) for s in refs], [reverse_complement(s) for s in alts]))
+    for strands in _strand_batches(ref_windows, alt_windows, batch_size, both_strands):
         total = 0.0
         for r, a in strands:
             for seqs in (r, a):
@@ -111,17 +118,11 @@ def masked_marginal_ratio(model: nn.Module, ref_windows: Sequence[str], alt_wind
     the ref window and ``log p(alt base) - log p(ref base)`` read there (the masked-marginal score), averaged
     over both strands when ``both_strands``. SNVs only: ref and alt windows differ at exactly one position."""
     tokenizer = tokenizer or DNATokenizer()
-    if len(ref_windows) != len(alt_windows):
-        raise ValueError(f"{len(ref_windows)} ref windows but {len(alt_windows)} alt windows")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     out = []
-    for start in range(0, len(ref_windows), batch_size):
-        refs, alts = ref_windows[start:start + batch_size], alt_windows[start:start + batch_size]
-        strands = [(refs, alts)]
-        if both_strands:
-            strands.append(([reverse_complement(s) for s in refs], [reverse_complement(s) for s in alts]))
+    for strands in _strand_batches(ref_windows, alt_windows, batch_size, both_strands):
         total = 0.0
         for r, a in strands:
             r_ids = torch.tensor([tokenizer.encode(x) for x in r], device=device)

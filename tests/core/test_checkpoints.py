@@ -157,27 +157,11 @@ def test_export_refuses_non_lm(tmp_path):
 
 
 def caduceus_folder(model: MambaForTask, path, rcps=False):
-    """Writes ``model`` in the Caduceus HF layout (CaduceusForMaskedLM key names, tied rev projections duplicated)."""
-    from safetensors.torch import save_file
+    """``model`` in the Caduceus HF layout, with a 12-id complement map (A 7 <-> T 10, C 8 <-> G 9)."""
+    from helpers import write_caduceus
 
-    sd = {}
-    for k, v in model.state_dict().items():
-        k2 = "caduceus." + k.replace("backbone.embedding.", "backbone.embeddings.word_embeddings.")
-        k2 = k2.replace(".mixer.fwd.", ".mixer.mamba_fwd.").replace(".mixer.rev.", ".mixer.mamba_rev.")
-        sd[k2] = v.clone()
-        if ".mixer.mamba_fwd.in_proj." in k2 or ".mixer.mamba_fwd.out_proj." in k2:
-            sd[k2.replace("mamba_fwd", "mamba_rev")] = v.clone()
-    save_file(sd, path / "model.safetensors")
-    c = model.config
-    (path / "config.json").write_text(json.dumps({
-        "model_type": "caduceus", "d_model": c.d_model, "n_layer": c.n_layer, "vocab_size": c.vocab_size,
-        "ssm_cfg": {"d_state": c.d_state, "d_conv": c.d_conv, "expand": c.expand, "dt_rank": "auto",
-                    "use_fast_path": True},
-        "rms_norm": True, "residual_in_fp32": False, "fused_add_norm": True, "pad_vocab_size_multiple": 8,
-        "norm_epsilon": 1e-5, "bidirectional": True, "bidirectional_strategy": "ew_multiply",
-        "bidirectional_weight_tie": True, "rcps": rcps,
-        "complement_map": {str(i): j for i, j in enumerate([0, 1, 2, 3, 4, 5, 6, 10, 9, 8, 7, 11])},
-    }))
+    write_caduceus(model, path, rcps=rcps,
+                   complement={str(i): j for i, j in enumerate([0, 1, 2, 3, 4, 5, 6, 10, 9, 8, 7, 11])})
 
 
 def test_caduceus_folder(tmp_path):

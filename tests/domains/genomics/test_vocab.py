@@ -3,36 +3,18 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from mambatune.core import MambaConfig, MambaForTask
 from mambatune.core.checkpoints import load_pretrained
 from mambatune.domains.genomics import DNATokenizer
 from mambatune.domains.genomics.vocab import adopt_checkpoint_vocabulary, caduceus_vocabulary
 
-# Caduceus' complement map over its 16 (padded) ids: A 10 <-> T 13, C 11 <-> G 12
-CADUCEUS_COMPLEMENT = {str(i): j for i, j in enumerate([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 12, 11, 10, 14, 15])}
+from helpers import CADUCEUS_COMPLEMENT
+from helpers import write_caduceus as _write
 
 
 def write_caduceus(model: MambaForTask, folder, complement=CADUCEUS_COMPLEMENT, characters=None):
-    sd = {}
-    for k, v in model.state_dict().items():
-        k2 = "caduceus." + k.replace("backbone.embedding.", "backbone.embeddings.word_embeddings.")
-        k2 = k2.replace(".mixer.fwd.", ".mixer.mamba_fwd.").replace(".mixer.rev.", ".mixer.mamba_rev.")
-        sd[k2] = v.clone()
-        if ".mixer.mamba_fwd.in_proj." in k2 or ".mixer.mamba_fwd.out_proj." in k2:
-            sd[k2.replace("mamba_fwd", "mamba_rev")] = v.clone()
-    save_file(sd, folder / "model.safetensors")
-    c = model.config
-    (folder / "config.json").write_text(json.dumps({
-        "model_type": "caduceus", "d_model": c.d_model, "n_layer": c.n_layer, "vocab_size": c.vocab_size,
-        "ssm_cfg": {"d_state": c.d_state, "d_conv": c.d_conv, "expand": c.expand, "dt_rank": "auto"},
-        "rms_norm": True, "residual_in_fp32": False, "pad_vocab_size_multiple": 8, "norm_epsilon": 1e-5,
-        "bidirectional": True, "bidirectional_strategy": "add", "bidirectional_weight_tie": True, "rcps": False,
-        "complement_map": complement, "pad_token_id": 7,
-    }))
-    if characters is not None:
-        (folder / "tokenizer_config.json").write_text(json.dumps({"characters": characters}))
+    _write(model, folder, complement=complement, strategy="add", characters=characters)
 
 
 @pytest.fixture
