@@ -43,12 +43,13 @@ from mambatune.domains.timeseries.data import truncate
 from mambatune.domains.timeseries.demo_data import HOURLY as HOURLY_SERIES
 from mambatune.domains.timeseries.demo_data import competition_groups
 from mambatune.domains.timeseries.ensemble import EnsemblePredictor, combine
-from mambatune.domains.timeseries.evaluation import METRIC_NAMES, evaluate_by_series, fan_charts
+from mambatune.domains.timeseries.evaluation import METRIC_NAMES, evaluate_by_series
 from mambatune.domains.timeseries.evaluation import evaluate as score_forecasts
 from mambatune.domains.timeseries.estimator import WINDOW_SAMPLINGS, MambaEstimator, check_patching
 from mambatune.domains.timeseries.module import FORECASTER_CONFIG, ForecasterConfig, save_forecaster
 
 from . import domain_run
+from .timeseries_report import members_table, plot_fans, write_report
 
 TASKS = ("forecast", "pretrain")
 HOURLY = tuple(HOURLY_SERIES)
@@ -306,9 +307,6 @@ def make_estimator(recipe, problem: Problem, output_dir: Path, pretrained: str |
     skip = problem.season_length if cfg.seasonal_skip == "season" else cfg.seasonal_skip
     if skip is None and architecture is not None:
         skip = architecture.seasonal_skip
-    if skip and skip > (context_length or cfg.context_length):
-        raise ValueError(f"seasonal_skip={skip} needs a context of at least one period; the context is "
-                         f"{context_length or cfg.context_length} (set data.seasonal_skip=0 to turn it off)")
     return MambaEstimator(problem.freq, problem.prediction_length, context_length or cfg.context_length,
                           pretrained=pretrained,
                           peft=peft, train=train, max_train_windows=cfg.max_train_windows,
@@ -595,88 +593,6 @@ Training steps per group: {steps}; total {results['total_seconds']:.0f} s.
 Per group: {'; '.join(problems.values())}.
 {ensembles}""")
     return run_dir
-
-
-def plot_fans(forecasts: list, problem: Problem, out_dir: Path, count: int, title: str) -> list[Path]:
-    """Fan charts of the first ``count`` windows, or with several hourly series the last window of
-    each of the first ``count`` series."""
-    if not count:
-        return []
-    pairs = list(problem.backtest.test_data)
-    if problem.freq == "h":
-        last: dict[str, int] = {}
-        for i, (inp, _) in enumerate(pairs):
-            last[str(inp.get("item_id", i))] = i
-        if len(last) > 1:
-            keep = list(last.values())[:count]
-            return fan_charts([forecasts[i] for i in keep], [pairs[i] for i in keep], out_dir, max_series=count,
-                              title=title)
-    return fan_charts(forecasts, pairs, out_dir, max_series=count, title=title)
-
-
-def per_series_table(per_series: dict) -> str:
-    """Markdown: one row per series (and their mean), MASE and wQL of every model."""
-    models = list(per_series)
-    head = "| series | " + " | ".join(f"{m}: MASE | wQL" for m in models) + " |"
-    rule = "|---|" + "---|---|" * len(models)
-    rows = [f"| {item} | " + " | ".join(f"{per_series[m][item]['MASE']:.3f} | {per_series[m][item]['wQL']:.4f}"
-                                        for m in models) + " |"
-            for item in per_series[models[0]]]
-    return "\n".join([head, rule, *rows])
-
-
-def members_table(members: list[dict], ensemble: dict, title: str = "## Ensemble members") -> str:
-    """The members of an ensemble with their own test scores, and the ensemble's on the same windows."""
-    rows = "\n".join(f"| {k} | {m['seed']} | {m['context_length']} | {m['steps']} | {m['MASE']:.4g} | "
-                      f"{m['sMAPE']:.4g} | {m['wQL']:.4g} |" for k, m in enumerate(members))
-    mean = {c: sum(m[c] for m in members) / len(members) for c in ("MASE", "sMAPE", "wQL")}
-    return (f"{title}\n\nEach member alone on the same windows; the ensemble pools their sample paths.\n\n"
-            "| member | seed | context | steps | MASE | sMAPE | wQL |\n|---|---|---|---|---|---|---|\n" + rows +
-            f"\n| mean of members | | | | {mean['MASE']:.4g} | {mean['sMAPE']:.4g} | {mean['wQL']:.4g} |"
-            f"\n| **ensemble** | | | | {ensemble['MASE']:.4g} | {ensemble['sMAPE']:.4g} | {ensemble['wQL']:.4g} |\n")
-
-
-def write_report(run_dir: Path, recipe, results: dict, name: str) -> None:
-    cols = ["MASE", "sMAPE", "wQL", "MSIS", "ND", "NRMSE", "seconds"]
-    rows = "\n".join(f"| {n}{' (this recipe)' if n == name else ''} | "
-                     + " | ".join(f"{m[c]:.4g}" for c in cols) + " |" for n, m in results["test"].items())
-    train = results["training"]
-    charts = "\n".join(f"![{Path(p).stem}]({p})" for p in results["fan_charts"])
-    cfg = recipe.data
-    per_series = ""
-    if results.get("context_comparison"):
-        lengths = "\n".join(f"| {c} | {m['MASE']:.4g} | {m['wQL']:.4g} | {m['sMAPE']:.4g} | {m['steps']} | "
-                            f"{m['seconds']:.0f} |" for c, m in results["context_comparison"].items())
-        per_series += ("\n## Context length\n\nThe same model, budget, seed and training cut points at each "
-                       "context length (only what is read before each cut differs).\n\n"
-                       "| context | MASE | wQL | sMAPE | steps | seconds |\n|---|---|---|---|---|---|\n" + lengths + "\n")
-    if train.get("members"):
-        per_series += "\n" + members_table(train["members"], results["test"][name]) + "\n"
-    if results.get("per_series"):
-        per_series += ("\n## Per series\n\nEach series' own windows (\"mean\": every series weighted equally).\n\n"
-                      + per_series_table(results["per_series"]) + "\n")
-    text = f"""# {recipe.name}
-
-Recipe: `{recipe.source}` · task `{cfg.task}` · base model: `{results['pretrained'] or 'none (from scratch)'}`
-
-Backtest: {results['problem']}. Context {cfg.context_length} steps, patches of {cfg.patch_length}
-(stride {cfg.stride}), scaling `{cfg.scaling}`, time features {cfg.time_features}, {cfg.num_samples} sample
-paths, seasonal skip {cfg.seasonal_skip or 'off'}. MASE uses a seasonal period of {results['mase_seasonality']} for every model.
-
-| model | {' | '.join(cols)} |
-|{'---|' * (len(cols) + 1)}
-{rows}
-
-sMAPE in percent; wQL is the mean weighted quantile loss over 0.1…0.9; lower is better everywhere.
-{per_series}
-Training: {train['steps']} optimizer steps (best step {train['best_step']}), {train['train_seconds']:.0f} s;
-total {results['total_seconds']:.0f} s.
-
-## Fan charts
-
-{charts or '(none)'}
-"""
-    atomic_write_text(run_dir / "report.md", text)
 
 
 # the CLI verbs on a finished run (eval, predict, export) live beside this module

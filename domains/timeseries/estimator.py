@@ -230,7 +230,6 @@ def trained_model(trainer, model: MambaForecaster) -> MambaForecaster:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     state = get_model_state_dict(trainer.model, options=StateDictOptions(full_state_dict=True))
-    state = {k: v.full_tensor() if hasattr(v, "full_tensor") else v for k, v in state.items()}
     whole = _structure_like(model)
     whole.load_state_dict({k: v.detach().cpu() for k, v in state.items()})
     return whole
