@@ -1,4 +1,4 @@
-"""The ``mambatune`` command: list, models, run, eval, predict, advise, export."""
+"""The ``mambatune`` command: list, models, run, eval, predict, advise, export, ensemble."""
 from __future__ import annotations
 
 import argparse
@@ -18,6 +18,7 @@ EPILOG = """examples:
   mambatune predict runs/forecast series.csv -o forecasts.csv
   mambatune advise --examples 20000 --gpu-memory 24
   mambatune export runs/demo exported/
+  mambatune ensemble runs/license_seed0 runs/license_seed1 runs/license_seed2 --out runs/license_ensemble
 """
 
 
@@ -49,6 +50,10 @@ def parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="write a standalone model folder (LoRA merged) from a run")
     x.add_argument("run_dir")
     x.add_argument("out")
+    n = sub.add_parser("ensemble", help="combine finished documents classify runs (e.g. other seeds) into one "
+                       "ensemble run folder that averages their probabilities")
+    n.add_argument("runs", nargs="+", metavar="RUN", help="run folders; an ensemble run contributes its members")
+    n.add_argument("--out", required=True, help="the new ensemble run folder (must not exist, or be empty)")
     return p
 
 
@@ -164,12 +169,22 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_ensemble(args) -> int:
+    from .documents_ensemble import combine_runs
+    out = combine_runs(args.runs, args.out)
+    results = json.loads((out / "results.json").read_text())
+    print(json.dumps({"run_dir": str(out), "test": {k: {m: v[m] for m in ("accuracy", "micro_f1", "macro_f1")
+                                                         if m in v} for k, v in results["test"].items()}},
+                     indent=2, default=float))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from .recipe import RecipeError
     args = parser().parse_args(argv)
     commands = {"list": lambda: cmd_list(), "models": lambda: cmd_models(), "run": lambda: cmd_run(args), "eval": lambda: cmd_eval(args),
                 "predict": lambda: cmd_predict(args), "advise": lambda: cmd_advise(args),
-                "export": lambda: cmd_export(args)}
+                "export": lambda: cmd_export(args), "ensemble": lambda: cmd_ensemble(args)}
     try:
         return commands[args.command]()
     except (RecipeError, FileNotFoundError, KeyError, ValueError) as err:

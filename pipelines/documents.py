@@ -16,8 +16,10 @@
 
 The run folder: config.yaml, labels.json, thresholds.json (multi-label), checkpoints/,
 metrics.jsonl, plots/ (curves and confusion matrices), model/ or adapter/ (+ base/ for a PEFT run
-from scratch), report.md, results.json. ``mambatune eval / predict / export`` on it: see
-``documents_verbs``.
+from scratch), report.md, results.json. With ``data.ensemble`` K > 1 it trains K classifiers, each in
+``member-<k>/`` (its model/ or adapter/ + base/, checkpoints/, metrics.jsonl, plots/), scored together
+by their mean probabilities (see ``documents_ensemble``, which also combines separate runs).
+``mambatune eval / predict / export`` on it: see ``documents_verbs``.
 """
 from __future__ import annotations
 
@@ -92,6 +94,7 @@ class DataConfig:
     max_eval: int | None = None
     lm_val_fraction: float = 0.05
     seed: int = 0
+    ensemble: int = 1
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -107,6 +110,10 @@ class DataConfig:
             raise ValueError("overflow=chunk needs a max_length (the chunk size)")
         if not 0 < self.lm_val_fraction < 1:
             raise ValueError(f"lm_val_fraction must be in (0, 1), got {self.lm_val_fraction}")
+        if isinstance(self.ensemble, bool) or not isinstance(self.ensemble, int) or self.ensemble < 1:
+            raise ValueError(f"ensemble must be a whole number >= 1 (the number of classifiers), got {self.ensemble!r}")
+        if self.ensemble > 1 and self.task != "classify":
+            raise ValueError(f"data.ensemble is for classify runs; a {self.task} run trains one model")
         for name in ("max_train", "max_eval"):
             v = getattr(self, name)
             if v is not None and v < 2:
@@ -243,37 +250,70 @@ def run_classify(recipe, run_dir: Path, pretrained: str | None) -> dict:
     if on_main:
         atomic_write_text(run_dir / "labels.json", json.dumps(names) + "\n")
     weights = None if cfg.class_weights == "none" else class_weights(train_ds, scheme=cfg.class_weights)
-    model = build_classifier(recipe, tok, len(names), multi, weights, pretrained)
-    if recipe.peft.methods:
-        if not pretrained and on_main:
-            save_pretrained(model, run_dir / "base", meta={"note": "initial weights of a model trained from scratch"})
-        peft.apply(model, recipe.peft)
     batch, max_tokens = recipe.train.batch_size, cfg.max_tokens_per_batch
     known_val = [i for i, t in enumerate(data["val"].targets) if multi or t >= 0]
-    train_batches = BucketedBatches(train_ds, batch, max_tokens, shuffle=True, seed=cfg.seed)
     val_batches = BucketedBatches(data["val"], recipe.train.eval_batch_size or batch, max_tokens, shuffle=False,
                                   indices=known_val) if known_val else None
     # one Trainer item is one length-bucketed batch of documents
     train_cfg = dataclasses.replace(recipe.train, batch_size=1, eval_batch_size=1)
-    wrapped, result, summary = train_model(DocumentClassifier(model, cfg.chunk_pool), train_cfg, train_batches,
-                                           val_batches, BatchCollate(tok.pad_id),
-                                           multi_label_metrics if multi else single_label_metrics)
+    members = []  # (model, TrainResult, summary, seed) on the main rank
+    for k in range(cfg.ensemble):  # one classifier, or an ensemble's members one after another (every rank)
+        member_dir, member_recipe, member_train = run_dir, recipe, train_cfg
+        if cfg.ensemble > 1:
+            member_dir = run_dir / f"member-{k}"
+            member_recipe = dataclasses.replace(recipe, model=dataclasses.replace(recipe.model,
+                                                                                  seed=recipe.model.seed + k))
+            member_train = dataclasses.replace(train_cfg, output_dir=str(member_dir), seed=train_cfg.seed + k)
+            if on_main:
+                print(f"ensemble member {k + 1}/{cfg.ensemble}: model seed {recipe.model.seed + k}, "
+                      f"batch seed {cfg.seed + k}", flush=True)
+        model = build_classifier(member_recipe, tok, len(names), multi, weights, pretrained)
+        if recipe.peft.methods:
+            if not pretrained and on_main:
+                save_pretrained(model, member_dir / "base",
+                                meta={"note": "initial weights of a model trained from scratch"})
+            peft.apply(model, recipe.peft)
+        train_batches = BucketedBatches(train_ds, batch, max_tokens, shuffle=True, seed=cfg.seed + k)
+        wrapped, result, summary = train_model(DocumentClassifier(model, cfg.chunk_pool), member_train,
+                                               train_batches, val_batches, BatchCollate(tok.pad_id),
+                                               multi_label_metrics if multi else single_label_metrics)
+        if on_main:
+            save_trained(wrapped.model, member_dir, recipe)
+            if cfg.ensemble > 1:
+                from .documents_ensemble import write_member_info
+                write_member_info(member_dir, member_recipe, pretrained, batch_seed=cfg.seed + k)
+                device = next(wrapped.parameters()).device
+                wrapped.cpu()  # scored once every member is trained
+            members.append((wrapped, result, summary, recipe.model.seed + k))
     if not on_main:  # under torchrun the main rank scores, fits the baselines and writes the rest
         return None
-    save_trained(wrapped.model, run_dir, recipe)
-    scores = {s: predict_scores(wrapped, data[s], batch, max_tokens) for s in ("val", "test")}
     y = {s: data[s].label_matrix() for s in ("train", "val", "test")}
     lengths = word_counts(tables["test"])
     edges = tuple(cfg.length_edges)
     main = method_name(recipe, pretrained)
-    if multi:
-        thresholds = tune_thresholds(y["val"], sigmoid(scores["val"]))
-        atomic_write_text(run_dir / "thresholds.json", json.dumps(thresholds.tolist()) + "\n")  # for predict / eval
-        test = {main: multilabel_metrics(y["test"], sigmoid(scores["test"]), names, thresholds=thresholds,
-                                         lengths=lengths, length_edges=edges)}
+    ensemble = None
+    if cfg.ensemble == 1:
+        wrapped, result, summary, _ = members[0]
+        scores = {s: predict_scores(wrapped, data[s], batch, max_tokens) for s in ("val", "test")}
+        if multi:
+            scores = {s: sigmoid(v) for s, v in scores.items()}
+        metrics, thresholds = model_metrics(y, scores["val"], scores["test"], names, multi, lengths, edges)
+        test = {main: metrics}
+        training = training_summary(result)
     else:
-        test = {main: classification_metrics(y["test"], scores["test"].argmax(1), names, lengths=lengths,
-                                             length_edges=edges)}
+        from .documents_ensemble import score_ensemble, training_record
+        logits = []
+        for wrapped, *_ in members:
+            wrapped.to(device)
+            logits.append({s: predict_scores(wrapped, data[s], batch, max_tokens) for s in ("val", "test")})
+            wrapped.cpu()
+        seeds = [m[3] for m in members]
+        records = [{"seed": seed, "batch_seed": cfg.seed + k, "dir": f"member-{k}"} for k, seed in enumerate(seeds)]
+        test, thresholds, ensemble = score_ensemble(logits, y, names, multi, lengths, edges, main, records)
+        training = training_record([training_summary(m[1]) for m in members], seeds)
+        summary = members[0][2]
+    if multi:
+        atomic_write_text(run_dir / "thresholds.json", json.dumps(thresholds.tolist()) + "\n")  # for predict / eval
     if recipe.eval.baselines:
         domain_run.announce_baselines(["TF-IDF + linear SVM", "TF-IDF + logistic regression"])
         base = run_baselines(tables["train"].texts, y["train"], tables["test"].texts, y["test"], names,
@@ -282,15 +322,31 @@ def run_classify(recipe, run_dir: Path, pretrained: str | None) -> dict:
         test.update({{"tfidf_svm": "TF-IDF + linear SVM", "tfidf_logreg": "TF-IDF + logistic regression"}[k]: v
                      for k, v in base.items()})
     if not multi:
+        members_only = {m["name"] for m in ensemble["members"]} if ensemble else set()
         for name, m in test.items():
-            save_confusion_matrix(m["confusion_matrix"], names, run_dir / "plots" / f"confusion_{slug(name)}.png",
-                                  title=f"{name}: test confusion matrix")
-    return {"task": "classify", "multi_label": multi, "labels": names, "test": test,
-            "sizes": {s: len(d) for s, d in data.items()},
-            "length_handling": {s: dataclasses.asdict(d.report) | {"unseen_labels": dict(d.report.unseen_labels)}
-                                for s, d in data.items()},
-            "load_reports": {s: str(t.report) for s, t in tables.items()},
-            "training": training_summary(result), "summary": summary}
+            if name not in members_only:
+                save_confusion_matrix(m["confusion_matrix"], names, run_dir / "plots" / f"confusion_{slug(name)}.png",
+                                      title=f"{name}: test confusion matrix")
+    out = {"task": "classify", "multi_label": multi, "labels": names, "test": test,
+           "sizes": {s: len(d) for s, d in data.items()},
+           "length_handling": {s: dataclasses.asdict(d.report) | {"unseen_labels": dict(d.report.unseen_labels)}
+                               for s, d in data.items()},
+           "load_reports": {s: str(t.report) for s, t in tables.items()},
+           "training": training, "summary": summary}
+    if ensemble:
+        out["ensemble"] = ensemble
+    return out
+
+
+def model_metrics(y: dict, val: np.ndarray, test: np.ndarray, names: list[str], multi: bool, lengths, edges) -> tuple:
+    """(test metrics, thresholds) of one model's or an ensemble's scores. Multi-label: ``val`` / ``test`` are
+    probabilities and the per-class thresholds are tuned on ``val``; single-label: the argmax of ``test``
+    (logits or probabilities) is the prediction and the thresholds are None."""
+    if multi:
+        thresholds = tune_thresholds(y["val"], val)
+        return multilabel_metrics(y["test"], test, names, thresholds=thresholds, lengths=lengths,
+                                  length_edges=edges), thresholds
+    return classification_metrics(y["test"], test.argmax(1), names, lengths=lengths, length_edges=edges), None
 
 
 def run_pretrain_text(recipe, run_dir: Path, pretrained: str | None) -> dict:
@@ -353,6 +409,16 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def probabilities(logits: np.ndarray, multi: bool) -> np.ndarray:
+    """Per-class probabilities: sigmoid (multi-label) or softmax over the classes (single-label)."""
+    if multi:
+        return sigmoid(logits)
+    if len(logits) == 0:
+        return logits
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
 def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
@@ -395,8 +461,9 @@ def write_report(run_dir: Path, recipe, results: dict) -> None:
         handling = "; ".join(f"{s}: {v['n_truncated']} truncated ({v['n_tokens_dropped']:,} tokens dropped), "
                              f"{v['n_chunked']} chunked, {v['n_unseen_documents']} with unseen labels"
                              for s, v in lh.items())
-        body = f"""Task: {'multi-label (BCE, per-class thresholds tuned on val)' if results['multi_label'] else
-                   'single-label'} · {len(results['labels'])} labels · documents per split {results['sizes']}.
+        task = 'multi-label (BCE, per-class thresholds tuned on val)' if results['multi_label'] else 'single-label'
+        sizes = f"{len(results['labels'])} labels · documents per split {results['sizes']}"
+        body = f"""Task: {task} · {sizes}.{ensemble_text(results)}
 
 Length: max_length {cfg.max_length} {'bytes' if cfg.tokenizer == 'byte' else 'tokens'}, overflow `{cfg.overflow}`
 ({handling}). The TF-IDF baselines read the full texts.
@@ -430,6 +497,27 @@ Recipe: `{recipe.source}` · task `{cfg.task}` · data `{cfg.source}` · base mo
     atomic_write_text(run_dir / "report.md", text)
 
 
+def ensemble_text(results: dict) -> str:
+    """The report's paragraph on an ensemble (empty for one classifier)."""
+    ens = results.get("ensemble")
+    if not ens:
+        return ""
+    seeds = ", ".join(str(m["seed"]) for m in ens["members"])
+    text = (f"\n\nEnsemble of {ens['size']} classifiers ({ens['method']}; model seeds {seeds}; saved in "
+            f"`member-<k>/`), scored by {ens['combine']}. Each `member k` row scores that member alone.")
+    return text + (f" {ens['note']}" if ens.get("note") else "")
+
+
+def write_run_report(run_dir: Path, recipe, results: dict) -> None:
+    """The report; for an ensemble, ``results.json``'s ``baselines`` first loses the member rows (``run_task``
+    counts every row after the first as a baseline)."""
+    if results.get("ensemble"):
+        members = {m["name"] for m in results["ensemble"]["members"]}
+        results["baselines"] = {k: v for k, v in results["baselines"].items() if k not in members}
+        atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2, default=float) + "\n")
+    write_report(run_dir, recipe, results)
+
+
 # -- entry points --------------------------------------------------------------------------------
 
 RUNNERS = {"classify": run_classify, "pretrain_text": run_pretrain_text}
@@ -437,7 +525,7 @@ RUNNERS = {"classify": run_classify, "pretrain_text": run_pretrain_text}
 
 def run(recipe) -> Path:
     """Runs the recipe's task and writes the run folder; returns it."""
-    return domain_run.run_task(recipe, RUNNERS, resolve_pretrained(recipe.model.pretrained), write_report)
+    return domain_run.run_task(recipe, RUNNERS, resolve_pretrained(recipe.model.pretrained), write_run_report)
 
 
 # the CLI verbs on a finished run (eval, predict, export) live beside this module

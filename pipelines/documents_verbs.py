@@ -10,6 +10,11 @@ What a run leaves and what the verbs rebuild from it: ``classify`` saves ``label
 ``.txt`` / ``.md`` file (one document), or a JSONL / CSV / TSV / parquet table with the recipe's text
 column (id = its ``id`` column, else the row number). Every document is one output row; an empty
 one keeps its row with a ``note`` and no prediction.
+
+An ensemble run (``data.ensemble`` > 1, or made by ``mambatune ensemble``) holds its classifiers in
+``member-<k>/`` (each with ``member.json``: its model seed and base model); ``eval`` and ``predict``
+average the members' probabilities (softmax; multi-label: sigmoid, then the ensemble's thresholds),
+``export`` writes each member to ``out/member-<k>/`` and an ``export.json`` that names the ensemble.
 """
 from __future__ import annotations
 
@@ -44,22 +49,74 @@ def open_run(run_dir):
 
 
 def load_classifier(run_dir: Path, recipe, results: dict):
-    """(DocumentClassifier, tokenizer, label names, multi_label) of a classify run."""
-    tok = d.make_tokenizer(recipe.data)
-    names = json.loads((run_dir / "labels.json").read_text())
-    multi = bool(results.get("multi_label"))
-    if (run_dir / "model").is_dir():
-        model = load_pretrained(run_dir / "model")
-    elif (run_dir / "adapter").is_dir():
-        if (run_dir / "base").is_dir():
-            model = load_pretrained(run_dir / "base")
+    """(DocumentClassifier, tokenizer, label names, multi_label) of a classify run (one classifier)."""
+    tok, names, multi = classifier_info(run_dir, recipe, results)
+    return load_model(run_dir, recipe, results.get("base_model"), tok, names, multi), tok, names, multi
+
+
+def classifier_info(run_dir: Path, recipe, results: dict) -> tuple:
+    """(tokenizer, label names, multi_label) of a classify run."""
+    return d.make_tokenizer(recipe.data), json.loads((run_dir / "labels.json").read_text()), \
+        bool(results.get("multi_label"))
+
+
+def load_model(folder: Path, recipe, base_model: str | None, tok, names: list[str], multi: bool):
+    """The DocumentClassifier saved in ``folder`` (a run's top, or an ensemble's ``member-<k>/``):
+    ``model/``, or ``adapter/`` on ``base/`` or on the pretrained ``base_model`` with the recipe's seeded head."""
+    if (folder / "model").is_dir():
+        model = load_pretrained(folder / "model")
+    elif (folder / "adapter").is_dir():
+        if (folder / "base").is_dir():
+            model = load_pretrained(folder / "base")
         else:  # the pretrained base with the run's seeded head, as the run built it
-            model = d.build_classifier(recipe, tok, len(names), multi, None, results.get("base_model"))
-        peft.load_adapter(model, run_dir / "adapter")
+            model = d.build_classifier(recipe, tok, len(names), multi, None, base_model)
+        peft.load_adapter(model, folder / "adapter")
     else:
-        raise FileNotFoundError(f"{run_dir} has neither model/ nor adapter/: the run did not save a model")
+        raise FileNotFoundError(f"{folder} has neither model/ nor adapter/: the run did not save a model")
     wrapped = DocumentClassifier(model, recipe.data.chunk_pool).to(pick_device(recipe.train.device))
-    return wrapped.eval(), tok, names, multi
+    return wrapped.eval()
+
+
+# -- ensembles (data.ensemble > 1, or `mambatune ensemble`): member-<k>/ folders -----------------
+
+MEMBER_INFO = "member.json"  # in member-<k>/: its model seed, base model and model section
+
+
+def member_dirs(run_dir: Path, recipe) -> list[Path]:
+    """An ensemble run's ``member-0`` .. ``member-<K-1>`` folders; [] for a run of one classifier."""
+    if recipe.data.task != "classify" or recipe.data.ensemble == 1:
+        return []
+    dirs = [run_dir / f"member-{k}" for k in range(recipe.data.ensemble)]
+    missing = [p.name for p in dirs if not p.is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir} is an ensemble of {recipe.data.ensemble} (data.ensemble) but has no "
+                                f"{', '.join(missing)}: the run did not finish, or its folder is incomplete")
+    return dirs
+
+
+def member_model(member_dir: Path, k: int, recipe, results: dict) -> tuple:
+    """(recipe with the member's model section, its base model folder) of ``member-<k>/``."""
+    from .recipe import ModelSection
+    info = json.loads((member_dir / MEMBER_INFO).read_text()) if (member_dir / MEMBER_INFO).is_file() else {}
+    model = ModelSection(**info["model"]) if "model" in info else \
+        dataclasses.replace(recipe.model, seed=recipe.model.seed + k)  # as data.ensemble seeds its members
+    return dataclasses.replace(recipe, model=model), info.get("base_model", results.get("base_model"))
+
+
+def member_probabilities(run_dir: Path, recipe, results: dict, data) -> list[np.ndarray]:
+    """Each classifier's probabilities (softmax; multi-label: sigmoid) on ``data``: one per member of an
+    ensemble, one for a single run. Members are loaded one at a time."""
+    tok, names, multi = classifier_info(run_dir, recipe, results)
+    out = []
+    for k, folder in enumerate(member_dirs(run_dir, recipe) or [run_dir]):
+        member_recipe, base = member_model(folder, k, recipe, results) if folder != run_dir else \
+            (recipe, results.get("base_model"))
+        wrapped = load_model(folder, member_recipe, base, tok, names, multi)
+        logits = predict_scores(wrapped, data, recipe.train.batch_size, recipe.data.max_tokens_per_batch) \
+            if data is not None else np.zeros((0, len(names)))
+        out.append(d.probabilities(logits, multi))
+        del wrapped
+    return out
 
 
 def thresholds_of(run_dir: Path, results: dict) -> list[float] | None:
@@ -106,19 +163,26 @@ def evaluate(run_dir, split: str | None = None) -> dict:
         unit = "byte" if cfg.tokenizer == "byte" else "token"
         return {"task": cfg.task, "split": split, "model": name, "examples": len(windows),
                 "metrics": {f"nats_per_{unit}": nats, f"bits_per_{unit}": nats / np.log(2)}}
-    wrapped, tok, names, multi = load_classifier(run_dir, recipe, results)
+    tok, names, multi = classifier_info(run_dir, recipe, results)
     tables = d.load_splits(cfg, recipe.source)
     vocab = LabelVocabulary.from_table(tables["train"])
     data = DocumentDataset(tables[split], tok, vocab=vocab, max_length=cfg.max_length, overflow=cfg.overflow,
                            stride=cfg.chunk_stride, unseen="error" if split == "train" else cfg.unseen_labels)
-    scores = predict_scores(wrapped, data, recipe.train.batch_size, cfg.max_tokens_per_batch)
+    members = member_dirs(run_dir, recipe)
+    if members:  # an ensemble: the mean of its members' probabilities
+        scores = np.mean(member_probabilities(run_dir, recipe, results, data), axis=0)
+    else:
+        scores = predict_scores(load_classifier(run_dir, recipe, results)[0], data, recipe.train.batch_size,
+                                cfg.max_tokens_per_batch)
+        scores = d.sigmoid(scores) if multi else scores
     y, lengths, edges = data.label_matrix(), d.word_counts(tables[split]), tuple(cfg.length_edges)
     if multi:
-        metrics = multilabel_metrics(y, d.sigmoid(scores), names, thresholds=thresholds_of(run_dir, results),
+        metrics = multilabel_metrics(y, scores, names, thresholds=thresholds_of(run_dir, results),
                                      lengths=lengths, length_edges=edges)
     else:
         metrics = classification_metrics(y, scores.argmax(1), names, lengths=lengths, length_edges=edges)
-    return {"task": cfg.task, "split": split, "model": name, "examples": len(data), "metrics": metrics}
+    out = {"task": cfg.task, "split": split, "model": name, "examples": len(data), "metrics": metrics}
+    return out | ({"members": len(members)} if members else {})
 
 
 # -- predict -------------------------------------------------------------------------------------
@@ -201,23 +265,17 @@ def predict(run_dir, inputs: DocumentInputs) -> list[dict]:
     domain_run.report_skipped("predict documents", dict(inputs.counts))
     if cfg.task == "pretrain_text":
         return predict_lm(run_dir, recipe, inputs, ok)
-    wrapped, tok, names, multi = load_classifier(run_dir, recipe, results)
+    tok, names, multi = classifier_info(run_dir, recipe, results)
     label = pl.Series("label", [[] for _ in ok], dtype=pl.List(pl.String)) if multi else \
         pl.Series("label", [names[0]] * len(ok), dtype=pl.String)  # placeholders: the dataset wants labels
     table = DocumentTable(pl.DataFrame({"text": [inputs.texts[i] for i in ok]}).with_columns(label), multi,
                           LoadReport("predict"))
-    scores = np.zeros((0, len(names)))
-    data = None
-    if ok:
-        data = DocumentDataset(table, tok, vocab=LabelVocabulary(names), max_length=cfg.max_length,
-                               overflow=cfg.overflow, stride=cfg.chunk_stride, unseen="map")
-        scores = predict_scores(wrapped, data, recipe.train.batch_size, cfg.max_tokens_per_batch)
+    data = DocumentDataset(table, tok, vocab=LabelVocabulary(names), max_length=cfg.max_length,
+                           overflow=cfg.overflow, stride=cfg.chunk_stride, unseen="map") if ok else None
+    # one classifier's probabilities, or the mean of an ensemble's members'
+    probs = np.mean(member_probabilities(run_dir, recipe, results, data), axis=0)
     if multi:
-        probs = d.sigmoid(scores)
         thresholds = np.asarray(thresholds_of(run_dir, results) or [0.5] * len(names))
-    else:
-        e = np.exp(scores - scores.max(1, keepdims=True)) if len(scores) else scores
-        probs = e / e.sum(1, keepdims=True) if len(scores) else scores
     rows = [{"id": i, "tokens": 0, "label": "", **{f"p_{n}": "" for n in names},
              "note": "empty document: not classified"} for i in inputs.ids]
     for j, i in enumerate(ok):
@@ -253,18 +311,40 @@ def predict_lm(run_dir: Path, recipe, inputs: DocumentInputs, ok: list[int]) -> 
 def export(run_dir, out) -> Path:
     """The run's trained model, LoRA merged: ``hf/`` (the backbone, Hugging Face Mamba format), ``head/``,
     ``model/`` (our format) and ``export.json`` (labels, thresholds, tokenizer and length settings);
-    a tokenizer file is copied beside them."""
+    a tokenizer file is copied beside them. An ensemble exports each member that way to ``out/member-<k>/``, and
+    ``out/export.json`` says it is an ensemble of K whose prediction is the mean of the members'
+    probabilities (the thresholds there are the ensemble's, tuned on the averaged probabilities)."""
     run_dir, recipe, results = open_run(run_dir)
     cfg = recipe.data
     meta = {"run_dir": str(run_dir), "recipe": recipe.name, "task": cfg.task, "tokenizer": cfg.tokenizer,
             "max_length": cfg.max_length, "overflow": cfg.overflow, "chunk_pool": cfg.chunk_pool}
-    if cfg.task == "pretrain_text":
-        model = load_lm(run_dir, recipe)
+    members = member_dirs(run_dir, recipe)
+    if members:
+        export_ensemble(run_dir, recipe, results, members, Path(out), meta)
+    elif cfg.task == "pretrain_text":
+        domain_run.export_model(load_lm(run_dir, recipe), out, meta)
     else:
         wrapped, _, names, multi = load_classifier(run_dir, recipe, results)
-        model = wrapped.model
         meta.update(labels=names, multi_label=multi, thresholds=thresholds_of(run_dir, results) if multi else None)
-    domain_run.export_model(model, out, meta)
+        domain_run.export_model(wrapped.model, out, meta)
     if cfg.tokenizer != "byte" and Path(cfg.tokenizer).is_file():
         shutil.copyfile(cfg.tokenizer, Path(out) / "tokenizer.json")
     return Path(out)
+
+
+def export_ensemble(run_dir: Path, recipe, results: dict, members: list[Path], out: Path, meta: dict) -> None:
+    from mambatune.core.atomic import atomic_write_json
+
+    tok, names, multi = classifier_info(run_dir, recipe, results)
+    combine = "mean of the members' " + ("sigmoid probabilities, then the thresholds below" if multi else
+                                        "softmax probabilities, then its argmax")
+    for k, folder in enumerate(members):
+        member_recipe, base = member_model(folder, k, recipe, results)
+        model = load_model(folder, member_recipe, base, tok, names, multi).model
+        domain_run.export_model(model, out / folder.name, meta | {
+            "labels": names, "multi_label": multi, "thresholds": None, "ensemble_member": k,
+            "note": f"member {k} of an ensemble of {len(members)}: see ../export.json for how they combine"})
+    atomic_write_json(out / "export.json", meta | {
+        "exported_from": str(run_dir), "ensemble": len(members), "members": [p.name for p in members],
+        "combine": combine, "labels": names, "multi_label": multi,
+        "thresholds": thresholds_of(run_dir, results) if multi else None, "written": [p.name for p in members]})
