@@ -16,7 +16,8 @@
 
 The run folder: config.yaml, labels.json, thresholds.json (multi-label), checkpoints/,
 metrics.jsonl, plots/ (curves and confusion matrices), model/ or adapter/ (+ base/ for a PEFT run
-from scratch), report.md, results.json. With ``data.ensemble`` K > 1 it trains K classifiers, each in
+from scratch), report.md, results.json, predictions_test.csv (per test document: true and predicted
+label, a probability per label). With ``data.ensemble`` K > 1 it trains K classifiers, each in
 ``member-<k>/`` (its model/ or adapter/ + base/, checkpoints/, metrics.jsonl, plots/), scored together
 by their mean probabilities (see ``documents_ensemble``, which also combines separate runs).
 ``mambatune eval / predict / export`` on it: see ``documents_verbs``.
@@ -298,6 +299,7 @@ def run_classify(recipe, run_dir: Path, pretrained: str | None) -> dict:
         if multi:
             scores = {s: sigmoid(v) for s, v in scores.items()}
         metrics, thresholds = model_metrics(y, scores["val"], scores["test"], names, multi, lengths, edges)
+        test_probs = probabilities(scores["test"], False) if not multi else scores["test"]
         test = {main: metrics}
         training = training_summary(result)
     else:
@@ -309,9 +311,10 @@ def run_classify(recipe, run_dir: Path, pretrained: str | None) -> dict:
             wrapped.cpu()
         seeds = [m[3] for m in members]
         records = [{"seed": seed, "batch_seed": cfg.seed + k, "dir": f"member-{k}"} for k, seed in enumerate(seeds)]
-        test, thresholds, ensemble = score_ensemble(logits, y, names, multi, lengths, edges, main, records)
+        test, thresholds, ensemble, test_probs = score_ensemble(logits, y, names, multi, lengths, edges, main, records)
         training = training_record([training_summary(m[1]) for m in members], seeds)
         summary = members[0][2]
+    write_test_predictions(run_dir, tables["test"], names, test_probs, multi, thresholds)
     if multi:
         atomic_write_text(run_dir / "thresholds.json", json.dumps(thresholds.tolist()) + "\n")  # for predict / eval
     if recipe.eval.baselines:
@@ -417,6 +420,37 @@ def probabilities(logits: np.ndarray, multi: bool) -> np.ndarray:
         return logits
     e = np.exp(logits - logits.max(1, keepdims=True))
     return e / e.sum(1, keepdims=True)
+
+
+ID_COLUMNS = ("id", "key", "name", "doc_id", "document_id")
+
+
+def write_test_predictions(run_dir: Path, table, names: list[str], probs: np.ndarray, multi: bool,
+                           thresholds) -> None:
+    """``predictions_test.csv``: one row per test document (its row in the test split, an id column when
+    the data has one, words, true and predicted label(s), whether they agree, a probability per label),
+    for looking at what the model gets wrong. Multi-label: labels joined by ``;``, predicted = every
+    label over its tuned threshold."""
+    frame = table.frame
+    if len(probs) != frame.height:
+        raise ValueError(f"{len(probs)} predictions for {frame.height} test documents")
+    id_col = next((c for c in ID_COLUMNS if c in frame.columns), None)
+    if multi:
+        cut = np.asarray(thresholds if thresholds is not None else [0.5] * len(names))
+        chosen = [[n for n, p, t in zip(names, row, cut) if p >= t] for row in probs]
+        true_sets = [sorted(map(str, v or [])) for v in frame["label"].to_list()]
+        correct = [sorted(c) == t for c, t in zip(chosen, true_sets)]
+        predicted, truth = [";".join(c) for c in chosen], [";".join(t) for t in true_sets]
+    else:
+        predicted = [names[int(i)] for i in probs.argmax(1)] if len(probs) else []
+        truth = [str(v) for v in frame["label"].to_list()]
+        correct = [a == b for a, b in zip(truth, predicted)]
+    columns = {"row": list(range(frame.height))}
+    if id_col:
+        columns["id"] = [str(v) for v in frame[id_col].to_list()]
+    columns |= {"words": word_counts(table).tolist(), "label": truth, "predicted": predicted, "correct": correct}
+    columns |= {f"p_{n}": np.round(probs[:, j], 6).tolist() for j, n in enumerate(names)}
+    atomic_write_text(run_dir / "predictions_test.csv", pl.DataFrame(columns).write_csv())
 
 
 def slug(name: str) -> str:

@@ -63,7 +63,8 @@ def combine_text(multi: bool) -> str:
 
 def score_ensemble(logits: list[dict], y: dict, names: list[str], multi: bool, lengths, edges, method: str,
                    members: list[dict]) -> tuple:
-    """(test metrics, thresholds, ensemble record) from each member's ``{"val", "test"}`` logits: the
+    """(test metrics, thresholds, ensemble record, the ensemble's test probabilities) from each member's
+    ``{"val", "test"}`` logits: the
     ensemble (``"<method>, ensemble of K"``, the mean of the members' probabilities) first, then each
     member alone (``"<its method> member k"``, scored as a single run scores its model). ``members``:
     per member, what the record keeps (``seed``, ``dir``, ...; ``method`` when it differs)."""
@@ -80,7 +81,7 @@ def score_ensemble(logits: list[dict], y: dict, names: list[str], multi: bool, l
         test[name] = d.model_metrics(y, scores["val"], scores["test"], names, multi, lengths, edges)[0]
         records.append({"member": k, "name": name, **info})
     return test, thresholds, {"size": len(logits), "method": method, "combine": combine_text(multi),
-                              "members": records}
+                              "members": records}, mean["test"]
 
 
 def training_record(summaries: list[dict | None], seeds: list[int]) -> dict:
@@ -182,11 +183,11 @@ def combine_runs(runs: list, out) -> Path:
     recipe = dataclasses.replace(first_recipe, data=dataclasses.replace(first_recipe.data, ensemble=len(members)),
                                  train=dataclasses.replace(first_recipe.train, output_dir=str(out)))
     names = json.loads((first / "labels.json").read_text())
-    data, test_lengths = eval_splits(recipe, names)  # before anything is written: the data must still be there
+    data, test_lengths, test_table = eval_splits(recipe, names)  # before anything is written: the data must still be there
     existed = out.exists()
     try:
         write_combined(out, recipe, members, names)
-        results = score_combined(out, recipe, first_results, members, names, data, test_lengths)
+        results = score_combined(out, recipe, first_results, members, names, data, test_lengths, test_table)
         results["total_seconds"] = time.time() - start
         info = {"members": [{"member": k, "dir": f"member-{k}", "source_run": m["source_run"],
                              "source_member": m["source_member"], "seed": m["recipe"].model.seed}
@@ -222,7 +223,7 @@ def write_combined(out: Path, recipe, members: list[dict], names: list[str]) -> 
 
 
 def eval_splits(recipe, names: list[str]) -> tuple:
-    """({"val", "test"} DocumentDatasets as the runs scored them, test word counts)."""
+    """({"val", "test"} DocumentDatasets as the runs scored them, test word counts, the test table)."""
     cfg = recipe.data
     tables = d.load_splits(cfg, recipe.source)
     vocab = LabelVocabulary.from_table(tables["train"])
@@ -232,11 +233,11 @@ def eval_splits(recipe, names: list[str]) -> tuple:
     tok = d.make_tokenizer(cfg)
     data = {s: DocumentDataset(tables[s], tok, vocab=vocab, max_length=cfg.max_length, overflow=cfg.overflow,
                                stride=cfg.chunk_stride, unseen=cfg.unseen_labels) for s in ("val", "test")}
-    return data, d.word_counts(tables["test"])
+    return data, d.word_counts(tables["test"]), tables["test"]
 
 
 def score_combined(out: Path, recipe, first_results: dict, members: list[dict], names: list[str], data: dict,
-                   test_lengths) -> dict:
+                   test_lengths, test_table) -> dict:
     """results.json of a combined ensemble: the copied members scored on the first run's val / test split."""
     cfg = recipe.data
     tok, _, multi = verbs.classifier_info(out, recipe, first_results)
@@ -252,8 +253,9 @@ def score_combined(out: Path, recipe, first_results: dict, members: list[dict], 
     records = [{"seed": m["recipe"].model.seed, "dir": f"member-{k}", "source_run": m["source_run"],
                 "source_member": m["source_member"], **({"method": m["method"]} if m["method"] != method else {})}
                for k, m in enumerate(members)]
-    test, thresholds, ensemble = score_ensemble(logits, y, names, multi, test_lengths, tuple(cfg.length_edges),
-                                                method, records)
+    test, thresholds, ensemble, probs = score_ensemble(logits, y, names, multi, test_lengths,
+                                                       tuple(cfg.length_edges), method, records)
+    d.write_test_predictions(out, test_table, names, probs, multi, thresholds)
     first_test = first_results["test"]
     skip = {next(iter(first_test))} | {m["name"] for m in (first_results.get("ensemble") or {}).get("members", [])}
     baselines = {k: v for k, v in first_test.items() if k not in skip}

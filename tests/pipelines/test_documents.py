@@ -96,6 +96,8 @@ def test_licenses_source_with_unseen_labels_mapped(tmp_path):
     results = run(tmp_path / "lic", "data.max_train=40", "data.max_eval=20", "data.unseen_labels=map",
                   "data.max_length=64", "eval.baselines=false")
     assert results["sizes"] == {"train": 40, "val": 20, "test": 20}
+    preds = read_rows(tmp_path / "lic" / "predictions_test.csv")
+    assert len(preds) == 20 and all(r["id"] for r in preds)  # the licence key names each document
 
 
 def test_pretrain_text_then_classify_from_it(tmp_path, single_label, monkeypatch):
@@ -171,6 +173,13 @@ def test_classify_eval_predict_export(tmp_path, single_label, method, capsys):
     results = run(out, f"data.source={single_label}", f"peft.methods={json.dumps(peft)}", "eval.baselines=false",
                   "data.overflow=chunk", "data.max_length=48")
     main_model = next(iter(results["test"]))
+    preds = read_rows(out / "predictions_test.csv")  # one row per test document, as scored in results.json
+    assert len(preds) == 9 and [int(r["row"]) for r in preds] == list(range(9))
+    accuracy = sum(r["correct"] == "true" for r in preds) / len(preds)
+    assert accuracy == pytest.approx(results["test"][main_model]["accuracy"])
+    for r in preds:
+        probs = {n: float(v) for n, v in ((k[2:], v) for k, v in r.items() if k.startswith("p_"))}
+        assert sum(probs.values()) == pytest.approx(1, abs=1e-4) and r["predicted"] == max(probs, key=probs.get)
     assert main(["eval", str(out)]) == 0
     evaluated = json.loads((out / "eval_test.json").read_text())
     for key in ("accuracy", "macro_f1"):
@@ -205,6 +214,9 @@ def test_multilabel_predict_uses_tuned_thresholds(tmp_path, ecthr_like):
     results = run(out, f"data.source={ecthr_like}", "data.label_column=labels", "eval.baselines=false")
     thresholds = json.loads((out / "thresholds.json").read_text())
     assert thresholds == results["test"]["mamba from scratch (full)"]["thresholds"]
+    for r in read_rows(out / "predictions_test.csv"):  # predicted = every label over its tuned threshold
+        chosen = [n for n, t in zip(["3", "6", "8"], thresholds) if float(r[f"p_{n}"]) >= t]
+        assert r["predicted"] == ";".join(chosen) and (r["correct"] == "true") == (r["predicted"] == r["label"])
     assert main(["eval", str(out), "--split", "test"]) == 0
     evaluated = json.loads((out / "eval_test.json").read_text())
     assert evaluated["metrics"]["micro_f1"] == pytest.approx(results["test"]["mamba from scratch (full)"]["micro_f1"])

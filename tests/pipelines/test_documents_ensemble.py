@@ -84,6 +84,8 @@ def test_ensemble_probabilities_are_the_mean_of_the_members(ensemble_run, single
     mean = np.mean([member_probabilities(out / f"member-{k}", table, names) for k in (0, 1)], axis=0)
     np.testing.assert_allclose(predicted, mean, atol=2e-6)
     assert [r["label"] for r in rows] == [names[i] for i in mean.argmax(1)]
+    saved = read_rows(out / "predictions_test.csv")  # the run's own per-document test predictions: the mean too
+    np.testing.assert_allclose([[float(r[f"p_{n}"]) for n in names] for r in saved], mean, atol=2e-6)
     accuracy = np.mean([names[i] == r["label"] for i, r in zip(mean.argmax(1), test)])
     assert accuracy == pytest.approx(results["test"][ENSEMBLE]["accuracy"])
 
@@ -105,6 +107,7 @@ def test_ensemble_verb_equals_data_ensemble(ensemble_run, seed_runs, tmp_path, c
     assert main(["ensemble", *map(str, seed_runs), "--out", str(combined)]) == 0
     made = json.loads((combined / "results.json").read_text())
     assert list(made["test"]) == list(results["test"]) and list(made["baselines"]) == BASELINES
+    assert read_rows(combined / "predictions_test.csv") == read_rows(out / "predictions_test.csv")
     for name, m in results["test"].items():  # the same members give the same ensemble
         assert made["test"][name]["accuracy"] == pytest.approx(m["accuracy"]), name
         assert made["test"][name]["confusion_matrix"] == m["confusion_matrix"], name
