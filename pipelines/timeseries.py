@@ -412,7 +412,8 @@ def run_baselines_scored(recipe, problem: Problem) -> dict:
     names = ["seasonal_naive", "theta"] + (["deepar", "patchtst"] if recipe.data.deep_baselines else [])
     domain_run.announce_baselines(names)
     budget = TrainingBudget(max_epochs=recipe.data.baseline_epochs)
-    results = run_baselines(problem.backtest, problem.season_length, names, recipe.data.context_length, budget)
+    results = run_baselines(problem.backtest, problem.season_length, names, recipe.data.context_length, budget,
+                            seed=recipe.data.seed)
     label = {"seasonal_naive": f"seasonal naive (season {problem.season_length})",
              "theta": f"Theta (season {problem.season_length})", "deepar": "DeepAR", "patchtst": "PatchTST"}
     # score every model with the same MASE period (run_baselines uses the baselines' season)

@@ -55,6 +55,8 @@ def test_deepar_and_patchtst_train_on_a_tiny_budget():
                           "target": (5 + i + np.sin(2 * np.pi * t / 24)).astype(np.float32)} for i in range(3)])
     backtest = rolling_origin(coll, prediction_length=24, windows=1)
     budget = TrainingBudget(max_epochs=1, num_batches_per_epoch=2, batch_size=8)
-    results = run_baselines(backtest, 24, ["deepar", "patchtst"], context_length=48, budget=budget)
+    results = run_baselines(backtest, 24, ["deepar", "patchtst"], context_length=48, budget=budget, seed=3)
     for result in results.values():
         assert math.isfinite(result.evaluation.overall["wQL"])
+    again = run_baselines(backtest, 24, ["deepar"], context_length=48, budget=budget, seed=3)  # seeded: repeats
+    assert again["deepar"].evaluation.overall["wQL"] == results["deepar"].evaluation.overall["wQL"]
