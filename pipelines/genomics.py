@@ -48,6 +48,7 @@ from mambatune.domains.genomics.vep import (
 )
 
 from . import domain_run
+from . import genomics_ensemble as ens
 from .domain_run import train_model
 from .genomics_windows import genome_windows, long_promoter_table
 
@@ -70,7 +71,9 @@ class DataConfig:
     windows from it; lm_windows: pretraining windows drawn from ``genome`` (null: the training-split
     windows of the demo sets, chunked); kmer: k of the k-mer baseline; markov_order: order of the Markov LM
     baseline; n_boot: bootstrap resamples for the 95 % intervals; scratch_baseline: also train the same
-    model from scratch when ``model.pretrained`` is set."""
+    model from scratch when ``model.pretrained`` is set; ensemble: K > 1 trains K members of the main model
+    (model and train seeds + k, in ``member-<k>/``; promoter and vep finetune) scored by their mean
+    probabilities (see ``genomics_ensemble``)."""
 
     task: str = "promoter"
     promoter_classes: str = "binary"
@@ -88,6 +91,7 @@ class DataConfig:
     n_boot: int = 1000
     scratch_baseline: bool = True
     seed: int = 0
+    ensemble: int = 1
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -104,6 +108,7 @@ class DataConfig:
                 raise ValueError(f"{name} must be >= 2 or null, got {v}")
         if self.n_boot < 0 or self.lm_windows < 1 or self.kmer < 1 or self.vep_radius < 0:
             raise ValueError("n_boot must be >= 0, lm_windows and kmer >= 1, vep_radius >= 0")
+        ens.check_setting(self)
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -280,14 +285,10 @@ def run_promoter(recipe, run_dir: Path, pretrained: str | None) -> dict:
     binary = num_labels == 2
     metrics_fn = binary_eval_metrics if binary else multiclass_eval_metrics
     config = base_config(recipe, tok, pretrained)
-    model = classifier(recipe, config, num_labels, pretrained)
     on_main = domain_run.is_main_process()
-    if recipe.peft.methods and not pretrained and on_main:
-        save_pretrained(model, run_dir / "base", meta={"note": "initial weights of a model trained from scratch"})
-    model, result, summary = train_model(model, recipe.train, data["train"], data["val"], collate_windows, metrics_fn,
-                                         recipe.peft)
-    if on_main:
-        save_trained(model, run_dir, recipe)
+    # the model (K = 1) or the K members of data.ensemble, one after another, on every rank
+    trained = ens.train_members(recipe, run_dir, pretrained, lambda r, p: classifier(r, config, num_labels, p),
+                                data, collate_windows, metrics_fn, save_base=True)
     scratch = None
     if pretrained and cfg.scratch_baseline:  # trained by every rank, like the model
         scratch, _, _ = train_model(classifier(recipe, config, num_labels, None),
@@ -295,7 +296,8 @@ def run_promoter(recipe, run_dir: Path, pretrained: str | None) -> dict:
                                     collate_windows, metrics_fn)
     if not on_main:
         return None
-    probs = {main_name(recipe, pretrained): softmax(predict_logits(model, data["test"], eval_batch, cfg.rc_average))}
+    probs, extra = ens.member_probs(recipe, pretrained, trained,
+                                    lambda m: softmax(predict_logits(m, data["test"], eval_batch, cfg.rc_average)))
     if scratch is not None:
         probs["same model from scratch (full)"] = softmax(predict_logits(scratch, data["test"], eval_batch, cfg.rc_average))
     if recipe.eval.baselines:
@@ -303,8 +305,8 @@ def run_promoter(recipe, run_dir: Path, pretrained: str | None) -> dict:
         kmer = KmerLogisticRegression(k=cfg.kmer, seed=cfg.seed).fit(*splits["train"])
         probs[f"{cfg.kmer}-mer logistic regression"] = kmer.predict_proba(splits["test"][0])
     y = np.asarray(splits["test"][1])
-    out = finish_classification(run_dir, recipe, y, probs, binary, result, summary,
-                                {s: len(v[1]) for s, v in splits.items()})
+    out = finish_classification(run_dir, recipe, y, probs, binary, trained[0][1], trained[0][2],
+                                {s: len(v[1]) for s, v in splits.items()}, extra)
     if long_windows is not None:
         out["long_windows"] = long_windows
     return out
@@ -315,24 +317,22 @@ def run_vep(recipe, run_dir: Path, pretrained: str | None) -> dict:
     splits = variant_splits(cfg)
     tr, te = splits["train"], splits["test"]
     sizes = {s: len(v["labels"]) for s, v in splits.items()}
-    probs, result, summary = {}, None, ""
+    probs, result, summary, extra = {}, None, "", {}
     on_main = domain_run.is_main_process()
     if cfg.vep_method == "finetune":
         data = {s: VariantPairDataset(v["ref"], v["alt"], v["labels"], tok, rc_augment=cfg.rc_augment and s == "train")
                 for s, v in splits.items()}
         config = base_config(recipe, tok, pretrained)
-        model = pair_classifier(recipe, config, pretrained)
-        model, result, summary = train_model(model, recipe.train, data["train"], data["val"], collate_pairs,
-                                             binary_eval_metrics, recipe.peft)
-        if on_main:
-            save_trained(model, run_dir, recipe)
-        scratch = None
+        trained = ens.train_members(recipe, run_dir, pretrained, lambda r, p: pair_classifier(r, config, p), data,
+                                    collate_pairs, binary_eval_metrics)
+        (_, result, summary), scratch = trained[0][:3], None
         if pretrained and cfg.scratch_baseline:  # trained by every rank, like the model
             scratch, _, _ = train_model(pair_classifier(recipe, config, None), scratch_train_config(recipe, run_dir, "scratch"),
                                         data["train"], data["val"], collate_pairs, binary_eval_metrics)
         if not on_main:
             return None
-        probs[main_name(recipe, pretrained)] = pair_probs(model, data["test"], cfg.rc_average)
+        probs, extra = ens.member_probs(recipe, pretrained, trained,
+                                        lambda m: pair_probs(m, data["test"], cfg.rc_average))
         if scratch is not None:
             probs["same model from scratch (full)"] = pair_probs(scratch, data["test"], cfg.rc_average)
     else:
@@ -349,7 +349,7 @@ def run_vep(recipe, run_dir: Path, pretrained: str | None) -> dict:
         domain_run.announce_baselines([f"{cfg.kmer}-mer logistic regression (ref window)"])
         kmer = KmerLogisticRegression(k=cfg.kmer, seed=cfg.seed).fit(tr["ref"], tr["labels"])
         probs[f"{cfg.kmer}-mer logistic regression (ref window)"] = kmer.predict_proba(te["ref"])
-    out = finish_classification(run_dir, recipe, np.asarray(te["labels"]), probs, True, result, summary, sizes)
+    out = finish_classification(run_dir, recipe, np.asarray(te["labels"]), probs, True, result, summary, sizes, extra)
     out["skipped_not_snv"] = {s: v["n_skipped"] for s, v in splits.items()}
     return out
 
@@ -513,15 +513,20 @@ def training_summary(result) -> dict | None:
             "seconds": result.seconds, "last_eval": result.last_eval}
 
 
-def finish_classification(run_dir, recipe, y, probs: dict, binary: bool, result, summary, sizes) -> dict:
-    cfg = recipe.data
+def finish_classification(run_dir, recipe, y, probs: dict, binary: bool, result, summary, sizes,
+                          extra: dict | None = None) -> dict:
+    """Metrics of every model's test probabilities; ROC / PR curves (not of an ensemble's members: ``extra``
+    holds its ``ensemble`` and ``training`` records, see ``genomics_ensemble.member_probs``)."""
+    cfg, extra = recipe.data, extra or {}
+    members = {m["name"] for m in extra.get("ensemble", {}).get("members", [])}
     if binary:
         scores = {k: (p[:, 1] if p.ndim == 2 else p) for k, p in probs.items()}
         metrics = {k: binary_metrics(y, s, n_boot=cfg.n_boot, seed=cfg.seed) for k, s in scores.items()}
-        plot_roc_pr(y, scores, run_dir / "plots", title=recipe.name)
+        plot_roc_pr(y, {k: s for k, s in scores.items() if k not in members}, run_dir / "plots", title=recipe.name)
     else:
         metrics = {k: multiclass_metrics(y, p, n_boot=cfg.n_boot, seed=cfg.seed) for k, p in probs.items()}
-    return {"task": cfg.task, "test": metrics, "sizes": sizes, "training": training_summary(result), "summary": summary}
+    return {"task": cfg.task, "test": metrics, "sizes": sizes, "training": training_summary(result), "summary": summary,
+            **extra}
 
 
 def fmt(m: dict, key: str) -> str:
@@ -550,7 +555,7 @@ Recipe: `{recipe.source}` · task `{cfg.task}` · base model: `{domain_run.base_
 
 Windows: {windows_text(cfg, results)}
 (`data.window`; the baselines see the same windows); RC augmentation in training: {cfg.rc_augment};
-RC-averaged inference: {cfg.rc_average}. Examples per split: {results['sizes']}.
+RC-averaged inference: {cfg.rc_average}. Examples per split: {results['sizes']}.{ens.ensemble_text(results)}
 
 ## Test set (95 % bootstrap intervals, {cfg.n_boot} resamples)
 
@@ -580,7 +585,7 @@ RUNNERS = {"promoter": run_promoter, "vep": run_vep, "vep_zeroshot": run_vep_zer
 
 def run(recipe) -> Path:
     """Runs the recipe's task and writes the run folder; returns it."""
-    return domain_run.run_task(recipe, RUNNERS, resolve_pretrained(recipe.model.pretrained), write_report)
+    return domain_run.run_task(recipe, RUNNERS, resolve_pretrained(recipe.model.pretrained), ens.write_run_report)
 
 
 # the CLI verbs on a finished run (eval, predict, export) live beside this module

@@ -13,9 +13,16 @@ What each task leaves in its run folder, and what the verbs rebuild from it:
 ``predict`` reads a FASTA (one record = one sequence), a BED / CSV / TSV / parquet of regions or a
 VCF (both with ``--genome``); every record is one output row, and a record that cannot be scored
 keeps its row with a ``note`` saying why; counts go to stderr.
+
+An ensemble run (``data.ensemble`` > 1, or made by ``mambatune ensemble``; promoter and vep finetune)
+holds its models in ``member-<k>/`` (each as a single run keeps its model at its top, plus
+``member.json``: its seeds, model section and base model); ``eval`` and ``predict`` average the
+members' class probabilities (each RC-averaged when ``data.rc_average``), ``export`` writes each
+member to ``out/member-<k>/`` and an ``export.json`` that names the ensemble.
 """
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from collections import Counter
@@ -93,6 +100,61 @@ def load_pair_classifier(run_dir: Path, recipe, results: dict):
     return model
 
 
+# -- ensembles (data.ensemble > 1, or `mambatune ensemble`): member-<k>/ folders -----------------
+
+MEMBER_INFO = "member.json"  # in member-<k>/: its seeds, base model and model section
+
+
+def member_dirs(run_dir: Path, recipe) -> list[Path]:
+    """An ensemble run's ``member-0`` .. ``member-<K-1>`` folders; [] for a run of one model."""
+    if recipe.data.ensemble == 1:
+        return []
+    dirs = [run_dir / f"member-{k}" for k in range(recipe.data.ensemble)]
+    missing = [p.name for p in dirs if not p.is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir} is an ensemble of {recipe.data.ensemble} (data.ensemble) but has no "
+                                f"{', '.join(missing)}: the run did not finish, or its folder is incomplete")
+    return dirs
+
+
+def member_model(member_dir: Path, k: int, recipe, results: dict) -> tuple:
+    """(recipe with the member's model section, {"base_model": its base}) of ``member-<k>/``."""
+    from .recipe import ModelSection
+    path = member_dir / MEMBER_INFO
+    info = json.loads(path.read_text()) if path.is_file() else {}
+    model = ModelSection(**info["model"]) if "model" in info else \
+        dataclasses.replace(recipe.model, seed=recipe.model.seed + k)  # as data.ensemble seeds its members
+    train = dataclasses.replace(recipe.train, seed=info.get("train_seed", recipe.train.seed + k))
+    return dataclasses.replace(recipe, model=model, train=train), {"base_model": info.get("base_model",
+                                                                                           results.get("base_model"))}
+
+
+def classifiers(run_dir: Path, recipe, results: dict) -> list[tuple]:
+    """(folder, recipe, results) of each model to load: the run itself, or each member of an ensemble."""
+    members = member_dirs(run_dir, recipe)
+    if not members:
+        return [(run_dir, recipe, results)]
+    return [(m, *member_model(m, k, recipe, results)) for k, m in enumerate(members)]
+
+
+def classifier_probs(folder: Path, recipe, results: dict, inputs) -> np.ndarray:
+    """Class probabilities (n, classes) of the classifier saved in ``folder`` (a run's top or a member):
+    ``inputs`` are sequences (promoter) or (refs, alts) (vep finetune); RC-averaged when ``data.rc_average``."""
+    cfg = recipe.data
+    if cfg.task == "promoter":
+        model = load_classifier(folder, recipe, results).to(device_of(recipe))
+        return class_probs(model, inputs, cfg.rc_average) if len(inputs) else \
+            np.zeros((0, len(class_names(recipe))))
+    model = load_pair_classifier(folder, recipe, results).to(device_of(recipe))
+    refs, alts = inputs
+    return g.pair_probs(model, VariantPairDataset(refs, alts, tokenizer=DNATokenizer()), cfg.rc_average)
+
+
+def mean_probs(run_dir: Path, recipe, results: dict, inputs) -> np.ndarray:
+    """One classifier's probabilities, or the mean of an ensemble's members' (loaded one at a time)."""
+    return np.mean([classifier_probs(f, r, res, inputs) for f, r, res in classifiers(run_dir, recipe, results)], axis=0)
+
+
 def lm_folder(run_dir: Path, recipe, results: dict) -> str:
     if recipe.data.task == "pretrain_dna":
         return str(run_dir / "model")
@@ -158,9 +220,8 @@ def variant_scores(run_dir: Path, recipe, results: dict, refs: list[str], alts: 
         return {"score": -llr, "llr": llr}
     if cfg.task != "vep":
         raise ValueError(f"a {cfg.task} run scores sequences, not variants: give a FASTA or regions")
-    if cfg.vep_method == "finetune":
-        model = load_pair_classifier(run_dir, recipe, results).to(device_of(recipe))
-        p = g.pair_probs(model, VariantPairDataset(refs, alts, tokenizer=tok), cfg.rc_average)[:, 1]
+    if cfg.vep_method == "finetune":  # one model, or the mean of an ensemble's members
+        p = mean_probs(run_dir, recipe, results, (refs, alts))[:, 1]
     else:
         lm = load_lm(run_dir, recipe, results).to(device_of(recipe))
         clf = load_embedding_classifier(run_dir, recipe, lm)
@@ -197,8 +258,7 @@ def evaluate(run_dir, split: str | None = None) -> dict:
     name = next(iter(results["test"]))
     if cfg.task == "promoter":
         x, y = g.promoter_splits(cfg)[split]
-        model = load_classifier(run_dir, recipe, results).to(device_of(recipe))
-        probs = class_probs(model, x, cfg.rc_average)
+        probs = mean_probs(run_dir, recipe, results, x)  # one model, or the mean of an ensemble's members
         metrics = (binary_metrics(np.asarray(y), probs[:, 1], n_boot=cfg.n_boot, seed=cfg.seed)
                    if cfg.promoter_classes == "binary" else
                    multiclass_metrics(np.asarray(y), probs, n_boot=cfg.n_boot, seed=cfg.seed))
@@ -216,7 +276,9 @@ def evaluate(run_dir, split: str | None = None) -> dict:
                         DNAWindowDataset(corpus, tokenizer=tok, lm=True))
         metrics = {"nats_per_base": nll, "bits_per_base": nll / np.log(2)}
         n = len(corpus)
-    return {"task": cfg.task, "split": split, "model": name, "examples": n, "metrics": metrics}
+    members = len(member_dirs(run_dir, recipe))
+    return {"task": cfg.task, "split": split, "model": name, "examples": n, "metrics": metrics} | \
+        ({"members": members} if members else {})
 
 
 # -- predict: inputs -----------------------------------------------------------------------------
@@ -383,9 +445,8 @@ def predict(run_dir, inputs: GenomicsInputs) -> list[dict]:
     else:
         ok = [i for i, s in enumerate(inputs.sequences) if s is not None]
         seqs = [inputs.sequences[i] for i in ok]
-        if cfg.task == "promoter":
-            model = load_classifier(run_dir, recipe, results).to(device_of(recipe))
-            probs = class_probs(model, seqs, cfg.rc_average) if ok else np.zeros((0, len(class_names(recipe))))
+        if cfg.task == "promoter":  # one model, or the mean of an ensemble's members
+            probs = mean_probs(run_dir, recipe, results, seqs)
             names = class_names(recipe)
             columns = {f"p_{c}": probs[:, j] for j, c in enumerate(names)}
             columns["predicted"] = np.asarray([names[j] for j in probs.argmax(1)], dtype=object)
@@ -408,20 +469,26 @@ def predict(run_dir, inputs: GenomicsInputs) -> list[dict]:
 
 def export(run_dir, out) -> Path:
     """The run's trained model, LoRA merged: ``hf/`` (the backbone, Hugging Face Mamba format), ``head/``
-    (a task head in our format), ``model/`` (a whole MambaForTask in our format) and ``export.json``."""
+    (a task head in our format), ``model/`` (a whole MambaForTask in our format) and ``export.json``.
+    An ensemble exports each member that way to ``out/member-<k>/``, and ``out/export.json`` says it is an
+    ensemble of K whose prediction is the mean of the members' class probabilities."""
     run_dir, recipe, results = open_run(run_dir)
     cfg = recipe.data
     meta = {"run_dir": str(run_dir), "recipe": recipe.name, "task": cfg.task, "tokenizer": "DNATokenizer(k=1)",
             "window": cfg.window, "rc_average": cfg.rc_average}
     if cfg.task == "promoter":
-        model = load_classifier(run_dir, recipe, results)
-        meta["labels"] = class_names(recipe)
+        load, meta["labels"] = load_classifier, class_names(recipe)
     elif cfg.task == "vep" and cfg.vep_method == "finetune":
-        model = load_pair_classifier(run_dir, recipe, results)
+        load = load_pair_classifier
         meta["head"] = {"kind": "variant_pair", "num_labels": 2, "radius": cfg.vep_radius,
                         "labels": ["neutral", "deleterious"]}
     else:
-        model = load_lm(run_dir, recipe, results)
+        load = load_lm
+    members = member_dirs(run_dir, recipe)
+    if members:
+        export_ensemble(run_dir, recipe, results, load, Path(out), meta)
+        return Path(out)
+    model = load(run_dir, recipe, results)
     manifest = domain_run.export_model(model, out, meta)
     if cfg.task == "vep" and cfg.vep_method == "embedding":
         clf = load_embedding_classifier(run_dir, recipe, model)
@@ -429,3 +496,19 @@ def export(run_dir, out) -> Path:
         manifest["written"].append("embedding_classifier.json")
         atomic_write_json(Path(out) / "export.json", manifest)
     return Path(out)
+
+
+def export_ensemble(run_dir: Path, recipe, results: dict, load, out: Path, meta: dict) -> None:
+    """Each member exported to ``out/member-<k>/`` (one loaded at a time), then ``out/export.json``."""
+    folders = []
+    members = classifiers(run_dir, recipe, results)
+    for k, (folder, member_recipe, member_results) in enumerate(members):
+        domain_run.export_model(load(folder, member_recipe, member_results), out / folder.name, meta | {
+            "ensemble_member": k, "seed": member_recipe.model.seed,
+            "note": f"member {k} of an ensemble of {len(members)}: see ../export.json for how they combine"})
+        folders.append(folder.name)
+    strands = " (each member's: the mean of its forward and reverse-complement logits, then softmax)" \
+        if recipe.data.rc_average else ""
+    atomic_write_json(out / "export.json", meta | {
+        "exported_from": str(run_dir), "ensemble": len(folders), "members": folders,
+        "combine": f"mean of the members' softmax class probabilities{strands}", "written": folders})
