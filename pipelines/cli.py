@@ -50,8 +50,9 @@ def parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="write a standalone model folder (LoRA merged) from a run")
     x.add_argument("run_dir")
     x.add_argument("out")
-    n = sub.add_parser("ensemble", help="combine finished documents classify runs (e.g. other seeds) into one "
-                       "ensemble run folder that averages their probabilities")
+    n = sub.add_parser("ensemble", help="combine finished runs of one pipeline (e.g. other seeds) into one ensemble "
+                       "run folder: documents classify and genomics promoter / vep (finetune) runs (mean "
+                       "probabilities), time-series forecast runs (pooled forecasts)")
     n.add_argument("runs", nargs="+", metavar="RUN", help="run folders; an ensemble run contributes its members")
     n.add_argument("--out", required=True, help="the new ensemble run folder (must not exist, or be empty)")
     return p
@@ -169,13 +170,30 @@ def cmd_export(args) -> int:
     return 0
 
 
+ENSEMBLES = {"documents": ("documents_ensemble", ("accuracy", "micro_f1", "macro_f1")),
+             "genomics": ("genomics_ensemble", ("auroc", "auprc", "accuracy", "macro_f1")),
+             "timeseries": ("timeseries_ensemble", ("MASE", "sMAPE", "wQL"))}
+
+
 def cmd_ensemble(args) -> int:
-    from .documents_ensemble import combine_runs
-    out = combine_runs(args.runs, args.out)
+    """Dispatches on the runs' pipeline (all the same): documents or genomics ``combine_runs``."""
+    import importlib
+
+    from .recipe import load_resolved
+    pipelines = {run: load_resolved(run).pipeline for run in args.runs}
+    kinds = sorted(set(pipelines.values()))
+    if len(kinds) > 1:
+        listed = ", ".join(f"{run} ({p})" for run, p in pipelines.items())
+        raise ValueError(f"mambatune ensemble combines runs of one pipeline; these mix {' and '.join(kinds)}: {listed}")
+    if kinds[0] not in ENSEMBLES:
+        raise ValueError(f"mambatune ensemble combines documents classify, genomics promoter / vep or time-series "
+                         f"forecast runs; "
+                         f"{args.runs[0]} is a {kinds[0]} run")
+    module, keys = ENSEMBLES[kinds[0]]
+    out = importlib.import_module(f".{module}", __package__).combine_runs(args.runs, args.out)
     results = json.loads((out / "results.json").read_text())
-    print(json.dumps({"run_dir": str(out), "test": {k: {m: v[m] for m in ("accuracy", "micro_f1", "macro_f1")
-                                                         if m in v} for k, v in results["test"].items()}},
-                     indent=2, default=float))
+    print(json.dumps({"run_dir": str(out), "test": {k: {m: v[m] for m in keys if m in v}
+                                                    for k, v in results["test"].items()}}, indent=2, default=float))
     return 0
 
 
