@@ -51,6 +51,7 @@ from mambatune.domains.documents.training import (
 )
 
 from . import domain_run
+from . import ensemble_runs as shared
 from .domain_run import train_model
 
 TASKS = ("classify", "pretrain_text")
@@ -281,8 +282,7 @@ def run_classify(recipe, run_dir: Path, pretrained: str | None) -> dict:
         if on_main:
             save_trained(wrapped.model, member_dir, recipe)
             if cfg.ensemble > 1:
-                from .documents_ensemble import write_member_info
-                write_member_info(member_dir, member_recipe, pretrained, batch_seed=cfg.seed + k)
+                shared.write_member_info(member_dir, member_recipe, pretrained, batch_seed=cfg.seed + k)
                 device = next(wrapped.parameters()).device
                 wrapped.cpu()  # scored once every member is trained
             members.append((wrapped, result, summary, recipe.model.seed + k))
@@ -303,7 +303,7 @@ def run_classify(recipe, run_dir: Path, pretrained: str | None) -> dict:
         test = {main: metrics}
         training = training_summary(result)
     else:
-        from .documents_ensemble import score_ensemble, training_record
+        from .documents_ensemble import score_ensemble
         logits = []
         for wrapped, *_ in members:
             wrapped.to(device)
@@ -312,7 +312,7 @@ def run_classify(recipe, run_dir: Path, pretrained: str | None) -> dict:
         seeds = [m[3] for m in members]
         records = [{"seed": seed, "batch_seed": cfg.seed + k, "dir": f"member-{k}"} for k, seed in enumerate(seeds)]
         test, thresholds, ensemble, test_probs = score_ensemble(logits, y, names, multi, lengths, edges, main, records)
-        training = training_record([training_summary(m[1]) for m in members], seeds)
+        training = shared.training_record([training_summary(m[1]) for m in members], seeds)
         summary = members[0][2]
     write_test_predictions(run_dir, tables["test"], names, test_probs, multi, thresholds)
     if multi:
@@ -497,7 +497,7 @@ def write_report(run_dir: Path, recipe, results: dict) -> None:
                              for s, v in lh.items())
         task = 'multi-label (BCE, per-class thresholds tuned on val)' if results['multi_label'] else 'single-label'
         sizes = f"{len(results['labels'])} labels · documents per split {results['sizes']}"
-        body = f"""Task: {task} · {sizes}.{ensemble_text(results)}
+        body = f"""Task: {task} · {sizes}.{shared.ensemble_text(results, "classifiers")}
 
 Length: max_length {cfg.max_length} {'bytes' if cfg.tokenizer == 'byte' else 'tokens'}, overflow `{cfg.overflow}`
 ({handling}). The TF-IDF baselines read the full texts.
@@ -531,25 +531,9 @@ Recipe: `{recipe.source}` · task `{cfg.task}` · data `{cfg.source}` · base mo
     atomic_write_text(run_dir / "report.md", text)
 
 
-def ensemble_text(results: dict) -> str:
-    """The report's paragraph on an ensemble (empty for one classifier)."""
-    ens = results.get("ensemble")
-    if not ens:
-        return ""
-    seeds = ", ".join(str(m["seed"]) for m in ens["members"])
-    text = (f"\n\nEnsemble of {ens['size']} classifiers ({ens['method']}; model seeds {seeds}; saved in "
-            f"`member-<k>/`), scored by {ens['combine']}. Each `member k` row scores that member alone.")
-    return text + (f" {ens['note']}" if ens.get("note") else "")
-
-
 def write_run_report(run_dir: Path, recipe, results: dict) -> None:
-    """The report; for an ensemble, ``results.json``'s ``baselines`` first loses the member rows (``run_task``
-    counts every row after the first as a baseline)."""
-    if results.get("ensemble"):
-        members = {m["name"] for m in results["ensemble"]["members"]}
-        results["baselines"] = {k: v for k, v in results["baselines"].items() if k not in members}
-        atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2, default=float) + "\n")
-    write_report(run_dir, recipe, results)
+    """The report (see ``ensemble_runs.write_run_report``)."""
+    shared.write_run_report(run_dir, recipe, results, write_report)
 
 
 # -- entry points --------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ Two ways to make one, both giving the same run folder layout::
     results.json  report.md  plots/confusion_*.png
 
 - ``data.ensemble: K`` in a ``classify`` recipe trains the K members in one run (``documents.run_classify``,
-  with :func:`score_ensemble` and :func:`training_record` from here);
+  with :func:`score_ensemble` from here and ``ensemble_runs.training_record``);
 - ``mambatune ensemble RUN [RUN ...] --out DIR`` (:func:`combine_runs`) combines finished runs trained
   separately, e.g. seeds trained side by side on several GPUs; a run that is itself an ensemble
   contributes its members. The runs must read the same data the same way (:func:`check_compatible`).
@@ -19,10 +19,8 @@ baselines. ``mambatune eval / predict / export`` work on the folder (``documents
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -35,24 +33,14 @@ from mambatune.domains.documents.training import predict_scores
 
 from . import documents as d
 from . import documents_verbs as verbs
+from . import ensemble_runs as shared
 
-ENSEMBLE_INFO = "ensemble.json"
-MODEL_FOLDERS = ("model", "adapter", "base")
 # data settings that change what a model reads, or which documents it is scored on
 READ_KEYS = ("source", "text_column", "label_column", "split_column", "include_deprecated", "tokenizer",
              "max_length", "overflow", "chunk_stride", "chunk_pool", "max_eval", "unseen_labels")
 
 
 # -- scoring (data.ensemble runs and combined runs alike) ----------------------------------------
-
-def write_member_info(member_dir: Path, member_recipe, base_model: str | None, **extra) -> None:
-    """``member-<k>/member.json``: what rebuilding the member needs beyond its model folders (its model
-    section: seed, head, behaviour; the pretrained base an adapter sits on) and where it came from."""
-    info = {"seed": member_recipe.model.seed, "base_model": base_model,
-            "model": dataclasses.asdict(member_recipe.model), **extra}
-    member_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(member_dir / verbs.MEMBER_INFO, json.dumps(info, indent=2) + "\n")
-
 
 def combine_text(multi: bool) -> str:
     if multi:
@@ -84,14 +72,6 @@ def score_ensemble(logits: list[dict], y: dict, names: list[str], multi: bool, l
                               "members": records}, mean["test"]
 
 
-def training_record(summaries: list[dict | None], seeds: list[int]) -> dict:
-    """The training summary of an ensemble: totals, and each member's own under ``members``."""
-    done = [s for s in summaries if s]
-    return {"steps": sum(s["steps"] for s in done), "best_step": [s["best_step"] for s in done],
-            "stopped_early": any(s["stopped_early"] for s in done), "seconds": sum(s["seconds"] for s in done),
-            "last_eval": None, "members": [{"seed": seed, **(s or {})} for s, seed in zip(summaries, seeds)]}
-
-
 # -- `mambatune ensemble`: finished runs combined ------------------------------------------------
 
 def open_source(run) -> tuple:
@@ -112,9 +92,9 @@ def open_source(run) -> tuple:
 def check_compatible(runs: list[tuple]) -> None:
     """The runs predict the same labels from the same documents read the same way; else a ValueError that
     names the setting and the runs."""
-    first, recipe, results = runs[0]
+    first, _, results = runs[0]
     labels = json.loads((first / "labels.json").read_text())
-    for folder, other, res in runs[1:]:
+    for folder, _, res in runs[1:]:
         other_labels = json.loads((folder / "labels.json").read_text())
         if other_labels != labels:
             raise ValueError(f"cannot combine runs with different labels (labels.json): {first}: {labels}; "
@@ -122,39 +102,9 @@ def check_compatible(runs: list[tuple]) -> None:
         if bool(res.get("multi_label")) != bool(results.get("multi_label")):
             raise ValueError(f"cannot combine a multi-label run with a single-label one: {first} multi_label="
                              f"{bool(results.get('multi_label'))}, {folder} multi_label={bool(res.get('multi_label'))}")
-        keys = READ_KEYS + (("seed",) if recipe.data.max_eval is not None else ())  # seed picks the max_eval subset
-        for key in keys:
-            a, b = getattr(recipe.data, key), getattr(other.data, key)
-            if a != b:
-                raise ValueError(f"cannot combine runs that read their data differently: data.{key} is {a!r} in "
-                                 f"{first} but {b!r} in {folder}; members must be trained and scored on the same "
-                                 "documents, read the same way")
-
-
-def source_members(folder: Path, recipe, results: dict) -> list[dict]:
-    """The classifiers a run contributes: itself, or each of its members if it is an ensemble."""
-    method = results["ensemble"]["method"] if results.get("ensemble") else next(iter(results["test"]))
-    members = verbs.member_dirs(folder, recipe)
-    if not members:
-        return [{"folder": folder, "recipe": recipe, "base_model": results.get("base_model"), "method": method,
-                 "source_run": str(folder), "source_member": None,
-                 "training": results.get("training")}]
-    trainings = (results.get("training") or {}).get("members") or [None] * len(members)
-    out = []
-    for k, member in enumerate(members):
-        member_recipe, base = verbs.member_model(member, k, recipe, results)
-        training = {t: v for t, v in (trainings[k] or {}).items() if t != "seed"} or None
-        out.append({"folder": member, "recipe": member_recipe, "base_model": base, "method": method,
-                    "source_run": str(folder), "source_member": member.name, "training": training})
-    return out
-
-
-def check_out(out: Path, runs: list[tuple]) -> None:
-    for folder, *_ in runs:
-        if out.resolve() == folder.resolve():
-            raise ValueError(f"--out {out} is one of the runs to combine; choose a new folder")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"--out {out} exists and is not an empty folder; choose a new folder (or remove it)")
+    shared.check_settings(runs, READ_KEYS, "cannot combine runs that read their data differently: data.{key} is "
+                          "{a!r} in {first} but {b!r} in {folder}; members must be trained and scored on the same "
+                          "documents, read the same way")
 
 
 def combine_runs(runs: list, out) -> Path:
@@ -162,64 +112,22 @@ def combine_runs(runs: list, out) -> Path:
     docstring); returns it. The members are copied, rescored on the first run's validation and test
     splits, and averaged; the baselines are copied from the first run's results.json, not refitted."""
     start = time.time()
-    if not runs:
-        raise ValueError("mambatune ensemble needs the run folders to combine")
-    seen = [Path(r).resolve() for r in runs]
-    repeated = sorted({str(r) for r in runs if seen.count(Path(r).resolve()) > 1})
-    if repeated:
-        raise ValueError(f"run given more than once: {', '.join(repeated)}")
-    opened = [open_source(r) for r in runs]
-    check_compatible(opened)
-    members = [m for run in opened for m in source_members(*run)]
-    if len(members) < 2:
-        raise ValueError(f"an ensemble needs at least two classifiers; {runs[0]} is one. Give more runs")
-    out = Path(out)
-    check_out(out, opened)
-    alike = [(m["method"], m["recipe"].model.seed) for m in members]
-    if len(set(alike)) < len(alike):
-        print(f"mambatune ensemble: members of the same method share a model seed ({alike}); trained alike from "
-              "the same seed, they add little", file=sys.stderr)
-    first, first_recipe, first_results = opened[0]
-    recipe = dataclasses.replace(first_recipe, data=dataclasses.replace(first_recipe.data, ensemble=len(members)),
-                                 train=dataclasses.replace(first_recipe.train, output_dir=str(out)))
+    opened, members, out, recipe = shared.gather(runs, out, open_source, check_compatible, verbs.member_dirs,
+                                                 "classifiers")
+    first, _, first_results = opened[0]
     names = json.loads((first / "labels.json").read_text())
     data, test_lengths, test_table = eval_splits(recipe, names)  # before anything is written: the data must still be there
-    existed = out.exists()
-    try:
-        write_combined(out, recipe, members, names)
+
+    def write():
+        shared.copy_members(out, recipe, members)
+        atomic_write_text(out / "labels.json", json.dumps(names) + "\n")
         results = score_combined(out, recipe, first_results, members, names, data, test_lengths, test_table)
         results["total_seconds"] = time.time() - start
-        info = {"members": [{"member": k, "dir": f"member-{k}", "source_run": m["source_run"],
-                             "source_member": m["source_member"], "seed": m["recipe"].model.seed}
-                            for k, m in enumerate(members)],
-                "runs": [{"run": str(folder), "seeds": [m["recipe"].model.seed for m in members
-                                                        if m["source_run"] == str(folder)]} for folder, *_ in opened],
-                "combine": combine_text(results["multi_label"]), "baselines_from": str(first)}
-        atomic_write_text(out / ENSEMBLE_INFO, json.dumps(info, indent=2) + "\n")
         copy_baseline_plots(first, out, results["baselines"])
-        d.write_report(out, recipe, results)
-        atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=float) + "\n")  # last: done
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)  # it was new or empty (check_out): leave no half-made run
-        if existed:
-            out.mkdir(exist_ok=True)
-        raise
+        shared.finish_combined(out, recipe, results, opened, members, combine_text(results["multi_label"]),
+                               d.write_report)
+    shared.write_combined_run(out, write)
     return out
-
-
-def write_combined(out: Path, recipe, members: list[dict], names: list[str]) -> None:
-    """The member folders (copied model folders + member.json), config.yaml and labels.json."""
-    from .recipe import save_resolved
-    out.mkdir(parents=True, exist_ok=True)
-    for k, m in enumerate(members):
-        dest = out / f"member-{k}"
-        for name in MODEL_FOLDERS:
-            if (m["folder"] / name).is_dir():
-                shutil.copytree(m["folder"] / name, dest / name)
-        write_member_info(dest, m["recipe"], m["base_model"], source_run=m["source_run"],
-                          source_member=m["source_member"])
-    save_resolved(recipe, out)
-    atomic_write_text(out / "labels.json", json.dumps(names) + "\n")
 
 
 def eval_splits(recipe, names: list[str]) -> tuple:
@@ -247,18 +155,13 @@ def score_combined(out: Path, recipe, first_results: dict, members: list[dict], 
         logits.append({s: predict_scores(wrapped, data[s], recipe.train.batch_size, cfg.max_tokens_per_batch)
                        for s in data})
         del wrapped
-    methods = {m["method"] for m in members}
-    method = methods.pop() if len(methods) == 1 else "mamba (mixed methods)"
+    method = shared.combined_method(members)
     y = {s: data[s].label_matrix() for s in data}
-    records = [{"seed": m["recipe"].model.seed, "dir": f"member-{k}", "source_run": m["source_run"],
-                "source_member": m["source_member"], **({"method": m["method"]} if m["method"] != method else {})}
-               for k, m in enumerate(members)]
+    records = [shared.member_record(k, m, method) for k, m in enumerate(members)]
     test, thresholds, ensemble, probs = score_ensemble(logits, y, names, multi, test_lengths,
                                                        tuple(cfg.length_edges), method, records)
     d.write_test_predictions(out, test_table, names, probs, multi, thresholds)
-    first_test = first_results["test"]
-    skip = {next(iter(first_test))} | {m["name"] for m in (first_results.get("ensemble") or {}).get("members", [])}
-    baselines = {k: v for k, v in first_test.items() if k not in skip}
+    baselines = shared.first_baselines(first_results)
     test.update(baselines)
     if multi:
         atomic_write_text(out / "thresholds.json", json.dumps(thresholds.tolist()) + "\n")
@@ -273,7 +176,7 @@ def score_combined(out: Path, recipe, first_results: dict, members: list[dict], 
     return {"task": "classify", "multi_label": multi, "labels": names, "test": test, "baselines": baselines,
             "sizes": first_results.get("sizes"), "length_handling": first_results.get("length_handling"),
             "load_reports": first_results.get("load_reports"),
-            "training": training_record([m["training"] for m in members], [r["seed"] for r in records]),
+            "training": shared.training_record([m["training"] for m in members], [r["seed"] for r in records]),
             "summary": first_results.get("summary"), "base_model": first_results.get("base_model"),
             "ensemble": ensemble}
 

@@ -37,6 +37,7 @@ from mambatune.domains.documents.training import DocumentClassifier, lm_windows,
 
 from . import documents as d
 from . import domain_run
+from . import ensemble_runs as shared
 
 TEXT_SUFFIXES = (".txt", ".md", ".text")
 
@@ -79,28 +80,14 @@ def load_model(folder: Path, recipe, base_model: str | None, tok, names: list[st
 
 # -- ensembles (data.ensemble > 1, or `mambatune ensemble`): member-<k>/ folders -----------------
 
-MEMBER_INFO = "member.json"  # in member-<k>/: its model seed, base model and model section
-
-
 def member_dirs(run_dir: Path, recipe) -> list[Path]:
     """An ensemble run's ``member-0`` .. ``member-<K-1>`` folders; [] for a run of one classifier."""
-    if recipe.data.task != "classify" or recipe.data.ensemble == 1:
-        return []
-    dirs = [run_dir / f"member-{k}" for k in range(recipe.data.ensemble)]
-    missing = [p.name for p in dirs if not p.is_dir()]
-    if missing:
-        raise FileNotFoundError(f"{run_dir} is an ensemble of {recipe.data.ensemble} (data.ensemble) but has no "
-                                f"{', '.join(missing)}: the run did not finish, or its folder is incomplete")
-    return dirs
+    return shared.member_dirs(run_dir, recipe, applies=recipe.data.task == "classify")
 
 
 def member_model(member_dir: Path, k: int, recipe, results: dict) -> tuple:
     """(recipe with the member's model section, its base model folder) of ``member-<k>/``."""
-    from .recipe import ModelSection
-    info = json.loads((member_dir / MEMBER_INFO).read_text()) if (member_dir / MEMBER_INFO).is_file() else {}
-    model = ModelSection(**info["model"]) if "model" in info else \
-        dataclasses.replace(recipe.model, seed=recipe.model.seed + k)  # as data.ensemble seeds its members
-    return dataclasses.replace(recipe, model=model), info.get("base_model", results.get("base_model"))
+    return shared.member_model(member_dir, k, recipe, results)
 
 
 def member_probabilities(run_dir: Path, recipe, results: dict, data) -> list[np.ndarray]:

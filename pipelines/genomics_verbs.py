@@ -22,7 +22,6 @@ member to ``out/member-<k>/`` and an ``export.json`` that names the ensemble.
 """
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import json
 from collections import Counter
@@ -45,6 +44,7 @@ from mambatune.domains.genomics.vep import (
 )
 
 from . import domain_run
+from . import ensemble_runs as shared
 from . import genomics as g
 
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas")
@@ -102,31 +102,15 @@ def load_pair_classifier(run_dir: Path, recipe, results: dict):
 
 # -- ensembles (data.ensemble > 1, or `mambatune ensemble`): member-<k>/ folders -----------------
 
-MEMBER_INFO = "member.json"  # in member-<k>/: its seeds, base model and model section
-
-
 def member_dirs(run_dir: Path, recipe) -> list[Path]:
     """An ensemble run's ``member-0`` .. ``member-<K-1>`` folders; [] for a run of one model."""
-    if recipe.data.ensemble == 1:
-        return []
-    dirs = [run_dir / f"member-{k}" for k in range(recipe.data.ensemble)]
-    missing = [p.name for p in dirs if not p.is_dir()]
-    if missing:
-        raise FileNotFoundError(f"{run_dir} is an ensemble of {recipe.data.ensemble} (data.ensemble) but has no "
-                                f"{', '.join(missing)}: the run did not finish, or its folder is incomplete")
-    return dirs
+    return shared.member_dirs(run_dir, recipe)
 
 
 def member_model(member_dir: Path, k: int, recipe, results: dict) -> tuple:
-    """(recipe with the member's model section, {"base_model": its base}) of ``member-<k>/``."""
-    from .recipe import ModelSection
-    path = member_dir / MEMBER_INFO
-    info = json.loads(path.read_text()) if path.is_file() else {}
-    model = ModelSection(**info["model"]) if "model" in info else \
-        dataclasses.replace(recipe.model, seed=recipe.model.seed + k)  # as data.ensemble seeds its members
-    train = dataclasses.replace(recipe.train, seed=info.get("train_seed", recipe.train.seed + k))
-    return dataclasses.replace(recipe, model=model, train=train), {"base_model": info.get("base_model",
-                                                                                           results.get("base_model"))}
+    """(recipe with the member's model section and train seed, {"base_model": its base}) of ``member-<k>/``."""
+    member, base = shared.member_model(member_dir, k, recipe, results, train_seed=True)
+    return member, {"base_model": base}
 
 
 def classifiers(run_dir: Path, recipe, results: dict) -> list[tuple]:

@@ -26,6 +26,7 @@ from mambatune.domains.timeseries.ensemble import EnsemblePredictor, combine
 from mambatune.domains.timeseries.evaluation import METRIC_NAMES
 from mambatune.domains.timeseries.evaluation import evaluate as score_forecasts
 
+from . import ensemble_runs as shared
 from . import timeseries as ts
 from . import timeseries_verbs as verbs
 from .timeseries_report import members_table
@@ -44,13 +45,8 @@ def open_source(run) -> tuple:
 
 
 def check_compatible(runs: list[tuple]) -> None:
-    first, recipe, _ = runs[0]
-    for folder, other, _ in runs[1:]:
-        for key in PROBLEM_KEYS:
-            a, b = getattr(recipe.data, key), getattr(other.data, key)
-            if a != b:
-                raise ValueError(f"the runs forecast different problems: data.{key} is {a!r} in {first} and {b!r} in "
-                                 f"{folder}; an ensemble's members must be scored on the same series and windows")
+    shared.check_settings(runs, PROBLEM_KEYS, "the runs forecast different problems: data.{key} is {a!r} in {first} "
+                          "and {b!r} in {folder}; an ensemble's members must be scored on the same series and windows")
     folders = [str(Path(f).resolve()) for f, _, _ in runs]
     if len(set(folders)) != len(folders):
         raise ValueError("a run is given twice: each run's forecasters would count twice in the ensemble")
