@@ -299,7 +299,7 @@ def run_classify(recipe, run_dir: Path, pretrained: str | None) -> dict:
         if multi:
             scores = {s: sigmoid(v) for s, v in scores.items()}
         metrics, thresholds = model_metrics(y, scores["val"], scores["test"], names, multi, lengths, edges)
-        test_probs = probabilities(scores["test"], False) if not multi else scores["test"]
+        test_probs = scores["test"] if multi else probabilities(scores["test"], multi=False)
         test = {main: metrics}
         training = training_summary(result)
     else:

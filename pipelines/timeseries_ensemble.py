@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -80,8 +79,11 @@ def collect_members(runs: list[tuple], groups: list) -> tuple[dict, list[dict], 
             found = predictor.members if isinstance(predictor, EnsemblePredictor) else [predictor]
             members[g].extend(found)
             count = len(found)
+        combined = (results.get("ensemble") or {}).get("members")  # a folder made by `mambatune ensemble`
         for k in range(count):
-            records.append({"source_run": str(folder), **member_info(recipe, k), "steps": member_steps(results, k)})
+            own = {key: combined[k][key] for key in ("seed", "context_length", "steps")} if combined else \
+                {**member_info(recipe, k), "steps": member_steps(results, k)}
+            records.append({"source_run": str(folder), **own})
         sources.append({"run": str(folder), "members": count, "seed": recipe.model.seed,
                         "context_length": recipe.data.context_length})
     seen = {}
@@ -97,13 +99,10 @@ def collect_members(runs: list[tuple], groups: list) -> tuple[dict, list[dict], 
 def combine_runs(runs: list, out) -> Path:
     """Combines finished forecast runs into the ensemble run folder ``out`` (new or empty); returns it."""
     started = time.time()
-    if len(runs) < 1:
-        raise ValueError("mambatune ensemble needs at least one run")
     opened = [open_source(r) for r in runs]
     check_compatible(opened)
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"--out {out} exists and is not an empty folder: give a new folder for the ensemble")
+    shared.check_out(out, opened)
     first, recipe, first_results = opened[0]
     groups = verbs.groups_of(recipe) or [None]
     members, records, sources = collect_members(opened, groups)
@@ -111,27 +110,25 @@ def combine_runs(runs: list, out) -> Path:
     if size < 2:
         raise ValueError(f"an ensemble needs at least two forecasters; {', '.join(runs)} hold {size}")
     scored = {g: score_group(recipe, g, members[g]) for g in groups}  # before anything is written
-    created = not out.exists()
-    try:
+    ens_recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, ensemble=size,
+                                                                     ensemble_context_lengths=[],
+                                                                     compare_context_lengths=[]))
+    main = re.sub(r",? ensemble of \d+", "", next(iter(first_results["test"]))).replace(" ()", "")
+    name = f"{main}, ensemble of {size}"
+
+    def write() -> None:
+        from .recipe import save_resolved
         out.mkdir(parents=True, exist_ok=True)
         for g in groups:
             EnsemblePredictor(members[g]).serialize(out / g / "predictor" if g else out / "predictor")
-        ens_recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, ensemble=size,
-                                                                         ensemble_context_lengths=[],
-                                                                         compare_context_lengths=[]))
-        from .recipe import save_resolved
         save_resolved(ens_recipe, out)
-        atomic_write_text(out / "ensemble.json", json.dumps({"runs": sources, "members": records}, indent=2) + "\n")
-        main = re.sub(r",? ensemble of \d+", "", next(iter(first_results["test"]))).replace(" ()", "")
-        name = f"{main}, ensemble of {size}"
+        atomic_write_text(out / shared.ENSEMBLE_INFO, json.dumps({"runs": sources, "members": records}, indent=2) + "\n")
         results = (competition_results if groups != [None] else single_results)(
             name, scored, records, first, first_results, started)
         write_ensemble_report(out, ens_recipe, results, name, groups)
         atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=float) + "\n")
-    except BaseException:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+
+    shared.write_combined_run(out, write)
     return out
 
 
@@ -145,11 +142,6 @@ def score_group(recipe, group, predictors: list) -> dict:
     return {"problem": problem, "ensemble": score(combine(per_member)), "members": [score(fc) for fc in per_member]}
 
 
-def copied_rows(first_results: dict) -> dict:
-    main = next(iter(first_results["test"]))
-    return {n: m for n, m in first_results["test"].items() if n != main}
-
-
 def single_results(name: str, scored: dict, records: list[dict], first: Path, first_results: dict,
                    started: float) -> dict:
     s = scored[None]
@@ -157,8 +149,8 @@ def single_results(name: str, scored: dict, records: list[dict], first: Path, fi
     rows = []
     for k, (ev, r) in enumerate(zip(s["members"], records)):
         test[f"mamba member {k}"] = {k2: ev.overall[k2] for k2 in METRIC_NAMES}
-        rows.append({**r, **{k2: ev.overall[k2] for k2 in METRIC_NAMES}})
-    copied = copied_rows(first_results)
+        rows.append({**r, "name": f"mamba member {k}", **{k2: ev.overall[k2] for k2 in METRIC_NAMES}})
+    copied = shared.first_baselines(first_results)
     test.update(copied)
     return {"task": "forecast", "problem": s["problem"].description, "pretrained": first_results.get("pretrained"),
             "test": test, "baselines": copied, "copied_from": str(first), "ensemble": {"size": len(records),
@@ -173,14 +165,16 @@ def competition_results(name: str, scored: dict, records: list[dict], first: Pat
     for k in range(len(records)):
         scores[f"mamba member {k}"] = group_scores({g: s["members"][k] for g, s in scored.items()}, horizons)
     test = {m: {"sMAPE": s["all"].sMAPE, "MASE": s["all"].MASE} for m, s in scores.items()}
-    copied = copied_rows(first_results)
+    copied = shared.first_baselines(first_results)
     test.update(copied)
     all_scores = {m: {g: v.to_dict() for g, v in s.items()} for m, s in scores.items()}
     all_scores.update({m: v for m, v in first_results.get("scores", {}).items() if m in copied})
     return {"task": "forecast", "problem": first_results.get("problem"), "groups": first_results.get("groups"),
             "pretrained": first_results.get("pretrained"), "test": test, "baselines": copied,
             "copied_from": str(first), "scores": all_scores,
-            "ensemble": {"size": len(records), "members": records}, "total_seconds": time.time() - started}
+            "ensemble": {"size": len(records), "members": [{**r, "name": f"mamba member {k}"}
+                                                           for k, r in enumerate(records)]},
+            "total_seconds": time.time() - started}
 
 
 def group_score(d: dict) -> GroupScore:
