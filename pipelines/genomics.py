@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -73,7 +73,10 @@ class DataConfig:
     baseline; n_boot: bootstrap resamples for the 95 % intervals; scratch_baseline: also train the same
     model from scratch when ``model.pretrained`` is set; ensemble: K > 1 trains K members of the main model
     (model and train seeds + k, in ``member-<k>/``; promoter and vep finetune) scored by their mean
-    probabilities (see ``genomics_ensemble``)."""
+    probabilities (see ``genomics_ensemble``); zeroshot_splits: vep_zeroshot scores the SNVs of these splits
+    (test always; each further split, e.g. [train, val, test], is scored too, alone and pooled with test,
+    by the zero-shot models only: zero-shot scoring reads no labels, but the supervised baseline learns from
+    the training split)."""
 
     task: str = "promoter"
     promoter_classes: str = "binary"
@@ -92,6 +95,7 @@ class DataConfig:
     scratch_baseline: bool = True
     seed: int = 0
     ensemble: int = 1
+    zeroshot_splits: list[str] = field(default_factory=lambda: ["test"])
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -109,6 +113,14 @@ class DataConfig:
         if self.n_boot < 0 or self.lm_windows < 1 or self.kmer < 1 or self.vep_radius < 0:
             raise ValueError("n_boot must be >= 0, lm_windows and kmer >= 1, vep_radius >= 0")
         ens.check_setting(self)
+        if isinstance(self.zeroshot_splits, str):
+            self.zeroshot_splits = [self.zeroshot_splits]
+        bad = [x for x in self.zeroshot_splits if x not in ("train", "val", "test")]
+        if bad or not self.zeroshot_splits:
+            raise ValueError(f"zeroshot_splits lists splits among train, val, test (e.g. [train, val, test]), "
+                             f"got {self.zeroshot_splits!r}")
+        if self.zeroshot_splits != ["test"] and self.task != "vep_zeroshot":
+            raise ValueError(f"zeroshot_splits is for vep_zeroshot runs; a {self.task} run scores the test split")
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -417,12 +429,15 @@ def run_vep_zeroshot(recipe, run_dir: Path, pretrained: str | None) -> dict:
         name = "LM pretrained in this run (-LLR)"
     splits = variant_splits(cfg)
     te = splits["test"]
-    scores = {name: -lm_log_likelihood_ratio(lm, te["ref"], te["alt"], tok, both_strands=cfg.rc_average)}
+    scorers = {name: lambda v: -lm_log_likelihood_ratio(lm, v["ref"], v["alt"], tok, both_strands=cfg.rc_average)}
+    scores = {name: scorers[name](te)}
     if recipe.eval.baselines:
         domain_run.announce_baselines([f"order-{cfg.markov_order} Markov LM",
                                        f"{cfg.kmer}-mer logistic regression (supervised, ref window)"])
         markov = MarkovLM(cfg.markov_order).fit(corpus)
-        scores[f"order-{cfg.markov_order} Markov LM (-LLR)"] = -markov.log_likelihood_ratio(te["ref"], te["alt"])
+        markov_name = f"order-{cfg.markov_order} Markov LM (-LLR)"
+        scorers[markov_name] = lambda v: -markov.log_likelihood_ratio(v["ref"], v["alt"])
+        scores[markov_name] = scorers[markov_name](te)
         tr = splits["train"]
         kmer = KmerLogisticRegression(k=cfg.kmer, seed=cfg.seed).fit(tr["ref"], tr["labels"])
         scores[f"{cfg.kmer}-mer logistic regression (supervised, ref window)"] = kmer.predict_proba(te["ref"])[:, 1]
@@ -430,10 +445,41 @@ def run_vep_zeroshot(recipe, run_dir: Path, pretrained: str | None) -> dict:
     metrics = {k: binary_metrics(y, s, threshold=0.0 if "LLR" in k else 0.5, n_boot=cfg.n_boot, seed=cfg.seed)
                for k, s in scores.items()}
     plot_roc_pr(y, scores, run_dir / "plots", title=recipe.name)
-    return {"task": "vep_zeroshot", "test": metrics, "sizes": {s: len(v["labels"]) for s, v in splits.items()},
-            "skipped_not_snv": {s: v["n_skipped"] for s, v in splits.items()},
-            "lm_training": training_summary(result), "summary": summary,
-            "note": "threshold-based metrics (MCC, accuracy, F1) of -LLR scores use threshold 0 (alt less likely)"}
+    out = {"task": "vep_zeroshot", "test": metrics, "sizes": {s: len(v["labels"]) for s, v in splits.items()},
+           "skipped_not_snv": {s: v["n_skipped"] for s, v in splits.items()},
+           "lm_training": training_summary(result), "summary": summary,
+           "note": "threshold-based metrics (MCC, accuracy, F1) of -LLR scores use threshold 0 (alt less likely)"}
+    more = [s for s in dict.fromkeys(cfg.zeroshot_splits) if s != "test"]
+    if more:
+        out["more_splits"] = score_more_splits(cfg, splits, more, scorers, scores, pretrained)
+    return out
+
+
+def score_more_splits(cfg, splits: dict, more: list[str], scorers: dict, test_scores: dict,
+                      pretrained: str | None) -> dict:
+    """The zero-shot models' metrics on each split of ``more`` and on those splits pooled with test (no
+    labels are read to score; the supervised baseline is left out, as it learns from the training split)."""
+    by_split, pooled_y, pooled = {}, [np.asarray(splits["test"]["labels"])], {k: [test_scores[k]] for k in scorers}
+    for split in more:
+        y = np.asarray(splits[split]["labels"])
+        print(f"zero-shot scores on the {split} split ({len(y)} SNVs)", flush=True)
+        by_split[split] = {}
+        for name, score in scorers.items():
+            s = score(splits[split])
+            pooled[name].append(s)
+            by_split[split][name] = binary_metrics(y, s, threshold=0.0, n_boot=cfg.n_boot, seed=cfg.seed)
+        pooled_y.append(y)
+    y = np.concatenate(pooled_y)
+    seen = ("the LM's pretraining windows (chr20 windows clear of the validation and test regions) may hold "
+            "training-split variants' reference bases" if pretrained else
+            "the LM pretrained in this run read the training-split windows") if "train" in more else ""
+    return {"splits": ["test", *more], "n": int(len(y)), "n_positive": int(y.sum()),
+            "pooled": {name: binary_metrics(y, np.concatenate(parts), threshold=0.0, n_boot=cfg.n_boot, seed=cfg.seed)
+                       for name, parts in pooled.items()},
+            "by_split": by_split,
+            "note": "Zero-shot scores read no labels, so every labelled split can measure them; " + (
+                seen + ", and the Markov LM is fit on the training-split windows (reference bases only, "
+                "never labels)" if seen else "the supervised baseline is scored on test only")}
 
 
 def run_pretrain(recipe, run_dir: Path, pretrained: str | None) -> dict:
@@ -562,9 +608,28 @@ RC-averaged inference: {cfg.rc_average}. Examples per split: {results['sizes']}.
 | model | {' | '.join(cols)} |
 |{'---|' * (len(cols) + 1)}
 {table}
-
+{more_splits_text(results, cols, cfg.n_boot)}
 {tail}"""
     atomic_write_text(run_dir / "report.md", text)
+
+
+def more_splits_text(results: dict, cols: list[str], n_boot: int) -> str:
+    more = results.get("more_splits")
+    if not more:
+        return ""
+    rows = [f"| {name} | " + " | ".join(fmt(m, c) for c in cols) + " |" for name, m in more["pooled"].items()]
+    by = "; ".join(f"{split} ({results['sizes'].get(split, '?')} SNVs): " +
+                   ", ".join(f"{name.split(' (')[0]} AUROC {m['auroc']:.3f}" for name, m in models.items())
+                   for split, models in more["by_split"].items())
+    return f"""
+## Zero-shot scores on {' + '.join(more['splits'])} ({more['n']} SNVs, {more['n_positive']} deleterious; {n_boot} resamples)
+
+| model | {' | '.join(cols)} |
+|{'---|' * (len(cols) + 1)}
+{chr(10).join(rows)}
+
+By split: {by}. {more['note']}.
+"""
 
 
 def windows_text(cfg, results: dict) -> str:

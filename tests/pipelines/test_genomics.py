@@ -58,6 +58,30 @@ def test_vep_zeroshot(tmp_path):
     assert (out / "lm" / "model" / "model.safetensors").is_file()
 
 
+def test_vep_zeroshot_on_more_splits(tmp_path):
+    out = tmp_path / "zs_all"
+    results = run("genomics/vep_zeroshot", out, "train.max_steps=2", "data.zeroshot_splits=[train,val,test]")
+    check_binary(results, 3)  # test alone: LM, Markov LM, k-mer as before
+    more = results["more_splits"]
+    sizes = results["sizes"]
+    assert more["splits"] == ["test", "train", "val"] and more["n"] == sizes["train"] + sizes["val"] + sizes["test"]
+    # zero-shot models only: the supervised k-mer baseline learns from the training split
+    assert set(more["pooled"]) == {"LM pretrained in this run (-LLR)", "order-5 Markov LM (-LLR)"}
+    assert set(more["by_split"]) == {"train", "val"}
+    for metrics in more["pooled"].values():
+        assert 0 <= metrics["auroc"] <= 1 and len(metrics["auroc_ci"]) == 2
+    report = (out / "report.md").read_text()
+    assert f"## Zero-shot scores on test + train + val ({more['n']} SNVs" in report
+    assert "read the training-split windows" in report
+
+
+@pytest.mark.parametrize("extra, message", [(["data.zeroshot_splits=[test,dev]"], "zeroshot_splits lists splits"),
+                                            (["data.task=vep", "data.zeroshot_splits=[val]"], "for vep_zeroshot runs")])
+def test_zeroshot_splits_checked(capsys, extra, message):
+    assert main(["run", "genomics/vep_zeroshot", *extra, "--dry-run"]) == 2
+    assert message in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("method", ["finetune", "embedding"])
 def test_vep_supervised(tmp_path, method):
     results = run("genomics/vep_lora", tmp_path / method, "train.epochs=1", f"data.vep_method={method}",
