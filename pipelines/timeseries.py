@@ -88,7 +88,9 @@ class DataConfig:
     setting, else off; 0: off); compare_context_lengths:
     also train the same model (same budget, windows and seed) at each of these context lengths and
     report every one (the one equal to context_length is the main model); fan_charts: series
-    plotted; dropout: on the token embeddings."""
+    plotted; dropout: on the token embeddings; scale_window: the instance scaling's statistics come
+    from the context's last W steps (0: the whole context; null: a pretrained model's setting, else 0), so
+    a long context keeps a short one's view of the recent level."""
 
     task: str = "forecast"
     dataset: str | list[str] = "electricity"
@@ -116,6 +118,7 @@ class DataConfig:
     ensemble: int = 1
     ensemble_context_lengths: list[int] = dataclasses.field(default_factory=list)
     seasonal_skip: int | str | None = None
+    scale_window: int | None = None
     fan_charts: int = 4
     dropout: float = 0.0
     seed: int = 0
@@ -155,6 +158,10 @@ class DataConfig:
             if short:
                 raise ValueError(f"seasonal_skip={self.seasonal_skip} needs contexts of at least one period; "
                                  f"got context lengths {short}")
+        if self.scale_window is not None and (isinstance(self.scale_window, bool) or not isinstance(self.scale_window, int)
+                                              or self.scale_window < 0):
+            raise ValueError(f"scale_window is a number of steps >= 0 (0: the whole context) or null, "
+                             f"got {self.scale_window!r}")
         if self.ensemble > 1 and self.compare_context_lengths:
             raise ValueError("compare_context_lengths compares single models: drop data.ensemble for that run")
         if self.ensemble > 1 and self.task == "pretrain":
@@ -307,11 +314,15 @@ def make_estimator(recipe, problem: Problem, output_dir: Path, pretrained: str |
     skip = problem.season_length if cfg.seasonal_skip == "season" else cfg.seasonal_skip
     if skip is None and architecture is not None:
         skip = architecture.seasonal_skip
+    scale_window = cfg.scale_window
+    if scale_window is None and architecture is not None:
+        scale_window = architecture.scale_window
     return MambaEstimator(problem.freq, problem.prediction_length, context_length or cfg.context_length,
                           pretrained=pretrained,
                           peft=peft, train=train, max_train_windows=cfg.max_train_windows,
                           window_sampling=cfg.window_sampling,
-                          num_samples=cfg.num_samples, seed=seed, seasonal_skip=skip, **arch,
+                          num_samples=cfg.num_samples, seed=seed, seasonal_skip=skip,
+                          scale_window=scale_window, **arch,
                           **head_options(recipe))
 
 

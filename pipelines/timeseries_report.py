@@ -47,6 +47,10 @@ def members_table(members: list[dict], ensemble: dict, title: str = "## Ensemble
             f"\n| **ensemble** | | | | {ensemble['MASE']:.4g} | {ensemble['sMAPE']:.4g} | {ensemble['wQL']:.4g} |\n")
 
 
+def scale_text(cfg) -> str:
+    return f"the last {cfg.scale_window} steps" if cfg.scale_window else "the whole context"
+
+
 def write_report(run_dir: Path, recipe, results: dict, name: str) -> None:
     cols = ["MASE", "sMAPE", "wQL", "MSIS", "ND", "NRMSE", "seconds"]
     rows = "\n".join(f"| {n}{' (this recipe)' if n == name else ''} | "
@@ -72,7 +76,7 @@ Recipe: `{recipe.source}` · task `{cfg.task}` · base model: `{results['pretrai
 
 Backtest: {results['problem']}. Context {cfg.context_length} steps, patches of {cfg.patch_length}
 (stride {cfg.stride}), scaling `{cfg.scaling}`, time features {cfg.time_features}, {cfg.num_samples} sample
-paths, seasonal skip {cfg.seasonal_skip or 'off'}. MASE uses a seasonal period of {results['mase_seasonality']} for every model.
+paths, seasonal skip {cfg.seasonal_skip or 'off'}, scaling statistics from {scale_text(cfg)}. MASE uses a seasonal period of {results['mase_seasonality']} for every model.
 
 | model | {' | '.join(cols)} |
 |{'---|' * (len(cols) + 1)}

@@ -76,7 +76,9 @@ class MambaEstimator:
     training window needs before its horizon (default 1: left-padded, masked contexts);
     num_samples: sample paths per forecast; seasonal_skip: a period P whose seasonal-naive
     forecast the model corrects (see ``ForecasterConfig``; None keeps a pretrained model's, 0 = off;
-    it may be switched on when fine-tuning: the head gets its per-step weights, starting at 1).
+    it may be switched on when fine-tuning: the head gets its per-step weights, starting at 1);
+    scale_window: scaling statistics from the context's last W steps (see ``ForecasterConfig``; None
+    keeps a pretrained model's, 0 = the whole context).
 
     A pretrained forecaster may be trained and used at another ``context_length`` than it was
     pretrained at (its patch embedding and Mamba backbone do not depend on the length), but
@@ -89,7 +91,7 @@ class MambaEstimator:
                  backbone: dict[str, Any] | None = None, pretrained: str | Path | None = None, peft=None,
                  train: dict[str, Any] | None = None, max_train_windows: int = 4096, min_past: int | None = None,
                  num_samples: int = 100, seed: int = 0, window_sampling: str = "proportional",
-                 seasonal_skip: int | None = None):
+                 seasonal_skip: int | None = None, scale_window: int | None = None):
         if window_sampling not in WINDOW_SAMPLINGS:
             raise ValueError(f"window_sampling must be one of {WINDOW_SAMPLINGS}, got {window_sampling!r}")
         self.freq = freq
@@ -104,12 +106,13 @@ class MambaEstimator:
         self.seed = seed
         extra = {"quantile_levels": quantile_levels} if quantile_levels is not None else {}
         self.seasonal_skip = seasonal_skip  # None: the pretrained model's (0 from scratch)
+        self.scale_window = scale_window  # likewise
         self.config = ForecasterConfig(
             context_length=context_length, prediction_length=prediction_length,
             patch_length=min(patch_length, context_length), stride=min(stride, patch_length, context_length),
             num_time_features=num_time_features(freq) if time_features else 0, distribution=distribution,
             scaling=scaling, dropout=dropout, backbone=backbone or {"d_model": 64, "n_layer": 2, "d_state": 16},
-            seasonal_skip=seasonal_skip or 0, **extra)
+            seasonal_skip=seasonal_skip or 0, scale_window=scale_window or 0, **extra)
         self.last_result = None  # the Trainer's TrainResult of the last train() call
 
     # -- model --------------------------------------------------------------------------------
@@ -129,7 +132,9 @@ class MambaEstimator:
         cfg = ForecasterConfig.from_dict({**base.to_dict(), "context_length": want.context_length,
                                           "prediction_length": want.prediction_length,
                                           "distribution": want.distribution, "quantile_levels": want.quantile_levels,
-                                          "seasonal_skip": skip})
+                                          "seasonal_skip": skip,
+                                          "scale_window": base.scale_window if self.scale_window is None
+                                          else self.scale_window})
         model.config = cfg
         if (base.prediction_length, base.distribution, base.quantile_levels) != \
                 (cfg.prediction_length, cfg.distribution, cfg.quantile_levels):

@@ -49,7 +49,10 @@ class ForecasterConfig:
     seasonal_skip: a period P (0 = off): the head's location (every quantile, for the
     quantile head) is added to the seasonal-naive forecast (the context's last P steps,
     repeated) times a learnable weight per horizon step that starts at 1, so the network
-    starts from seasonal naive and learns the correction (H parameters in the head).
+    starts from seasonal naive and learns the correction (H parameters in the head);
+    scale_window: the instance scaling's statistics come from the context's last W steps
+    (0 = the whole context): a long context then keeps the recent level in view, as a
+    short one does, while its tokens still carry the whole history (no parameters).
     """
 
     context_length: int = 512
@@ -63,6 +66,7 @@ class ForecasterConfig:
     dropout: float = 0.0
     backbone: dict[str, Any] = field(default_factory=lambda: {"d_model": 64, "n_layer": 2, "d_state": 16})
     seasonal_skip: int = 0
+    scale_window: int = 0
 
     def __post_init__(self) -> None:
         for name in ("context_length", "prediction_length", "patch_length", "stride"):
@@ -88,6 +92,9 @@ class ForecasterConfig:
         if self.seasonal_skip > self.context_length:
             raise ValueError(f"seasonal_skip={self.seasonal_skip} needs a context of at least one period; "
                              f"context_length is {self.context_length}")
+        if isinstance(self.scale_window, bool) or not isinstance(self.scale_window, int) or self.scale_window < 0:
+            raise ValueError(f"ForecasterConfig.scale_window must be a number of steps >= 0 (0 = the whole "
+                             f"context), got {self.scale_window!r}")
         self.mamba_config()  # validates the backbone fields now
 
     @property
@@ -246,7 +253,11 @@ class MambaForecaster(nn.Module):
     def scale_context(self, past_target, past_observed):
         """(B, C) -> scaled (B, C), loc (B, 1), scale (B, 1) (an affine RevIN map folded in)."""
         method = "std" if self.config.scaling == "revin" else self.config.scaling
-        stats = instance_scale(past_target, past_observed, method)
+        w = self.config.scale_window
+        if w and w < past_target.shape[-1]:
+            stats = instance_scale(past_target[..., -w:], past_observed[..., -w:], method)
+        else:
+            stats = instance_scale(past_target, past_observed, method)
         loc, scale = stats.loc, stats.scale
         if self.revin is not None:
             # y' = y * w + b  <=>  raw = (y' - b) / w * scale + loc: one affine map with loc' and scale'

@@ -94,18 +94,22 @@ def test_m3_groups_in_one_run_beside_theta(tmp_path):
 
 def test_context_comparison_in_one_run(tmp_path):
     results = run("timeseries/forecast_full", tmp_path / "ctx", "data.compare_context_lengths=[24, 200]",
-                  "data.context_length=200")
+                  "data.context_length=200", "data.scale_window=24")
     assert list(results["context_comparison"]) == ["24", "200"]
     for metrics in results["context_comparison"].values():
         assert {"MASE", "wQL", "steps"} <= set(metrics) and metrics["steps"] == 2  # the same budget
     assert "mamba from scratch (full), context 24" in results["test"]
-    assert "## Context length" in (tmp_path / "ctx" / "report.md").read_text()
+    report = (tmp_path / "ctx" / "report.md").read_text()
+    assert "## Context length" in report and "scaling statistics from the last 24 steps" in report
+    saved = json.loads((tmp_path / "ctx" / "predictor" / "forecaster.json").read_text())["forecaster"]
+    assert saved["scale_window"] == 24 and saved["context_length"] == 200
     assert main(["run", "timeseries/forecast_m3", "data.compare_context_lengths=[12, 24]", "--dry-run"]) == 2
 
 
 def test_bad_recipe_values_are_errors(tmp_path):
     assert main(["run", "timeseries/forecast_full", "data.dataset=weather", "--dry-run"]) == 2
     assert main(["run", "timeseries/forecast_full", "data.dataset=m1", "data.group=other", "--dry-run"]) == 2
+    assert main(["run", "timeseries/forecast_full", "data.scale_window=-5", "--dry-run"]) == 2
     assert main(["run", "timeseries/forecast_full", "data.dataset=m3", "data.prediction_length=7",
                  f"train.output_dir={tmp_path / 'x'}", *TINY]) == 2
 

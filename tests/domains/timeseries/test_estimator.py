@@ -272,3 +272,33 @@ def test_seasonal_skip_trains_serializes_and_is_checked(tmp_path, backtest):
     assert tuned.model.config.seasonal_skip == 24 and tuned.model.head.skip_weight.shape == (H,)
     kept = estimator(pretrained=tmp_path / "old").train(backtest.train)
     assert kept.model.config.seasonal_skip == 0
+
+
+def test_scale_window_takes_the_statistics_from_the_last_steps(tmp_path, backtest):
+    """With scale_window W the loc / scale are those of the context's last W steps alone: a long context whose
+    old part sits at another level scales like its recent W steps, and the whole history still reaches the
+    tokens (the scaled values differ from a W-step context's only in their length)."""
+    with pytest.raises(ValueError, match="scale_window"):
+        ForecasterConfig(scale_window=-1)
+    cfg = ForecasterConfig(context_length=64, prediction_length=8, patch_length=8, stride=8, backbone=TINY,
+                           scaling="std", scale_window=16)
+    model = MambaForecaster(cfg).eval()
+    recent = torch.randn(2, 16) + 5
+    past = torch.cat([torch.randn(2, 48) * 10 + 100, recent], -1)  # an old level far from the recent one
+    values, loc, scale = model.scale_context(past, torch.ones_like(past))
+    short = MambaForecaster(ForecasterConfig(**{**cfg.to_dict(), "context_length": 16, "scale_window": 0}))
+    v16, loc16, scale16 = short.scale_context(recent, torch.ones_like(recent))
+    torch.testing.assert_close(loc, loc16)
+    torch.testing.assert_close(scale, scale16)
+    torch.testing.assert_close(values[:, -16:], v16)
+    assert values[:, :48].mean() > 10  # the old level stays in view, far above the recent one
+    whole = MambaForecaster(ForecasterConfig(**{**cfg.to_dict(), "scale_window": 0}))
+    assert not torch.allclose(whole.scale_context(past, torch.ones_like(past))[1], loc)
+    # trained, serialized and kept by fine-tuning unless overridden
+    trained = estimator(scale_window=C // 2).train(backtest.train)
+    assert trained.model.config.scale_window == C // 2
+    trained.serialize(tmp_path / "p")
+    assert MambaPredictor.deserialize(tmp_path / "p").model.config.scale_window == C // 2
+    save_forecaster(trained.model, tmp_path / "base")
+    assert estimator(pretrained=tmp_path / "base").train(backtest.train).model.config.scale_window == C // 2
+    assert estimator(pretrained=tmp_path / "base", scale_window=0).train(backtest.train).model.config.scale_window == 0
