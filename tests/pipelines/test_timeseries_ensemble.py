@@ -65,6 +65,24 @@ def test_an_ensemble_run_contributes_its_members(runs, tmp_path, capsys):
     assert "may be the same forecaster counted twice" in capsys.readouterr().err
 
 
+def test_a_folder_made_by_the_verb_can_be_combined_again(runs, tmp_path, capsys):
+    """Its member rows are members (by name), not baselines, and its seeds come from its ensemble.json."""
+    seeds, together = runs
+    first = tmp_path / "first"
+    assert main(["ensemble", *map(str, seeds), "--out", str(first)]) == 0
+    again = tmp_path / "again"
+    assert main(["ensemble", str(first), str(together), "--out", str(again)]) == 0
+    results = json.loads((again / "results.json").read_text())
+    assert results["ensemble"]["size"] == 4 and next(iter(results["test"])) == "mamba from scratch (full), ensemble of 4"
+    assert [m["seed"] for m in results["ensemble"]["members"]] == [0, 1, 0, 1]
+    assert not any("member" in name for name in results["baselines"]), results["baselines"]
+    assert {"seasonal naive (season 168)", "Theta (season 168)"} <= set(results["baselines"])
+    assert [f"mamba member {k}" for k in range(4)] == [n for n in results["test"] if "member" in n]
+    assert main(["eval", str(again)]) == 0
+    evaluated = json.loads((again / "eval_test.json").read_text())
+    assert evaluated["metrics"]["MASE"] == pytest.approx(results["test"][next(iter(results["test"]))]["MASE"], rel=1e-6)
+
+
 def test_competition_runs_are_combined_per_group(tmp_path):
     outs = [tmp_path / f"m3_{s}" for s in (0, 1)]
     for s, out in enumerate(outs):
