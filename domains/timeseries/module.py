@@ -51,8 +51,9 @@ class ForecasterConfig:
     repeated) times a learnable weight per horizon step that starts at 1, so the network
     starts from seasonal naive and learns the correction (H parameters in the head);
     scale_window: the instance scaling's statistics come from the context's last W steps
-    (0 = the whole context): a long context then keeps the recent level in view, as a
-    short one does, while its tokens still carry the whole history (no parameters).
+    (0, or a W at least the context's length, = the whole context): a long context then
+    keeps the recent level in view, as a short one does, while its tokens still carry the
+    whole history (no parameters).
     """
 
     context_length: int = 512
