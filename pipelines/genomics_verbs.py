@@ -23,6 +23,7 @@ member to ``out/member-<k>/`` and an ``export.json`` that names the ensemble.
 from __future__ import annotations
 
 import gzip
+import sys
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -39,8 +40,10 @@ from mambatune.domains.genomics import DNATokenizer, Genome, InvalidSequenceErro
 from mambatune.domains.genomics.datasets import PROMOTER_CLASSES
 from mambatune.domains.genomics.metrics import binary_metrics, multiclass_metrics
 from mambatune.domains.genomics.sequence_data import DNAWindowDataset, center_crop, collate_windows, predict_logits
+from mambatune.domains.genomics.vcf import variant_kind
 from mambatune.domains.genomics.vep import (
-    VariantPairDataset, fit_embedding_classifier, lm_log_likelihood_ratio, pair_features, variant_pairs,
+    VariantPairDataset, fit_embedding_classifier, haplotype_windows, lm_log_likelihood_ratio, pair_features,
+    variant_pairs,
 )
 
 from . import domain_run
@@ -195,12 +198,14 @@ def load_embedding_classifier(run_dir: Path, recipe, lm) -> EmbeddingClassifier:
 
 # -- scoring (shared by eval and predict) --------------------------------------------------------
 
-def variant_scores(run_dir: Path, recipe, results: dict, refs: list[str], alts: list[str]) -> dict[str, np.ndarray]:
-    """{column: (n,) values}: ``score`` (-LLR) and ``llr`` for LM runs, ``p_deleterious`` for supervised ones."""
+def variant_scores(run_dir: Path, recipe, results: dict, refs: list[str], alts: list[str],
+                   lm=None) -> dict[str, np.ndarray]:
+    """{column: (n,) values}: ``score`` (-LLR) and ``llr`` for LM runs (``lm``: the run's LM, if loaded
+    already), ``p_deleterious`` for supervised ones."""
     cfg, tok = recipe.data, DNATokenizer()
     if cfg.task in LM_TASKS:
-        llr = lm_log_likelihood_ratio(load_lm(run_dir, recipe, results).to(device_of(recipe)), refs, alts, tok,
-                                      both_strands=cfg.rc_average)
+        lm = lm if lm is not None else load_lm(run_dir, recipe, results)
+        llr = lm_log_likelihood_ratio(lm.to(device_of(recipe)), refs, alts, tok, both_strands=cfg.rc_average)
         return {"score": -llr, "llr": llr}
     if cfg.task != "vep":
         raise ValueError(f"a {cfg.task} run scores sequences, not variants: give a FASTA or regions")
@@ -387,7 +392,9 @@ def region_inputs(path: Path, recipe, genome: Genome) -> GenomicsInputs:
 
 def variant_inputs(path: Path, recipe, genome: Genome) -> GenomicsInputs:
     """Ref / alt windows (1,001 bp around the variant, cropped to ``data.window``) of the SNVs of a VCF,
-    normalised against ``genome`` (fixes and drops counted); other variant kinds keep a row, unscored."""
+    normalised against ``genome`` (fixes and drops counted). Other variant kinds get equal-length
+    haplotype windows under a zero-shot LM run (:func:`haplotype_windows`); a supervised run, trained on
+    SNVs, keeps their rows unscored."""
     df, report = read_vcf(path, genome=genome, on_invalid="skip")
     out = GenomicsInputs("variants", [])
     out.counts.update(report.as_dict())
@@ -398,6 +405,16 @@ def variant_inputs(path: Path, recipe, genome: Genome) -> GenomicsInputs:
                                                                  ("chrom", "pos", "ref", "alt", "kind", "fix")))):
         out.rows.append({"id": ids[i] if ids[i] not in (None, ".") else f"{chrom}:{pos}:{ref}>{alt}", "chrom": chrom,
                          "pos": pos, "ref": ref, "alt": alt, "fix": fix})
+        if kind != "snv" and recipe.data.task in LM_TASKS:
+            length = recipe.data.window or 2 * VARIANT_FLANK + 1
+            wide_length = 2 * (length + len(ref) + len(alt)) + 1
+            r, a = haplotype_windows(genome.window(chrom, pos - 1, wide_length).sequence, wide_length // 2,
+                                     ref, alt, length)
+            out.refs.append(r)
+            out.alts.append(a)
+            out.notes.append(f"{kind}: equal-length haplotype windows (REF or ALT, then the bases after it)")
+            out.counts["scored_not_snv"] += 1
+            continue
         if kind != "snv":
             out.refs.append(None)
             out.alts.append(None)
@@ -424,8 +441,18 @@ def predict(run_dir, inputs: GenomicsInputs) -> list[dict]:
     domain_run.report_skipped(f"predict {inputs.kind}", dict(inputs.counts))
     if inputs.kind == "variants":
         ok = [i for i, r in enumerate(inputs.refs) if r is not None]
+        lm = load_lm(run_dir, recipe, results) if ok and cfg.task in LM_TASKS else None
+        if lm is not None and lm.config.bidirectional:  # a masked LM's marginal is defined for SNVs only
+            kept = [i for i in ok if variant_kind(rows[i]["ref"], rows[i]["alt"]) == "snv"]
+            for i in set(ok) - set(kept):
+                inputs.notes[i] = (f"{variant_kind(rows[i]['ref'], rows[i]['alt'])}: not scored (a masked LM "
+                                   "scores SNVs only)")
+            if len(kept) < len(ok):
+                print(f"predict variants: {len(ok) - len(kept)} non-SNV variants not scored: the run's LM is "
+                      "bidirectional (masked), whose score is defined for SNVs only", file=sys.stderr)
+            ok = kept
         columns = variant_scores(run_dir, recipe, results, [inputs.refs[i] for i in ok],
-                                 [inputs.alts[i] for i in ok]) if ok else {}
+                                 [inputs.alts[i] for i in ok], lm=lm) if ok else {}
     else:
         ok = [i for i, s in enumerate(inputs.sequences) if s is not None]
         seqs = [inputs.sequences[i] for i in ok]

@@ -51,6 +51,26 @@ def variant_pairs(ref_seqs: Sequence[str], refs: Sequence[str], alts: Sequence[s
     return ref_out, alt_out
 
 
+def haplotype_windows(wide: str, offset: int, ref: str, alt: str, length: int) -> tuple[str, str]:
+    """Equal-length ref and alt windows of ``length`` bases for any variant (SNV, MNV, insertion,
+    deletion, complex): the same ``length // 2`` bases before the variant, then REF (or ALT) and the
+    bases that follow it in the genome, up to ``length``. The two windows share everything left of
+    the variant, and a causal LM's LLR over them compares equally many tokens (no length bias). For
+    an SNV this is the window cropped around the variant (:func:`variant_pairs`).
+
+    ``wide``: genome bases holding REF at ``offset``, with at least ``length // 2`` bases before it
+    and ``length`` after it (N-padded at contig ends is fine)."""
+    if wide[offset:offset + len(ref)] != ref:
+        raise ValueError(f"REF {ref!r} does not match the bases at offset {offset} "
+                         f"({wide[offset:offset + len(ref)]!r}); normalise variants against the genome first")
+    left = length // 2
+    if offset < left or len(wide) < offset + len(ref) + length:
+        raise ValueError(f"need {left} bases before the variant and {length} after its REF; "
+                         f"got {offset} and {len(wide) - offset - len(ref)}")
+    before, after = wide[offset - left:offset], wide[offset + len(ref):]
+    return (before + ref + after)[:length], (before + alt + after)[:length]
+
+
 # -- zero-shot ---------------------------------------------------------------------------------
 
 @torch.no_grad()

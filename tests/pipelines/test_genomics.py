@@ -196,14 +196,41 @@ def test_vep_zeroshot_eval_and_vcf_predict(tmp_path, capsys):
     assert main(["predict", str(out), str(vcf), "-o", str(tmp_path / "v.csv")]) == 2  # coordinates need --genome
     assert main(["predict", str(out), str(vcf), "--genome", str(genome), "-o", str(tmp_path / "v.csv")]) == 0
     err = capsys.readouterr().err
-    assert "ref_alt_swap: 1" in err and "skipped_not_snv: 1" in err
+    assert "ref_alt_swap: 1" in err and "scored_not_snv: 1" in err
     rows = read_rows(tmp_path / "v.csv")
     assert [r["id"] for r in rows] == ["rs1", "rs2", "rs3"]
-    assert rows[1]["fix"] == "ref_alt_swap" and rows[2]["score"] == "" and "insertion" in rows[2]["note"]
-    for r in rows[:2]:
+    assert rows[1]["fix"] == "ref_alt_swap"
+    # the insertion is scored on equal-length haplotype windows (a zero-shot LM reads any variant)
+    assert "insertion" in rows[2]["note"] and "haplotype" in rows[2]["note"]
+    for r in rows:
         assert float(r["score"]) == pytest.approx(-float(r["llr"]))
+    # the same LLR by hand: the run's windows (data.window=64) under the run's LM
+    from mambatune.domains.genomics.vep import haplotype_windows
+    from mambatune.pipelines.genomics_verbs import load_lm, open_run
+    from mambatune.domains.genomics import DNATokenizer
+    from mambatune.domains.genomics.vep import lm_log_likelihood_ratio
+    run_dir, recipe, res = open_run(out)
+    ins = seq[2000]
+    ref_w, alt_w = haplotype_windows(seq, 2000, ins, ins + "AC", 64)
+    llr = lm_log_likelihood_ratio(load_lm(run_dir, recipe, res), [ref_w], [alt_w], DNATokenizer())[0]
+    assert float(rows[2]["llr"]) == pytest.approx(llr, abs=1e-5)
     assert main(["export", str(out), str(tmp_path / "lm")]) == 0
     assert (tmp_path / "lm" / "hf" / "model.safetensors").is_file()
+
+
+def test_masked_lm_run_leaves_indels_unscored(tmp_path, capsys):
+    """A bidirectional (masked) LM scores the masked marginal, defined for SNVs only: an indel keeps its row."""
+    out = tmp_path / "zs_bi"
+    run("genomics/vep_zeroshot", out, "train.max_steps=2", "eval.baselines=false", "data.n_boot=0",
+        "model.config.bidirectional=true")
+    genome, seq = write_genome(tmp_path / "genome.fa")
+    vcf = write_vcf(tmp_path / "v.vcf", seq)
+    capsys.readouterr()
+    assert main(["predict", str(out), str(vcf), "--genome", str(genome), "-o", str(tmp_path / "v.csv")]) == 0
+    rows = read_rows(tmp_path / "v.csv")
+    assert rows[0]["score"] != "" and rows[2]["score"] == ""
+    assert "masked LM scores SNVs only" in rows[2]["note"]
+    assert "1 non-SNV variants not scored" in capsys.readouterr().err
 
 
 def test_vep_embedding_predict_and_bad_inputs(tmp_path, capsys):
@@ -216,6 +243,9 @@ def test_vep_embedding_predict_and_bad_inputs(tmp_path, capsys):
     assert main(["predict", str(out), str(vcf), "--genome", str(genome), "-o", str(tmp_path / "v.csv")]) == 0
     rows = read_rows(tmp_path / "v.csv")
     assert 0 <= float(rows[0]["p_deleterious"]) <= 1
+    # a supervised model was trained on SNVs: the insertion keeps its row, unscored
+    assert rows[2]["p_deleterious"] == "" and "not scored" in rows[2]["note"]
+    assert "skipped_not_snv: 1" in capsys.readouterr().err
     fasta = tmp_path / "s.fa"
     fasta.write_text(">a\nACGT\n")
     assert main(["predict", str(out), str(fasta)]) == 2  # a vep run scores variants

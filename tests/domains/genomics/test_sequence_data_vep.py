@@ -9,8 +9,8 @@ from mambatune.domains.genomics.sequence_data import (
     DNAWindowDataset, center_crop, collate_windows, pooled_features, predict_logits,
 )
 from mambatune.domains.genomics.vep import (
-    MarkovLM, VariantPairClassifier, VariantPairDataset, collate_pairs, lm_log_likelihood_ratio, pair_features,
-    variant_pairs,
+    MarkovLM, VariantPairClassifier, VariantPairDataset, collate_pairs, haplotype_windows, lm_log_likelihood_ratio,
+    pair_features, variant_pairs,
 )
 
 TOK = DNATokenizer()
@@ -91,6 +91,26 @@ def test_variant_pairs_put_alt_at_the_centre():
     assert refs == ["AACTT"] and alts == ["AAGTT"]
     with pytest.raises(ValueError, match="does not match"):
         variant_pairs([window], ["A"], ["G"])
+
+
+def test_haplotype_windows_are_equal_length_for_every_variant_kind():
+    wide = "ACGTACGTAC" + "G" + "TTAGGCATCAGT"  # the variant's REF starts at offset 10
+    # an SNV: the same windows as cropping the centred window
+    r, a = haplotype_windows(wide, 10, "G", "C", 7)
+    assert (r, a) == ("TACGTTA", "TACCTTA")
+    centred = wide[10 - 10:10 + 11]
+    assert variant_pairs([centred], ["G"], ["C"], crop=7) == ([r], [a])
+    # a deletion (anchor G, TT deleted): the alt window goes on with the bases after the deleted ones
+    r, a = haplotype_windows(wide, 10, "GTT", "G", 7)
+    assert (r, a) == ("TACGTTA", "TACGAGG") and len(r) == len(a) == 7
+    # an insertion (anchor G, CCC inserted): the inserted bases push the right flank out
+    r, a = haplotype_windows(wide, 10, "G", "GCCC", 9)
+    assert (r, a) == ("GTACGTTAG", "GTACGCCCT")
+    assert r[:5] == a[:5]  # the shared left flank and anchor
+    with pytest.raises(ValueError, match="does not match"):
+        haplotype_windows(wide, 10, "A", "G", 7)
+    with pytest.raises(ValueError, match="bases before the variant"):
+        haplotype_windows(wide, 2, wide[2], "T", 9)
 
 
 def test_markov_lm_prefers_seen_sequences():
