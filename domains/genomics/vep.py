@@ -123,7 +123,8 @@ def lm_log_likelihood_ratio(model: nn.Module, ref_windows: Sequence[str], alt_wi
             r_ids = torch.tensor([tokenizer.encode(s) for s in r], device=device)
             a_ids = torch.tensor([tokenizer.encode(s) for s in a], device=device)
             if r_ids.shape != a_ids.shape:
-                raise ValueError("ref and alt windows must have the same length (SNVs); indels are not scored")
+                raise ValueError("ref and alt windows must have the same length; for indels make equal-length "
+                                 "windows with haplotype_windows")
             total = total + (sequence_log_likelihood(model, a_ids, vocab) - sequence_log_likelihood(model, r_ids, vocab))
         out.append((total / len(strands)).cpu().numpy())
     model.train(was_training)
