@@ -32,7 +32,6 @@ import torch
 
 from mambatune.core import MambaConfig, MambaForTask, build_head
 from mambatune.core import peft
-from mambatune.core.atomic import atomic_write_text
 from mambatune.core.checkpoints import load_pretrained, save_pretrained
 from mambatune.core.training.distributed import pick_device
 from mambatune.domains.genomics import DNATokenizer, load_promoters, load_variants
@@ -429,15 +428,16 @@ def run_vep_zeroshot(recipe, run_dir: Path, pretrained: str | None) -> dict:
         name = "LM pretrained in this run (-LLR)"
     splits = variant_splits(cfg)
     te = splits["test"]
+    # the zero-shot scores (-LLR) of a split's windows: the LM's, and the Markov LM baseline's
     scorers = {name: lambda v: -lm_log_likelihood_ratio(lm, v["ref"], v["alt"], tok, both_strands=cfg.rc_average)}
-    scores = {name: scorers[name](te)}
     if recipe.eval.baselines:
         domain_run.announce_baselines([f"order-{cfg.markov_order} Markov LM",
                                        f"{cfg.kmer}-mer logistic regression (supervised, ref window)"])
         markov = MarkovLM(cfg.markov_order).fit(corpus)
-        markov_name = f"order-{cfg.markov_order} Markov LM (-LLR)"
-        scorers[markov_name] = lambda v: -markov.log_likelihood_ratio(v["ref"], v["alt"])
-        scores[markov_name] = scorers[markov_name](te)
+        markov_llr = markov.log_likelihood_ratio
+        scorers[f"order-{cfg.markov_order} Markov LM (-LLR)"] = lambda v: -markov_llr(v["ref"], v["alt"])
+    scores = {n: score(te) for n, score in scorers.items()}
+    if recipe.eval.baselines:
         tr = splits["train"]
         kmer = KmerLogisticRegression(k=cfg.kmer, seed=cfg.seed).fit(tr["ref"], tr["labels"])
         scores[f"{cfg.kmer}-mer logistic regression (supervised, ref window)"] = kmer.predict_proba(te["ref"])[:, 1]
@@ -573,74 +573,6 @@ def finish_classification(run_dir, recipe, y, probs: dict, binary: bool, result,
         metrics = {k: multiclass_metrics(y, p, n_boot=cfg.n_boot, seed=cfg.seed) for k, p in probs.items()}
     return {"task": cfg.task, "test": metrics, "sizes": sizes, "training": training_summary(result), "summary": summary,
             **extra}
-
-
-def fmt(m: dict, key: str) -> str:
-    if key not in m:
-        return "–"
-    ci = m.get(f"{key}_ci")
-    return f"{m[key]:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{m[key]:.3f}"
-
-
-def write_report(run_dir: Path, recipe, results: dict) -> None:
-    cfg = recipe.data
-    test = results["test"]
-    keys = next(iter(test.values())).keys()
-    if "nats_per_base" in keys:
-        cols = ["bits_per_base", "nats_per_base"]
-    elif "auroc" in keys:
-        cols = ["auroc", "auprc", "mcc", "accuracy", "f1"]
-    else:
-        cols = ["accuracy", "macro_f1", "mcc", "auroc_macro"]
-    table = "\n".join(f"| {name} | " + " | ".join(fmt(m, c) for c in cols) + " |" for name, m in test.items())
-    tail = domain_run.report_tail(run_dir, results, results.get("training") or results.get("lm_training"),
-                                  "No training in this run (pretrained model scored as is).", "Curves")
-    text = f"""# {recipe.name}
-
-Recipe: `{recipe.source}` · task `{cfg.task}` · base model: `{domain_run.base_model_text(recipe, results)}`
-
-Windows: {windows_text(cfg, results)}
-(`data.window`; the baselines see the same windows); RC augmentation in training: {cfg.rc_augment};
-RC-averaged inference: {cfg.rc_average}. Examples per split: {results['sizes']}.{ens.ensemble_text(results)}
-
-## Test set (95 % bootstrap intervals, {cfg.n_boot} resamples)
-
-| model | {' | '.join(cols)} |
-|{'---|' * (len(cols) + 1)}
-{table}
-{more_splits_text(results, cols, cfg.n_boot)}
-{tail}"""
-    atomic_write_text(run_dir / "report.md", text)
-
-
-def more_splits_text(results: dict, cols: list[str], n_boot: int) -> str:
-    more = results.get("more_splits")
-    if not more:
-        return ""
-    rows = [f"| {name} | " + " | ".join(fmt(m, c) for c in cols) + " |" for name, m in more["pooled"].items()]
-    by = "; ".join(f"{split} ({results['sizes'].get(split, '?')} SNVs): " +
-                   ", ".join(f"{name.split(' (')[0]} AUROC {m['auroc']:.3f}" for name, m in models.items())
-                   for split, models in more["by_split"].items())
-    return f"""
-## Zero-shot scores on {' + '.join(more['splits'])} ({more['n']} SNVs, {more['n_positive']} deleterious; {n_boot} resamples)
-
-| model | {' | '.join(cols)} |
-|{'---|' * (len(cols) + 1)}
-{chr(10).join(rows)}
-
-By split: {by}. {more['note']}.
-"""
-
-
-def windows_text(cfg, results: dict) -> str:
-    long = results.get("long_windows")
-    if long:
-        return (f"{cfg.window:,} bp read from `{long['genome']}` around each demo window's centre; "
-                f"{long['dropped_train_overlap']} of {long['train_windows_before']} training windows dropped "
-                f"because at this length they overlap a validation or test window; "
-                f"{long['val_overlapping_test']} validation windows overlap a test window (kept); "
-                f"{long['padded_windows']} windows padded with N past a contig end")
-    return f"cropped to the central {cfg.window} bp" if cfg.window else "full length"
 
 
 # -- entry points --------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from . import domain_run
 from . import ensemble_runs as shared
 from . import genomics as g
 from . import genomics_verbs as verbs
+from . import genomics_report as report
 
 # data settings that decide which windows are scored and how a model reads them
 SCORED_KEYS = ("task", "promoter_classes", "window", "genome", "rc_average", "max_eval", "vep_method", "vep_radius")
@@ -134,7 +135,7 @@ def ensemble_text(results: dict) -> str:
 
 def write_run_report(run_dir: Path, recipe, results: dict) -> None:
     """The report (see ``ensemble_runs.write_run_report``)."""
-    shared.write_run_report(run_dir, recipe, results, g.write_report)
+    shared.write_run_report(run_dir, recipe, results, report.write_report)
 
 
 # -- `mambatune ensemble`: finished runs combined ------------------------------------------------
@@ -171,7 +172,7 @@ def combine_runs(runs: list, out) -> Path:
         shared.copy_members(out, recipe, members, train_seed=True)
         results = score_combined(out, recipe, first_results, members, windows, y)
         results["total_seconds"] = time.time() - start
-        shared.finish_combined(out, recipe, results, opened, members, combine_text(recipe), g.write_report,
+        shared.finish_combined(out, recipe, results, opened, members, combine_text(recipe), report.write_report,
                              train_seed=True)
     shared.write_combined_run(out, write)
     return out
