@@ -1,6 +1,7 @@
 """Shared test helpers (imported by tests; not part of the package)."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -62,3 +63,14 @@ def write_caduceus(model, folder, complement=None, rcps: bool = False, strategy:
     }))
     if characters is not None:
         (Path(folder) / "tokenizer_config.json").write_text(json.dumps({"characters": characters}))
+
+
+def check_combined_folder(folder: Path, seeds: list[list[int]]) -> None:
+    """A folder written by ``mambatune ensemble`` from finished runs: ensemble.json lists each run's seeds,
+    config.yaml records the number of members, and the report says the baseline rows were copied."""
+    import yaml
+
+    info = json.loads((folder / "ensemble.json").read_text())
+    assert [r["seeds"] for r in info["runs"]] == seeds
+    assert yaml.safe_load((folder / "config.yaml").read_text())["data"]["ensemble"] == sum(map(len, seeds))
+    assert "copied from" in (folder / "report.md").read_text()

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from mambatune.core.checkpoints import load_pretrained
 from mambatune.domains.documents import ByteTokenizer, DocumentDataset, LabelVocabulary, read_table
 from mambatune.domains.documents.metrics import tune_thresholds
 from mambatune.domains.documents.training import DocumentClassifier, predict_scores
+from helpers import check_combined_folder
 from mambatune.pipelines.cli import main
 
 from .test_documents import TINY, ecthr_like, read_rows, single_label  # noqa: F401 (fixtures)
@@ -111,10 +111,7 @@ def test_ensemble_verb_equals_data_ensemble(ensemble_run, seed_runs, tmp_path, c
     for name, m in results["test"].items():  # the same members give the same ensemble
         assert made["test"][name]["accuracy"] == pytest.approx(m["accuracy"]), name
         assert made["test"][name]["confusion_matrix"] == m["confusion_matrix"], name
-    info = json.loads((combined / "ensemble.json").read_text())
-    assert [r["seeds"] for r in info["runs"]] == [[0], [1]]
-    assert yaml.safe_load((combined / "config.yaml").read_text())["data"]["ensemble"] == 2
-    assert "copied from" in (combined / "report.md").read_text()
+    check_combined_folder(combined, [[0], [1]])
     assert (combined / "plots" / "confusion_mamba_from_scratch_full_ensemble_of_2.png").is_file()
     text = tmp_path / "one.txt"
     text.write_text("fee payment subscription commercial terms vendor invoice")

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 from sklearn.metrics import roc_auc_score
 
 from mambatune.core.checkpoints import load_pretrained
 from mambatune.domains.genomics import DNATokenizer
 from mambatune.domains.genomics.sequence_data import DNAWindowDataset, predict_logits
 from mambatune.pipelines import genomics as g
+from helpers import check_combined_folder
 from mambatune.pipelines.cli import main
 from mambatune.pipelines.recipe import load_recipe, load_resolved, save_resolved
 
@@ -131,10 +131,7 @@ def test_ensemble_verb_equals_data_ensemble(ensemble_run, seed_runs, tmp_path, c
     for name, m in results["test"].items():  # the same members give the same ensemble
         for key in ("auroc", "auprc", "accuracy"):
             assert made["test"][name][key] == pytest.approx(m[key], abs=1e-6), (name, key)
-    info = json.loads((combined / "ensemble.json").read_text())
-    assert [r["seeds"] for r in info["runs"]] == [[0], [1]]
-    assert yaml.safe_load((combined / "config.yaml").read_text())["data"]["ensemble"] == 2
-    assert "copied from" in (combined / "report.md").read_text()
+    check_combined_folder(combined, [[0], [1]])
     assert (combined / "plots" / "roc.png").is_file()
     fasta = tmp_path / "one.fa"
     fasta.write_text(">a\n" + "ACGTTGCAAT" * 8 + "\n")
