@@ -45,6 +45,7 @@ from mambatune.domains.timeseries.ensemble import EnsemblePredictor, combine
 from mambatune.domains.timeseries.evaluation import METRIC_NAMES, evaluate_by_series
 from mambatune.domains.timeseries.evaluation import evaluate as score_forecasts
 from mambatune.domains.timeseries.estimator import WINDOW_SAMPLINGS, MambaEstimator, check_patching
+from mambatune.domains.timeseries.transforms import check_holidays
 from mambatune.domains.timeseries.module import FORECASTER_CONFIG, ForecasterConfig, save_forecaster
 
 from . import domain_run
@@ -89,7 +90,9 @@ class DataConfig:
     report every one (the one equal to context_length is the main model); fan_charts: series
     plotted; dropout: on the token embeddings; scale_window: the instance scaling's statistics come
     from the context's last W steps (0: the whole context; null: a pretrained model's setting, else 0), so
-    a long context keeps a short one's view of the recent level."""
+    a long context keeps a short one's view of the recent level; holidays: a holiday calendar (``us``)
+    whose covariates (the day is a holiday, nearness to the closest one) the forecaster reads over the
+    context and the horizon (hourly data; "": none; null: a pretrained model's setting, else none)."""
 
     task: str = "forecast"
     dataset: str | list[str] = "electricity"
@@ -118,6 +121,7 @@ class DataConfig:
     ensemble_context_lengths: list[int] = dataclasses.field(default_factory=list)
     seasonal_skip: int | str | None = None
     scale_window: int | None = None
+    holidays: str | None = None
     fan_charts: int = 4
     dropout: float = 0.0
     seed: int = 0
@@ -161,6 +165,11 @@ class DataConfig:
                                               or self.scale_window < 0):
             raise ValueError(f"scale_window is a number of steps >= 0 (0: the whole context) or null, "
                              f"got {self.scale_window!r}")
+        if self.holidays:
+            check_holidays(self.holidays)
+            if dataset_names(self.dataset)[0] in COMPETITIONS:
+                raise ValueError(f"data.holidays needs daily or finer data; {self.dataset} is a competition set of "
+                                 "yearly to monthly series: set data.holidays to '' or null")
         if self.ensemble > 1 and self.compare_context_lengths:
             raise ValueError("compare_context_lengths compares single models: drop data.ensemble for that run")
         if self.ensemble > 1 and self.task == "pretrain":
@@ -316,12 +325,15 @@ def make_estimator(recipe, problem: Problem, output_dir: Path, pretrained: str |
     scale_window = cfg.scale_window
     if scale_window is None and architecture is not None:
         scale_window = architecture.scale_window
+    holidays = cfg.holidays
+    if holidays is None and architecture is not None:
+        holidays = architecture.holidays
     return MambaEstimator(problem.freq, problem.prediction_length, context_length or cfg.context_length,
                           pretrained=pretrained,
                           peft=peft, train=train, max_train_windows=cfg.max_train_windows,
                           window_sampling=cfg.window_sampling,
                           num_samples=cfg.num_samples, seed=seed, seasonal_skip=skip,
-                          scale_window=scale_window, **arch,
+                          scale_window=scale_window, holidays=holidays, **arch,
                           **head_options(recipe))
 
 

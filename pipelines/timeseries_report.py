@@ -51,6 +51,13 @@ def scale_text(cfg) -> str:
     return f"the last {cfg.scale_window} steps" if cfg.scale_window else "the whole context"
 
 
+def holiday_text(cfg) -> str:
+    if not cfg.holidays:
+        return ""
+    return (f", holiday covariates from the `{cfg.holidays}` calendar (read by the Mamba forecaster only, not by "
+            "the baselines)")
+
+
 def write_report(run_dir: Path, recipe, results: dict, name: str) -> None:
     cols = ["MASE", "sMAPE", "wQL", "MSIS", "ND", "NRMSE", "seconds"]
     rows = "\n".join(f"| {n}{' (this recipe)' if n == name else ''} | "
@@ -76,7 +83,7 @@ Recipe: `{recipe.source}` · task `{cfg.task}` · base model: `{results['pretrai
 
 Backtest: {results['problem']}. Context {cfg.context_length} steps, patches of {cfg.patch_length}
 (stride {cfg.stride}), scaling `{cfg.scaling}`, time features {cfg.time_features}, {cfg.num_samples} sample
-paths, seasonal skip {cfg.seasonal_skip or 'off'}, scaling statistics from {scale_text(cfg)}. MASE uses a seasonal period of {results['mase_seasonality']} for every model.
+paths, seasonal skip {cfg.seasonal_skip or 'off'}, scaling statistics from {scale_text(cfg)}{holiday_text(cfg)}. MASE uses a seasonal period of {results['mase_seasonality']} for every model.
 
 | model | {' | '.join(cols)} |
 |{'---|' * (len(cols) + 1)}

@@ -35,19 +35,52 @@ from .module import (
     load_forecaster,
     save_forecaster,
 )
-from .transforms import ForecastWindows, num_time_features, time_features
+from .transforms import ForecastWindows, known_covariates, num_time_features, time_features
 
 PREDICTOR_CONFIG = "predictor.json"
 WINDOW_SAMPLINGS = ("proportional", "balanced")
-BATCH_KEYS = ("past_target", "past_observed", "past_time_feat", "future_target", "future_observed")
+BATCH_KEYS = ("past_target", "past_observed", "past_time_feat", "future_target", "future_observed",
+              "future_time_feat", "past_known", "future_known")
 ESTIMATOR_TRAIN_DEFAULTS = {"epochs": 1, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.01, "warmup_ratio": 0.05,
                             "progress": False, "tensorboard": False, "plots": False, "monitor_every": 0,
                             "log_every": 10, "device": "auto"}
 
 
 def collate_windows(items: list[dict]) -> dict[str, torch.Tensor]:
-    """ForecastWindows items -> the forecaster's keyword arguments (float tensors)."""
-    return {k: torch.from_numpy(np.stack([it[k] for it in items])).float() for k in BATCH_KEYS if k in items[0]}
+    """ForecastWindows items -> the forecaster's keyword arguments (float tensors; ``static_cat``: int64)."""
+    batch = {k: torch.from_numpy(np.stack([it[k] for it in items])).float() for k in BATCH_KEYS if k in items[0]}
+    if len(items[0].get("feat_static_cat", ())):
+        batch["static_cat"] = torch.from_numpy(np.stack([it["feat_static_cat"] for it in items])).long()
+    return batch
+
+
+def covariate_layout(collection: SeriesCollection, where: str = "the training data") -> dict[str, Any]:
+    """The covariates every series of ``collection`` carries, as ``ForecasterConfig`` fields:
+    num_dynamic_real with each covariate's mean and standard deviation over all series
+    (dynamic_loc / dynamic_scale; a constant covariate gets scale 1), and static_cardinalities
+    (the collection's, or the largest code + 1). Series that disagree raise TimeSeriesDataError."""
+    entries = collection.entries
+    dims = {np.shape(e["feat_dynamic_real"])[0] if "feat_dynamic_real" in e else 0 for e in entries}
+    statics = {len(e.get("feat_static_cat", ())) for e in entries}
+    if len(dims) > 1 or len(statics) > 1:
+        raise TimeSeriesDataError(f"the series of {where} disagree on their covariates (known covariates per series: "
+                                  f"{sorted(dims)}, static features: {sorted(statics)}); give every series the same "
+                                  "columns")
+    d, k = (dims.pop() if dims else 0), (statics.pop() if statics else 0)
+    loc, scale = [], []
+    if d:
+        values = np.concatenate([np.asarray(e["feat_dynamic_real"], dtype=np.float64) for e in entries], axis=1)
+        with np.errstate(all="ignore"):
+            loc = np.nan_to_num(np.nanmean(values, axis=1)).tolist()
+            std = np.nan_to_num(np.nanstd(values, axis=1))
+        scale = np.where(std > 1e-8, std, 1.0).tolist()
+    cards = list(collection.static_cardinalities)
+    if k and len(cards) != k:
+        codes = np.stack([np.asarray(e["feat_static_cat"], dtype=np.int64) for e in entries])
+        if codes.min() < 0:
+            raise TimeSeriesDataError(f"{where} has negative feat_static_cat codes; codes must be 0, 1, 2, ...")
+        cards = (codes.max(0) + 1).tolist()
+    return {"num_dynamic_real": d, "dynamic_loc": loc, "dynamic_scale": scale, "static_cardinalities": cards}
 
 
 def as_collection(data, freq: str) -> SeriesCollection:
@@ -78,7 +111,13 @@ class MambaEstimator:
     forecast the model corrects (see ``ForecasterConfig``; None keeps a pretrained model's, 0 = off;
     it may be switched on when fine-tuning: the head gets its per-step weights, starting at 1);
     scale_window: scaling statistics from the context's last W steps (see ``ForecasterConfig``; None
-    keeps a pretrained model's, 0 = the whole context).
+    keeps a pretrained model's, 0 = the whole context); holidays: a holiday calendar (``us``) whose
+    covariates the model reads (None keeps a pretrained model's, "" = none).
+
+    Covariates come from the data: every series' ``feat_dynamic_real`` rows are known covariates
+    (for prediction they must run ``prediction_length`` steps past the target, as in GluonTS) and
+    its ``feat_static_cat`` codes static features; ``train`` sets the model's covariate fields
+    from the training data (see ``ForecasterConfig``).
 
     A pretrained forecaster may be trained and used at another ``context_length`` than it was
     pretrained at (its patch embedding and Mamba backbone do not depend on the length), but
@@ -91,7 +130,7 @@ class MambaEstimator:
                  backbone: dict[str, Any] | None = None, pretrained: str | Path | None = None, peft=None,
                  train: dict[str, Any] | None = None, max_train_windows: int = 4096, min_past: int | None = None,
                  num_samples: int = 100, seed: int = 0, window_sampling: str = "proportional",
-                 seasonal_skip: int | None = None, scale_window: int | None = None):
+                 seasonal_skip: int | None = None, scale_window: int | None = None, holidays: str | None = None):
         if window_sampling not in WINDOW_SAMPLINGS:
             raise ValueError(f"window_sampling must be one of {WINDOW_SAMPLINGS}, got {window_sampling!r}")
         self.freq = freq
@@ -107,18 +146,20 @@ class MambaEstimator:
         extra = {"quantile_levels": quantile_levels} if quantile_levels is not None else {}
         self.seasonal_skip = seasonal_skip  # None: the pretrained model's (0 from scratch)
         self.scale_window = scale_window  # likewise
+        self.holidays = holidays  # likewise
         self.config = ForecasterConfig(
             context_length=context_length, prediction_length=prediction_length,
             patch_length=min(patch_length, context_length), stride=min(stride, patch_length, context_length),
             num_time_features=num_time_features(freq) if time_features else 0, distribution=distribution,
             scaling=scaling, dropout=dropout, backbone=backbone or {"d_model": 64, "n_layer": 2, "d_state": 16},
-            seasonal_skip=seasonal_skip or 0, scale_window=scale_window or 0, **extra)
+            seasonal_skip=seasonal_skip or 0, scale_window=scale_window or 0, holidays=holidays or "", **extra)
         self.last_result = None  # the Trainer's TrainResult of the last train() call
 
     # -- model --------------------------------------------------------------------------------
     def create_model(self) -> MambaForecaster:
         """A new forecaster, or the pretrained one adapted to this estimator's horizon."""
         torch.manual_seed(self.seed)
+        self.new_parameters: list[str] = []
         if self.pretrained is None:
             return MambaForecaster(self.config)
         model = load_forecaster(self.pretrained)
@@ -129,7 +170,13 @@ class MambaEstimator:
                              f"{self.freq!r} has {num_time_features(self.freq)}; pretrain at the same frequency or "
                              "without time features")
         skip = base.seasonal_skip if self.seasonal_skip is None else self.seasonal_skip
-        cfg = ForecasterConfig.from_dict({**base.to_dict(), "context_length": want.context_length,
+        covariates = {k: getattr(want, k) for k in ("num_dynamic_real", "dynamic_loc", "dynamic_scale",
+                                                    "static_cardinalities")}
+        if base.num_dynamic_real == want.num_dynamic_real:  # keep the standardisation the model learned with
+            covariates.update(dynamic_loc=base.dynamic_loc, dynamic_scale=base.dynamic_scale)
+        cfg = ForecasterConfig.from_dict({**base.to_dict(), **covariates,
+                                          "holidays": base.holidays if self.holidays is None else self.holidays,
+                                          "context_length": want.context_length,
                                           "prediction_length": want.prediction_length,
                                           "distribution": want.distribution, "quantile_levels": want.quantile_levels,
                                           "seasonal_skip": skip,
@@ -142,15 +189,22 @@ class MambaEstimator:
                                       cfg.quantile_levels, seasonal_skip=cfg.seasonal_skip > 0)
         elif cfg.seasonal_skip:
             model.head.add_skip_weight()  # switched on when fine-tuning: starts at 1
+        if (base.num_known, base.static_cardinalities) not in ((0, []), (cfg.num_known, cfg.static_cardinalities)):
+            raise ValueError(f"{self.pretrained} was trained with {base.num_known} known covariates and static "
+                             f"features {base.static_cardinalities}, the data has {cfg.num_known} and "
+                             f"{cfg.static_cardinalities}: give it the same covariates, or start from a forecaster "
+                             "trained without covariates")
+        self.new_parameters = model.add_covariate_inputs()
         self.config = cfg
         return model
 
     def windows(self, data: SeriesCollection, validation: bool = False):
         c, h = self.config.context_length, self.config.prediction_length
+        time_feat, holidays = self.config.num_time_features > 0, self.config.holidays
         if validation:  # the last horizon of every series, as GluonTS validation data is laid out
             return ForecastWindows(data, c, h, stride=h, min_past=1, max_windows_per_series=1,
-                                   time_feat=self.config.num_time_features > 0)
-        windows = ForecastWindows(data, c, h, min_past=self.min_past, time_feat=self.config.num_time_features > 0)
+                                   time_feat=time_feat, holidays=holidays)
+        windows = ForecastWindows(data, c, h, min_past=self.min_past, time_feat=time_feat, holidays=holidays)
         if len(windows) == 0:
             raise TimeSeriesDataError(f"no training window: every series is shorter than min_past ({self.min_past}) + "
                                       f"prediction_length ({h}) steps (skipped: {windows.skipped})")
@@ -170,12 +224,27 @@ class MambaEstimator:
         from mambatune.core import peft as peft_lib
         from mambatune.core.training import TrainConfig, Trainer
 
-        train_set = self.windows(as_collection(training_data, self.freq))
-        val_set = self.windows(as_collection(validation_data, self.freq), validation=True) \
-            if validation_data is not None else None
-        model = self.create_model()
+        training = as_collection(training_data, self.freq)
+        layout = covariate_layout(training)
+        validation = None
+        if validation_data is not None:
+            validation = as_collection(validation_data, self.freq)
+            other = covariate_layout(validation, "the validation data")
+            if (other["num_dynamic_real"], len(other["static_cardinalities"])) != \
+                    (layout["num_dynamic_real"], len(layout["static_cardinalities"])):
+                raise TimeSeriesDataError(f"the validation series carry {other['num_dynamic_real']} known covariates "
+                                          f"and {len(other['static_cardinalities'])} static features, the training "
+                                          f"series {layout['num_dynamic_real']} and "
+                                          f"{len(layout['static_cardinalities'])}; give both the same columns")
+        self.config = ForecasterConfig.from_dict({**self.config.to_dict(), **layout})
+        model = self.create_model()  # settles the config (a pretrained model's holidays, ...) the windows need
+        train_set = self.windows(training)
+        val_set = self.windows(validation, validation=True) if validation is not None else None
         if self.peft is not None:
             peft_lib.apply(model, self.peft)
+            for name, p in model.named_parameters():  # covariate maps the pretrained model lacked always train
+                if name.split(".")[0] in self.new_parameters:
+                    p.requires_grad_(True)
         cfg = dict(self.train_config)
         tmp = None
         if not cfg.get("output_dir"):
@@ -271,9 +340,10 @@ def plain_forecaster(model: MambaForecaster) -> MambaForecaster:
     return plain.eval()
 
 
-def _context(entry: dict, c: int, h: int, freq: str, n_feat: int):
-    """The last ``c`` steps of one GluonTS entry (left-padded, NaN = unobserved), its time features
-    (c, F), and the forecast start."""
+def _context(entry: dict, cfg: ForecasterConfig, freq: str) -> tuple[dict[str, np.ndarray], object]:
+    """The forecaster's inputs for one GluonTS entry (the last ``context_length`` steps, left-padded, NaN =
+    unobserved; time features; known covariates over the context and the horizon; static codes) and
+    the forecast start."""
     import pandas as pd
 
     start = entry["start"]
@@ -286,6 +356,7 @@ def _context(entry: dict, c: int, h: int, freq: str, n_feat: int):
     if target.ndim != 1:
         raise TimeSeriesDataError(f"series {entry.get('item_id')!r}: the forecaster is univariate (one series per "
                                   f"entry), got a target of shape {target.shape}")
+    c, h, n_feat = cfg.context_length, cfg.prediction_length, cfg.num_time_features
     n = len(target)
     k = min(n, c)
     past = np.zeros(c, dtype=np.float32)
@@ -295,10 +366,28 @@ def _context(entry: dict, c: int, h: int, freq: str, n_feat: int):
     observed[c - k:] = ~np.isnan(tail)
     if "observed_values" in entry:
         observed[c - k:] *= np.asarray(entry["observed_values"], dtype=np.float32)[n - k:]
-    feats = np.zeros((c, n_feat), dtype=np.float32)
-    if n_feat and k:
-        feats[c - k:] = time_features(start + (n - k), k, freq).T
-    return past, observed, feats, start + n
+    inputs = {"past_target": past, "past_observed": observed}
+    if n_feat:
+        feats = np.zeros((c + h, n_feat), dtype=np.float32)
+        if k:
+            feats[c - k:] = time_features(start + (n - k), k + h, freq).T
+        inputs["past_time_feat"], inputs["future_time_feat"] = feats[:c], feats[c:]
+    if cfg.num_known:
+        have = np.shape(entry["feat_dynamic_real"])[0] if "feat_dynamic_real" in entry else 0
+        if have != cfg.num_dynamic_real:
+            raise TimeSeriesDataError(f"series {entry.get('item_id')!r} carries {have} known covariates "
+                                      f"(feat_dynamic_real rows); this forecaster reads {cfg.num_dynamic_real}")
+        known = known_covariates({**entry, "start": start}, n + h, freq, cfg.holidays)
+        window = np.zeros((c + h, cfg.num_known), dtype=np.float32)
+        window[c - k:] = known[:, n - k:].T
+        inputs["past_known"], inputs["future_known"] = window[:c], window[c:]
+    if cfg.static_cardinalities:
+        codes = np.asarray(entry.get("feat_static_cat", ()), dtype=np.int64).reshape(-1)
+        if len(codes) != len(cfg.static_cardinalities):
+            raise TimeSeriesDataError(f"series {entry.get('item_id')!r} has {len(codes)} feat_static_cat codes; "
+                                      f"this forecaster reads {len(cfg.static_cardinalities)}")
+        inputs["static_cat"] = codes
+    return inputs, start + n
 
 
 try:
@@ -332,11 +421,10 @@ class MambaPredictor(_GluonTSPredictor):
         batch: list = []
 
         def flush():
-            past, obs, feats, starts, items = (list(x) for x in zip(*batch))
+            inputs, starts, items = (list(x) for x in zip(*batch))
+            tensors = {key: torch.from_numpy(np.stack([x[key] for x in inputs])).to(self.device) for key in inputs[0]}
             with torch.no_grad():
-                out = self.model(torch.from_numpy(np.stack(past)).to(self.device),
-                                 torch.from_numpy(np.stack(obs)).to(self.device),
-                                 torch.from_numpy(np.stack(feats)).to(self.device) if cfg.num_time_features else None)
+                out = self.model(**tensors)
             if cfg.distribution == "quantile":
                 values = self.model.quantiles(out).cpu().numpy()
                 keys = [str(q) for q in cfg.quantile_levels]
@@ -346,9 +434,8 @@ class MambaPredictor(_GluonTSPredictor):
             return [SampleForecast(v, start_date=s, item_id=i) for v, s, i in zip(samples, starts, items)]
 
         for entry in dataset:
-            past, obs, feats, start = _context(entry, cfg.context_length, cfg.prediction_length, self.freq,
-                                               cfg.num_time_features)
-            batch.append((past, obs, feats, start, entry.get("item_id")))
+            inputs, start = _context(entry, cfg, self.freq)
+            batch.append((inputs, start, entry.get("item_id")))
             if len(batch) == self.batch_size:
                 yield from flush()
                 batch = []

@@ -28,7 +28,7 @@ from mambatune.core import MambaConfig, MambaModel, register_head
 from mambatune.core.config import check_known_keys
 from mambatune.core.heads import Head
 
-from .transforms import RevIN, instance_scale, num_patches
+from .transforms import NUM_HOLIDAY_FEATURES, RevIN, check_holidays, instance_scale, num_patches
 
 DISTRIBUTIONS = ("student_t", "quantile")
 FORECAST_SCALINGS = ("revin", "std", "mean", "none")
@@ -54,6 +54,17 @@ class ForecasterConfig:
     (0, or a W at least the context's length, = the whole context): a long context then
     keeps the recent level in view, as a short one does, while its tokens still carry the
     whole history (no parameters).
+
+    Covariates: num_dynamic_real: known real covariates (values given for the context and the
+    horizon), standardised by dynamic_loc / dynamic_scale (one value per covariate, from the
+    training data); holidays: a calendar (``us``) whose holiday covariates come from the
+    timestamps (see ``transforms.holiday_features``); static_cardinalities: the number of categories
+    of each static categorical feature. Known covariates enter each token (their values over the
+    patch) and, with the horizon's time features, a few future tokens that follow the context; a
+    learned map adds the last future token's state to the last context token's, and a linear term
+    of each horizon step's covariates is added to that step's location. Static categories add a
+    learned embedding to every token. These maps start at zero, so a pretrained forecaster starts
+    from its own forecasts when covariates are added.
     """
 
     context_length: int = 512
@@ -68,6 +79,11 @@ class ForecasterConfig:
     backbone: dict[str, Any] = field(default_factory=lambda: {"d_model": 64, "n_layer": 2, "d_state": 16})
     seasonal_skip: int = 0
     scale_window: int = 0
+    num_dynamic_real: int = 0
+    dynamic_loc: list[float] = field(default_factory=list)
+    dynamic_scale: list[float] = field(default_factory=list)
+    holidays: str = ""
+    static_cardinalities: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name in ("context_length", "prediction_length", "patch_length", "stride"):
@@ -96,11 +112,35 @@ class ForecasterConfig:
         if isinstance(self.scale_window, bool) or not isinstance(self.scale_window, int) or self.scale_window < 0:
             raise ValueError(f"ForecasterConfig.scale_window must be a number of steps >= 0 (0 = the whole "
                              f"context), got {self.scale_window!r}")
+        if isinstance(self.num_dynamic_real, bool) or not isinstance(self.num_dynamic_real, int) \
+                or self.num_dynamic_real < 0:
+            raise ValueError(f"ForecasterConfig.num_dynamic_real must be >= 0, got {self.num_dynamic_real!r}")
+        self.dynamic_loc = [float(v) for v in self.dynamic_loc] or [0.0] * self.num_dynamic_real
+        self.dynamic_scale = [float(v) for v in self.dynamic_scale] or [1.0] * self.num_dynamic_real
+        if len(self.dynamic_loc) != self.num_dynamic_real or len(self.dynamic_scale) != self.num_dynamic_real \
+                or any(not v > 0 for v in self.dynamic_scale):
+            raise ValueError(f"ForecasterConfig.dynamic_loc / dynamic_scale need one value per known covariate "
+                             f"({self.num_dynamic_real}), scales > 0; got {self.dynamic_loc} / {self.dynamic_scale}")
+        if self.holidays:
+            check_holidays(self.holidays)
+        self.static_cardinalities = [int(c) for c in self.static_cardinalities]
+        if any(c < 1 for c in self.static_cardinalities):
+            raise ValueError(f"ForecasterConfig.static_cardinalities must be >= 1, got {self.static_cardinalities}")
         self.mamba_config()  # validates the backbone fields now
 
     @property
     def num_tokens(self) -> int:
         return num_patches(self.context_length, self.patch_length, self.stride)
+
+    @property
+    def num_known(self) -> int:
+        """Known covariates per step: the given ones, then the holiday calendar's."""
+        return self.num_dynamic_real + (NUM_HOLIDAY_FEATURES if self.holidays else 0)
+
+    @property
+    def num_future_tokens(self) -> int:
+        """Tokens for the horizon (carrying its time features and known covariates); 0 without covariates."""
+        return num_patches(self.prediction_length, self.patch_length, self.stride) if self.num_known else 0
 
     def mamba_config(self) -> MambaConfig:
         d = {"vocab_size": 1, "pad_vocab_size_multiple": 1, "tie_embeddings": False, **self.backbone}
@@ -240,6 +280,41 @@ class MambaForecaster(nn.Module):
         self.backbone.embedding = None
         self.head = ForecastHead(mcfg.d_model, config.prediction_length, config.distribution, config.quantile_levels,
                                  seasonal_skip=config.seasonal_skip > 0)
+        self.add_covariate_inputs()
+
+    def add_covariate_inputs(self) -> list[str]:
+        """Creates the covariate maps ``config`` asks for that the model lacks (``known``: known
+        covariates -> d_model; ``future_merge``: the last future token's state -> the head's input;
+        ``static``: one embedding per static feature), each starting at zero. Returns the names of
+        the modules created (a fine-tuned pretrained model trains them whatever its PEFT method).
+        A covariate layout that differs from the model's raises."""
+        cfg, d = self.config, self.embed.out_features
+        created = []
+        if cfg.num_known:
+            if hasattr(self, "known"):
+                if self.known_direct.in_features != cfg.num_known:
+                    raise ValueError(f"this forecaster reads {self.known_direct.in_features} known covariates, the "
+                                     f"data has {cfg.num_known}")
+            else:
+                self.known = nn.Linear(cfg.num_known * cfg.patch_length, d)
+                self.future_merge = nn.Linear(d, d, bias=False)
+                self.known_direct = nn.Linear(cfg.num_known, 1, bias=False)
+                created += ["known", "future_merge", "known_direct"]
+        if cfg.static_cardinalities:
+            if hasattr(self, "static"):
+                have = [e.num_embeddings for e in self.static]
+                if have != cfg.static_cardinalities:
+                    raise ValueError(f"this forecaster reads static features with {have} categories, the data has "
+                                     f"{cfg.static_cardinalities}")
+            else:
+                self.static = nn.ModuleList(nn.Embedding(c, d) for c in cfg.static_cardinalities)
+                created.append("static")
+        device = self.embed.weight.device
+        for name in created:
+            module = getattr(self, name).to(device)
+            for p in module.parameters():
+                nn.init.zeros_(p)
+        return created
 
     # -- scaling ------------------------------------------------------------------------------
     def revin_weight(self) -> torch.Tensor:
@@ -269,32 +344,79 @@ class MambaForecaster(nn.Module):
         return values, loc, scale
 
     # -- forward ------------------------------------------------------------------------------
-    def tokens(self, values, observed, time_feat=None):
-        """Scaled values and mask (B, C) (+ time features (B, C, F)) -> token embeddings (B, N, d_model)."""
+    def _patch_means(self, x: torch.Tensor, pad: int) -> torch.Tensor:
+        """(B, L, F) per-step features -> (B, N, F) their mean over each patch (left-padded with zeros)."""
         cfg = self.config
-        pad = (cfg.num_tokens - 1) * cfg.stride + cfg.patch_length - values.shape[-1]
+        x = x.transpose(1, 2)
+        if pad > 0:
+            x = F.pad(x, (pad, 0))
+        return x.unfold(-1, cfg.patch_length, cfg.stride).mean(-1).transpose(1, 2)
+
+    def standardise_known(self, known: torch.Tensor) -> torch.Tensor:
+        """(B, L, K) known covariates -> standardised by the config's statistics (the holiday rows as they are)."""
+        cfg = self.config
+        extra = cfg.num_known - cfg.num_dynamic_real
+        scale = torch.tensor([*cfg.dynamic_scale] + [1.0] * extra, device=known.device, dtype=known.dtype)
+        loc = torch.tensor([*cfg.dynamic_loc] + [0.0] * extra, device=known.device, dtype=known.dtype)
+        return (known - loc) / scale
+
+    def tokens(self, values, observed, time_feat=None, known=None, static_cat=None, where: str = "past"):
+        """Scaled values and mask (B, L) (+ time features (B, L, F), known covariates (B, L, K), static
+        categories (B, S)) -> token embeddings (B, N, d_model); ``where`` names the inputs in errors."""
+        cfg = self.config
+        pad = (num_patches(values.shape[-1], cfg.patch_length, cfg.stride) - 1) * cfg.stride + cfg.patch_length \
+            - values.shape[-1]
         if pad > 0:
             values, observed = F.pad(values, (pad, 0)), F.pad(observed, (pad, 0))
         parts = [values.unfold(-1, cfg.patch_length, cfg.stride), observed.unfold(-1, cfg.patch_length, cfg.stride)]
         if cfg.num_time_features:
             if time_feat is None:
-                raise ValueError(f"this forecaster reads {cfg.num_time_features} time features: pass past_time_feat")
-            tf = time_feat.transpose(1, 2)  # (B, F, C)
+                raise ValueError(f"this forecaster reads {cfg.num_time_features} time features: pass {where}_time_feat")
+            parts.append(self._patch_means(time_feat, pad))
+        emb = self.embed(torch.cat(parts, -1))
+        if cfg.num_known:
+            if known is None or known.shape[-1] != cfg.num_known:
+                raise ValueError(f"this forecaster reads {cfg.num_known} known covariates per step: pass {where}_known "
+                                 f"(B, steps, {cfg.num_known})")
+            known = self.standardise_known(known).transpose(1, 2)  # (B, K, L)
             if pad > 0:
-                tf = F.pad(tf, (pad, 0))
-            parts.append(tf.unfold(-1, cfg.patch_length, cfg.stride).mean(-1).transpose(1, 2))  # (B, N, F)
-        return self.dropout(self.embed(torch.cat(parts, -1)))
+                known = F.pad(known, (pad, 0))
+            patches = known.unfold(-1, cfg.patch_length, cfg.stride)  # (B, K, N, P)
+            emb = emb + self.known(patches.permute(0, 2, 1, 3).flatten(2))
+        if cfg.static_cardinalities:
+            if static_cat is None or static_cat.shape[-1] != len(cfg.static_cardinalities):
+                raise ValueError(f"this forecaster reads {len(cfg.static_cardinalities)} static categorical features: "
+                                 "pass static_cat (B, S)")
+            codes = static_cat.long()
+            for j, (table, card) in enumerate(zip(self.static, cfg.static_cardinalities)):
+                if codes[:, j].min() < 0 or codes[:, j].max() >= card:
+                    raise ValueError(f"static feature {j} has category codes outside [0, {card}), the categories "
+                                     "seen in training")
+                emb = emb + table(codes[:, j]).unsqueeze(1)
+        return self.dropout(emb)
 
     def forward(self, past_target, past_observed, past_time_feat=None, future_target=None,
-                future_observed=None) -> ForecastOutput:
+                future_observed=None, future_time_feat=None, past_known=None, future_known=None,
+                static_cat=None) -> ForecastOutput:
         cfg = self.config
         if past_target.shape[-1] != cfg.context_length:
             raise ValueError(f"past_target has {past_target.shape[-1]} steps; this forecaster reads "
                              f"context_length={cfg.context_length}")
         observed = past_observed.to(past_target.dtype) * (~torch.isnan(past_target)).to(past_target.dtype)
         values, loc, scale = self.scale_context(past_target, observed)
-        hidden = self.backbone(inputs_embeds=self.tokens(values, observed, past_time_feat))
+        embeds = self.tokens(values, observed, past_time_feat, past_known, static_cat)
+        if cfg.num_known:
+            # the horizon's tokens: no values (unobserved), its calendar and known covariates
+            blank = values.new_zeros(values.shape[0], cfg.prediction_length)
+            future = self.tokens(blank, blank, future_time_feat, future_known, static_cat, where="future")
+            hidden = self.backbone(inputs_embeds=torch.cat([embeds, future], 1))
+            n = embeds.shape[1]
+            hidden = (hidden[:, n - 1] + self.future_merge(hidden[:, -1])).unsqueeze(1)
+        else:
+            hidden = self.backbone(inputs_embeds=embeds)
         params = self.head(hidden)
+        if cfg.num_known:
+            params = self.add_to_location(params, self.known_direct(self.standardise_known(future_known)).squeeze(-1))
         if cfg.seasonal_skip:
             params = self.add_seasonal_naive(params, values)
         loss = None
@@ -316,11 +438,16 @@ class MambaForecaster(nn.Module):
     def add_seasonal_naive(self, params: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """The head's parameters with the seasonal-naive forecast added to its location (Student-t loc,
         or every quantile)."""
+        return self.add_to_location(params, self.seasonal_naive(values) * self.head.skip_weight.float())
+
+    def add_to_location(self, params: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """The head's parameters (B, H, K) with ``shift`` (B, H) added to the location (Student-t loc, or
+        every quantile), in fp32."""
         with fp32_region(params):
-            base = self.seasonal_naive(values) * self.head.skip_weight.float()
+            shift = shift.float()
             if self.config.distribution == "student_t":
-                return params + torch.stack([torch.zeros_like(base), base, torch.zeros_like(base)], -1)
-            return params + base.unsqueeze(-1)
+                return params + torch.stack([torch.zeros_like(shift), shift, torch.zeros_like(shift)], -1)
+            return params + shift.unsqueeze(-1)
 
     # -- forecasts in data units ---------------------------------------------------------------
     @torch.no_grad()

@@ -110,6 +110,77 @@ def time_features(start: pd.Period, length: int, freq: str | None = None) -> np.
     return np.stack([f(index) for f in feats]).astype(np.float32)
 
 
+HOLIDAY_CALENDARS = ("us",)
+NUM_HOLIDAY_FEATURES = 2  # the day is a holiday; nearness to the closest holiday
+HOLIDAY_NEARNESS_RATE = 0.5  # nearness = exp(-rate * |days to the closest holiday|)
+
+
+def holiday_dates(calendar: str, first: pd.Timestamp, last: pd.Timestamp) -> pd.DatetimeIndex:
+    """The days between ``first`` and ``last`` that ``calendar`` counts as holidays. ``us``: the US
+    federal holidays (pandas' ``USFederalHolidayCalendar``, on their observed days) plus the calendar
+    days of New Year, Independence Day, Veterans Day and Christmas when observed on another day, and
+    Christmas Eve, New Year's Eve and the day after Thanksgiving."""
+    from pandas.tseries.holiday import USFederalHolidayCalendar, USThanksgivingDay
+
+    check_holidays(calendar)
+    observed = USFederalHolidayCalendar().holidays(first, last)
+    years = range(first.year - 1, last.year + 2)
+    fixed = [pd.Timestamp(y, m, d) for y in years for m, d in ((1, 1), (7, 4), (11, 11), (12, 24), (12, 25), (12, 31))]
+    thanksgiving = USThanksgivingDay.dates(pd.Timestamp(first.year - 1, 1, 1), pd.Timestamp(last.year + 1, 12, 31))
+    days = observed.union(pd.DatetimeIndex(fixed)).union(thanksgiving + pd.Timedelta(days=1))
+    return days[(days >= first) & (days <= last)]
+
+
+def check_holidays(calendar: str) -> None:
+    if calendar not in HOLIDAY_CALENDARS:
+        raise ValueError(f"holidays={calendar!r} is not a known calendar; choose one of {HOLIDAY_CALENDARS} "
+                         "(or '' for none), or pass your own calendar as a known covariate column")
+
+
+def holiday_features(start: pd.Period, length: int, calendar: str, freq: str | None = None) -> np.ndarray:
+    """Calendar covariates for ``length`` steps from ``start``: (2, length) float32. Row 0 is 1 on the
+    steps that fall on a holiday of ``calendar`` (see :func:`holiday_dates`), row 1 is
+    ``exp(-0.5 * days to the closest holiday)`` (1 on a holiday, 0.61 a day away, 0.22 three days
+    away), so the days around a holiday are marked too. Daily or finer data only."""
+    check_holidays(calendar)
+    freq = freq or start.freqstr
+    index = pd.period_range(start, periods=length, freq=freq)
+    if length and (index[0] + 1).start_time - index[0].start_time > pd.Timedelta(days=1):
+        raise ValueError(f"holiday covariates need daily or finer data; this series is at {freq!r} "
+                         "(pass a covariate column that counts holidays per period instead)")
+    days = index.start_time.normalize()
+    if not length:
+        return np.zeros((NUM_HOLIDAY_FEATURES, 0), dtype=np.float32)
+    margin = pd.Timedelta(days=60)
+    holidays = holiday_dates(calendar, days[0] - margin, days[-1] + margin).values
+    pos = np.searchsorted(holidays, days.values)
+    before = holidays[np.clip(pos - 1, 0, len(holidays) - 1)]
+    after = holidays[np.clip(pos, 0, len(holidays) - 1)]
+    one_day = np.timedelta64(1, "D")
+    gap = np.minimum(np.abs(days.values - before), np.abs(after - days.values)) / one_day
+    return np.stack([(gap == 0), np.exp(-HOLIDAY_NEARNESS_RATE * gap)]).astype(np.float32)
+
+
+def known_covariates(entry: dict, length: int, freq: str, holidays: str = "") -> np.ndarray | None:
+    """The known covariates of one series over its first ``length`` steps (from its start): its
+    ``feat_dynamic_real`` rows, then the holiday rows when ``holidays`` names a calendar; (K, length)
+    float32, or None when it has neither. A covariate row shorter than ``length`` raises
+    TimeSeriesDataError (forecasting needs the covariates over the horizon too)."""
+    rows = []
+    if "feat_dynamic_real" in entry:
+        dyn = np.asarray(entry["feat_dynamic_real"], dtype=np.float32).reshape(-1, np.shape(entry["feat_dynamic_real"])[-1])
+        if dyn.shape[1] < length:
+            raise TimeSeriesDataError(
+                f"series {entry.get('item_id')!r}: feat_dynamic_real covers {dyn.shape[1]} steps, but {length} are "
+                "needed: known covariates must also cover the forecast horizon (for prediction, GluonTS' layout: "
+                "the target's steps plus prediction_length more)")
+        rows.append(np.nan_to_num(dyn[:, :length]))
+    if holidays:
+        start = entry["start"] if isinstance(entry["start"], pd.Period) else pd.Period(entry["start"], freq=freq)
+        rows.append(holiday_features(start, length, holidays, freq))
+    return np.concatenate(rows) if rows else None
+
+
 def num_time_features(freq: str) -> int:
     from gluonts.time_feature import time_features_from_frequency_str
 
@@ -173,13 +244,14 @@ class ForecastWindows(torch.utils.data.Dataset):
     Each item is a dict of numpy arrays: ``past_target`` (C,), ``past_observed`` (C,),
     ``past_time_feat`` (C, F), ``future_time_feat`` (H, F), ``future_target`` (H,) and
     ``future_observed`` (H,) (train only; unobserved future steps have target 0),
-    ``feat_static_cat`` (S,), ``feat_dynamic_real`` (D, C + H) when the series has
-    covariates (train only), and ``series_index``.
+    ``feat_static_cat`` (S,), ``past_known`` (C, K) and ``future_known`` (H, K) when the series
+    has known covariates (its ``feat_dynamic_real`` rows, then the ``holidays`` calendar's rows; in
+    predict mode the covariates must cover the horizon), and ``series_index``.
     """
 
     def __init__(self, collection: SeriesCollection, context_length: int, prediction_length: int,
                  mode: str = "train", stride: int = 1, min_past: int = 1, time_feat: bool = True,
-                 on_short: str = "skip", max_windows_per_series: int | None = None):
+                 on_short: str = "skip", max_windows_per_series: int | None = None, holidays: str = ""):
         if mode not in ("train", "predict"):
             raise ValueError(f"mode={mode!r}; choose 'train' or 'predict'")
         if on_short not in ("skip", "raise"):
@@ -189,8 +261,12 @@ class ForecastWindows(torch.utils.data.Dataset):
         self.collection, self.mode = collection, mode
         self.context_length, self.prediction_length = context_length, prediction_length
         self.time_feat = time_feat
+        self.holidays = holidays
+        if holidays:
+            check_holidays(holidays)
         self.skipped: dict[str, int] = {}
         self._features: dict[int, np.ndarray] = {}
+        self._known: dict[int, np.ndarray | None] = {}
         index = []
         needed = min_past + (prediction_length if mode == "train" else 0)
         for s, entry in enumerate(collection.entries):
@@ -224,6 +300,19 @@ class ForecastWindows(torch.utils.data.Dataset):
             self._features[s] = time_features(entry["start"], total, self.collection.freq).T  # (T + H, F)
         return self._features[s]
 
+    def _series_known(self, s: int) -> np.ndarray | None:
+        """Known covariates (K, T + H) of series ``s`` (zeros past its covariates' end in train mode,
+        where no horizon runs past the series), or None."""
+        if s not in self._known:
+            entry = self.collection.entries[s]
+            length = len(entry["target"])
+            known = known_covariates(entry, length if self.mode == "train" else length + self.prediction_length,
+                                     self.collection.freq, self.holidays)
+            if known is not None and known.shape[1] < length + self.prediction_length:
+                known = np.pad(known, ((0, 0), (0, length + self.prediction_length - known.shape[1])))
+            self._known[s] = known
+        return self._known[s]
+
     def __getitem__(self, i: int) -> dict:
         s, t = (int(v) for v in self.index[i])
         entry = self.collection.entries[s]
@@ -240,10 +329,12 @@ class ForecastWindows(torch.utils.data.Dataset):
         if self.mode == "train":
             item["future_target"] = np.nan_to_num(target[t:t + h]).astype(np.float32)
             item["future_observed"] = observed[t:t + h].copy()
-            if "feat_dynamic_real" in entry:
-                dyn = np.zeros((entry["feat_dynamic_real"].shape[0], c + h), dtype=np.float32)
-                dyn[:, pad:] = np.nan_to_num(entry["feat_dynamic_real"][:, lo:t + h])
-                item["feat_dynamic_real"] = dyn
+        known = self._series_known(s)
+        if known is not None:
+            past_known = np.zeros((c, known.shape[0]), dtype=np.float32)
+            past_known[pad:] = known[:, lo:t].T
+            item["past_known"] = past_known
+            item["future_known"] = known[:, t:t + h].T.copy()
         if self.time_feat:
             feats = self._series_features(s)
             past_feat = np.zeros((c, feats.shape[1]), dtype=np.float32)

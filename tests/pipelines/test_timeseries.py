@@ -254,3 +254,22 @@ def test_seasonal_skip_season_follows_the_data(tmp_path):
     assert main(["run", "timeseries/forecast_full", f"train.output_dir={tmp_path / 'x'}", *tiny,
                  "data.context_length=100"]) == 2
     assert main(["run", "timeseries/forecast_full", "data.seasonal_skip=weekly", "--dry-run"]) == 2
+
+
+def test_holiday_covariates_when_fine_tuning_the_shipped_forecaster(tmp_path):
+    """LoRA from the shipped forecaster (trained without covariates) with data.holidays=us: the covariate
+    maps are added, trained (they start at zero) and saved, and the report names the calendar."""
+    out = tmp_path / "hol"
+    tiny = [a for a in TINY if not a.startswith(("model.config", "data.patch_length", "data.stride"))]
+    assert main(["run", "timeseries/forecast_lora", f"train.output_dir={out}", *tiny, "model.pretrained=series-mamba-500k",
+                 "data.patch_length=16", "data.stride=8", "data.holidays=us", "data.scratch_baseline=false",
+                 "train.max_steps=3"]) == 0
+    saved = json.loads((out / "predictor" / "forecaster.json").read_text())["forecaster"]
+    assert saved["holidays"] == "us" and saved["num_dynamic_real"] == 0
+    predictor = MambaPredictor.deserialize(out / "predictor")
+    state = predictor.model.state_dict()
+    assert state["known.weight"].shape[1] == 2 * 16  # two holiday rows × the patch
+    assert state["known_direct.weight"].abs().sum() > 0  # started at zero, trained under LoRA
+    assert "holiday covariates from the `us` calendar" in (out / "report.md").read_text()
+    assert main(["run", "timeseries/forecast_full", "data.holidays=uk", "--dry-run"]) == 2
+    assert main(["run", "timeseries/forecast_m3", "data.holidays=us", "--dry-run"]) == 2
