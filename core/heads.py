@@ -15,11 +15,14 @@ import torch.nn.functional as F
 from .config import MambaConfig
 from .model import MambaCache, MambaModel
 
-POOLINGS = ("last", "mean", "max", "cls")
+POOLINGS = ("last", "mean", "max", "cls", "attention")
 
 
-def pool(hidden: torch.Tensor, mask: torch.Tensor | None, how: str) -> torch.Tensor:
-    """hidden (batch, L, F), mask (batch, L) 1 = real -> (batch, F), ignoring padded steps."""
+def pool(hidden: torch.Tensor, mask: torch.Tensor | None, how: str, scores: torch.Tensor | None = None) -> torch.Tensor:
+    """hidden (batch, L, F), mask (batch, L) 1 = real -> (batch, F), ignoring padded steps.
+
+    ``attention``: the mean weighted by ``softmax(scores)`` over the real steps; ``scores`` (batch, L)
+    come from the head's learned scorer (see :class:`SequenceClassificationHead`)."""
     if how not in POOLINGS:
         raise ValueError(f"unknown pooling {how!r}; choose one of {POOLINGS}")
     batch, length, _ = hidden.shape
@@ -35,6 +38,12 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor | None, how: str) -> torch.Ten
     if how == "cls":
         idx = torch.where(mask, pos, length).min(1).values
         return hidden[torch.arange(batch, device=hidden.device), idx]
+    if how == "attention":
+        if scores is None:
+            raise ValueError("attention pooling needs per-step scores (batch, L): a head with pooling='attention' "
+                             "computes them")
+        weights = scores.float().masked_fill(~mask, float("-inf")).softmax(1)
+        return (hidden * weights[..., None].to(hidden.dtype)).sum(1)
     m = mask[..., None].to(hidden.dtype)
     if how == "mean":
         return (hidden * m).sum(1) / m.sum(1)
@@ -47,6 +56,22 @@ class Head(nn.Module):
     sequence_level = True  # one output per sequence (False: one per position)
     kind = "head"
     spec: dict  # constructor arguments, saved with checkpoints
+
+    def set_pooling(self, pooling: str, feature_dim: int) -> None:
+        """``pooling`` (one of POOLINGS); ``attention`` adds a learned scorer (feature_dim -> 1) that starts
+        at zero, so attention pooling starts as mean pooling."""
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
+        self.pooling = pooling
+        if pooling == "attention":
+            self.attention = nn.Linear(feature_dim, 1)
+            nn.init.zeros_(self.attention.weight)
+            nn.init.zeros_(self.attention.bias)
+
+    def pooled(self, hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """(batch, L, F) -> (batch, F) by this head's pooling."""
+        scores = self.attention(hidden).squeeze(-1) if self.pooling == "attention" else None
+        return pool(hidden, mask, self.pooling, scores)
 
     def loss(self, logits, labels, mask=None):
         raise NotImplementedError
@@ -64,16 +89,14 @@ class SequenceClassificationHead(Head):
                      "class_weights": class_weights}
         if num_labels < 2:
             raise ValueError(f"classification needs num_labels >= 2, got {num_labels}")
-        if pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
-        self.pooling = pooling
+        self.set_pooling(pooling, feature_dim)
         self.num_labels = num_labels
         self.dropout = nn.Dropout(dropout)
         self.score = nn.Linear(feature_dim, num_labels)
         self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32) if class_weights else None)
 
     def forward(self, hidden, mask=None):
-        return self.score(self.dropout(pool(hidden, mask, self.pooling)))
+        return self.score(self.dropout(self.pooled(hidden, mask)))
 
     def loss(self, logits, labels, mask=None):
         labels = labels.long()
@@ -110,12 +133,12 @@ class RegressionHead(Head):
     def __init__(self, feature_dim: int, num_outputs: int = 1, pooling: str = "mean", dropout: float = 0.0):
         super().__init__()
         self.spec = {"kind": self.kind, "num_outputs": num_outputs, "pooling": pooling, "dropout": dropout}
-        self.pooling = pooling
+        self.set_pooling(pooling, feature_dim)
         self.dropout = nn.Dropout(dropout)
         self.score = nn.Linear(feature_dim, num_outputs)
 
     def forward(self, hidden, mask=None):
-        return self.score(self.dropout(pool(hidden, mask, self.pooling)))
+        return self.score(self.dropout(self.pooled(hidden, mask)))
 
     def loss(self, logits, labels, mask=None):
         return F.mse_loss(logits.float(), labels.float().reshape(logits.shape))

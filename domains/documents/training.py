@@ -81,10 +81,10 @@ class DocumentClassifier(nn.Module):
         n_docs = labels.shape[0] if labels is not None else (int(doc_index.max()) + 1 if doc_index is not None else rows)
         if doc_index is None or n_docs == rows:
             return self.model(input_ids, attention_mask, labels=labels)
-        from mambatune.core.heads import TaskOutput, pool
+        from mambatune.core.heads import TaskOutput
         head = self.model.head
         hidden = self.model.backbone(input_ids, attention_mask)
-        features = pool_chunks(pool(hidden, attention_mask, head.pooling), doc_index, n_docs, self.chunk_pool)
+        features = pool_chunks(head.pooled(hidden, attention_mask), doc_index, n_docs, self.chunk_pool)
         logits = head.score(head.dropout(features))
         loss = head.loss(logits, labels) if labels is not None else None
         return TaskOutput(logits=logits, loss=loss)

@@ -183,3 +183,27 @@ def test_host_offloaded_checkpointing_gives_the_same_gradients(frozen):
         assert results[mode][1].keys() == results["plain"][1].keys()
         for n, g in results["plain"][1].items():
             assert_close(results[mode][1][n], g, 1e-6, n)
+
+
+def test_attention_pooling_starts_as_mean_learns_weights_and_ignores_padding():
+    head = SequenceClassificationHead(16, 3, pooling="attention")
+    hidden = torch.randn(2, 7, 16)
+    mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3])
+    assert_close(head.pooled(hidden, mask)[1], hidden[1, :4].mean(0), 1e-6)  # zero scorer: the mean
+    with torch.no_grad():
+        head.attention.weight.copy_(torch.randn(1, 16))
+    pooled = head.pooled(hidden, mask)
+    w = torch.softmax(hidden[1, :4] @ head.attention.weight[0] + head.attention.bias, 0)
+    assert_close(pooled[1], (w[:, None] * hidden[1, :4]).sum(0), 1e-5)
+    padded = hidden.clone()
+    padded[1, 4:] = 1e4  # padded steps never count
+    assert_close(head.pooled(padded, mask), pooled, 1e-6)
+    loss = head.loss(head(hidden, mask), torch.tensor([0, 2]))
+    loss.backward()
+    assert head.attention.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="needs per-step scores"):
+        pool(hidden, mask, "attention")
+    with pytest.raises(ValueError, match="unknown pooling"):
+        SequenceClassificationHead(16, 3, pooling="sum")
+    model = MambaForTask(tiny(), SequenceClassificationHead(16, 3, pooling="attention"))
+    assert "head.attention.weight" in model.state_dict()

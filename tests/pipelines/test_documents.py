@@ -77,8 +77,10 @@ def test_classify_each_method(tmp_path, single_label, method):
 
 def test_classify_chunk_and_pool_with_class_weights(tmp_path, single_label):
     results = run(tmp_path / "chunk", f"data.source={single_label}", "data.overflow=chunk", "data.max_length=48",
-                  "data.chunk_pool=max", "data.class_weights=inverse_sqrt", "eval.baselines=false")
+                  "data.chunk_pool=max", "data.class_weights=inverse_sqrt", "eval.baselines=false",
+                  "model.head.pooling=attention")
     assert results["length_handling"]["train"]["n_chunked"] > 0
+    assert json.loads((tmp_path / "chunk" / "model" / "config.json").read_text())["head"]["pooling"] == "attention"
     assert results["length_handling"]["train"]["n_truncated"] == 0
     assert len(results["test"]) == 1
 

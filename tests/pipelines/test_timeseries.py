@@ -271,5 +271,11 @@ def test_holiday_covariates_when_fine_tuning_the_shipped_forecaster(tmp_path):
     assert state["known.weight"].shape[1] == 2 * 16  # two holiday rows × the patch
     assert state["known_direct.weight"].abs().sum() > 0  # started at zero, trained under LoRA
     assert "holiday covariates from the `us` calendar" in (out / "report.md").read_text()
+    # predict computes the horizon's holidays itself: the input is just the history
+    lines = ["item_id,timestamp,target"] + [f"a,2016-12-23 {h:02d}:00:00,{10 + h % 5}" for h in range(24)]
+    (tmp_path / "xmas.csv").write_text("\n".join(lines) + "\n")
+    assert main(["predict", str(out), str(tmp_path / "xmas.csv"), "-o", str(tmp_path / "f.csv")]) == 0
+    rows = read_rows(tmp_path / "f.csv")
+    assert len(rows) == 24 and rows[0]["timestamp"] == "2016-12-24 00:00:00"
     assert main(["run", "timeseries/forecast_full", "data.holidays=uk", "--dry-run"]) == 2
     assert main(["run", "timeseries/forecast_m3", "data.holidays=us", "--dry-run"]) == 2
