@@ -157,6 +157,26 @@ def mean_across_ranks(value: float, env: DistEnv) -> float:
     return float(t.item()) / env.world_size
 
 
+def max_across_ranks(value: int, env: DistEnv) -> int:
+    if not env.active:
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=env.device if env.device.type == "cuda" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
+def gather_eval_outputs(logits: list[torch.Tensor], labels: list[torch.Tensor], loss_sum: float, count: int,
+                        env: DistEnv) -> tuple[list[torch.Tensor], list[torch.Tensor], float, int]:
+    """Every rank's evaluation outputs (CPU tensors per batch, summed loss, samples), joined in rank
+    order on every rank (a collective)."""
+    if not env.active:
+        return logits, labels, loss_sum, count
+    parts: list = [None] * env.world_size
+    dist.all_gather_object(parts, (logits, labels, loss_sum, count))
+    return ([t for p in parts for t in p[0]], [t for p in parts for t in p[1]],
+            sum(p[2] for p in parts), sum(p[3] for p in parts))
+
+
 def barrier(env: DistEnv) -> None:
     if env.active:
         dist.barrier()

@@ -223,15 +223,30 @@ class Trainer:
 
     # -- evaluation ------------------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, data: Dataset, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None, float]:
-        """Logits and labels over ``data`` (every rank reads all of it) and the mean loss (NaN without labels).
+    def predict(self, data: Dataset, batch_size: int | None = None,
+                split_across_ranks: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+        """Logits and labels over ``data`` and the mean loss (NaN without labels).
 
-        Token-level outputs are flattened to the real (unmasked) positions: logits (N, C), labels (N,)."""
-        model = dist_utils.unwrap(self.model) if self.env.strategy == "ddp" else self.model
+        Token-level outputs are flattened to the real (unmasked) positions: logits (N, C), labels (N,).
+        ``split_across_ranks`` (under torchrun; a collective, so every rank must call it): each rank
+        reads a contiguous 1/world of ``data`` and every rank gets the whole result, in ``data``'s order.
+        Without it every rank reads all of ``data``."""
+        env = self.env
+        split = split_across_ranks and env.active and hasattr(data, "__len__") and len(data) > 0
+        model = dist_utils.unwrap(self.model) if env.strategy == "ddp" else self.model
         was_training = model.training
         model.eval()
-        loader = DataLoader(data, batch_size=batch_size or self.config.eval_batch_size or self.config.batch_size,
-                            shuffle=False, collate_fn=self.collate_fn, generator=torch.Generator())
+        size = batch_size or self.config.eval_batch_size or self.config.batch_size
+        part = data
+        if split:
+            per = -(-len(data) // env.world_size)
+            part = torch.utils.data.Subset(data, range(min(len(data), env.rank * per),
+                                                       min(len(data), (env.rank + 1) * per)))
+        loader = DataLoader(part, batch_size=size, shuffle=False, collate_fn=self.collate_fn,
+                            generator=torch.Generator())
+        # under FSDP every forward pass is a collective: a rank with fewer batches than another repeats a
+        # forward pass (its output discarded) until the counts match; the count is agreed on first
+        padding = dist_utils.max_across_ranks(len(loader), env) - len(loader) if split and env.strategy == "fsdp" else 0
         logits_all, labels_all, loss_sum, n = [], [], 0.0, 0
         for batch in loader:
             batch = to_device(batch, self.device)
@@ -250,15 +265,26 @@ class Trainer:
                 bs = batch["input_ids"].shape[0] if "input_ids" in batch else 1
                 loss_sum += float(out.loss) * bs
                 n += bs
+        if padding:
+            collate = self.collate_fn or torch.utils.data.default_collate
+            filler = to_device(collate([data[0]]), self.device)
+            for _ in range(padding):
+                with self.precision.autocast():
+                    model(**filler)
+        if split:
+            logits_all, labels_all, loss_sum, n = dist_utils.gather_eval_outputs(
+                logits_all, labels_all, loss_sum, n, env)
         model.train(was_training)
         labels = torch.cat(labels_all) if labels_all else None
         return torch.cat(logits_all), labels, (loss_sum / n if n else math.nan)
 
-    def evaluate(self, data: Dataset | None = None) -> dict[str, float]:
+    def evaluate(self, data: Dataset | None = None, split_across_ranks: bool = False) -> dict[str, float]:
+        """The loss and ``metrics_fn``'s metrics over ``data`` (default: the eval data). Training evaluates
+        with ``split_across_ranks`` (see :meth:`predict`): under torchrun each rank reads its share."""
         data = data if data is not None else self.eval_data
         if data is None:
             raise ValueError("evaluate needs eval data (pass eval_data to the Trainer or data here)")
-        logits, labels, loss = self.predict(data)
+        logits, labels, loss = self.predict(data, split_across_ranks=split_across_ranks)
         result = {"loss": loss}
         if self.metrics_fn is not None and labels is not None:
             result.update({k: float(v) for k, v in self.metrics_fn(logits, labels).items()})
@@ -417,7 +443,7 @@ class Trainer:
         return dist_utils.mean_across_ranks(loss_sum / cfg.grad_accum, env), tokens, grad_norm
 
     def _eval_and_log(self, log: MetricsLog | None) -> bool:
-        metrics = self.evaluate()
+        metrics = self.evaluate(split_across_ranks=True)
         stop = self._after_eval(metrics)
         self.state["last_eval"] = {"step": self.state["step"], **metrics}
         if log is not None:

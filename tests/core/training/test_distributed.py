@@ -1,4 +1,6 @@
-"""Two CPU processes (gloo, launched by torchrun) give the loss curve of one process with the same global batch."""
+"""Two CPU processes (gloo, launched by torchrun) give the loss curve of one process with the same global batch,
+and the same evaluation: each rank reads its share of the 17 eval samples (9 and 8: three batches of 4 against
+two, so under FSDP the second rank pads its forward calls) and the shares are joined."""
 import os
 import subprocess
 import sys
@@ -11,7 +13,7 @@ from safetensors.torch import load_file
 from mambatune.core.training import read_metrics
 
 SCRIPT = Path(__file__).with_name("tiny_run.py")
-ARGS = ["epochs=2", "n=64", "dropout=0", "eval_every=4"]
+ARGS = ["epochs=2", "n=64", "dropout=0", "eval_every=4", "n_eval=17"]
 
 
 def launch(tmp_path, name, nproc, extra):
@@ -41,6 +43,10 @@ def test_two_processes_match_one(tmp_path, single, strategy):
     ref_losses, ref_evals, ref_weights = single
     assert len(losses) == len(ref_losses) == 16
     torch.testing.assert_close(torch.tensor(losses), torch.tensor(ref_losses), atol=1e-5, rtol=0)
+    assert len(evals) == len(ref_evals) == 4
     torch.testing.assert_close(torch.tensor(evals), torch.tensor(ref_evals), atol=1e-5, rtol=0)
     for k in ref_weights:
         torch.testing.assert_close(weights[k], ref_weights[k], atol=1e-5, rtol=1e-4)
+    rows = [(tmp_path / strategy / f"eval_rows_rank{r}.txt").read_text().split() for r in (0, 1)]
+    assert rows[0] == ["4", "4", "1"]  # samples 0-8
+    assert rows[1] == (["4", "4", "1"] if strategy == "fsdp" else ["4", "4"])  # 9-16 (+ a discarded pass)

@@ -1,6 +1,6 @@
 """A tiny deterministic CPU training, run as a subprocess by the resume and distributed tests.
 
-usage: python tiny_run.py RUN_DIR OUT.safetensors [key=value ...]  (keys: TrainConfig fields, plus n, dropout)
+usage: python tiny_run.py RUN_DIR OUT.safetensors [key=value ...]  (keys: TrainConfig fields, plus n, n_eval, dropout)
 Under torchrun every rank runs it; rank 0 writes OUT.
 """
 import os
@@ -19,6 +19,7 @@ def main() -> None:
     opts = dict(a.split("=", 1) for a in sys.argv[3:])
     n = int(opts.pop("n", 96))
     dropout = float(opts.pop("dropout", 0.1))
+    n_eval = int(opts.pop("n_eval", 32))
     typed = {}
     for k, v in opts.items():
         default = getattr(TrainConfig, k, None)
@@ -42,8 +43,16 @@ def main() -> None:
     cfg = TrainConfig(**{"output_dir": run_dir, "epochs": 4, "batch_size": 8, "eval_every": 10, "save_every": 4,
                          "log_every": 1, "monitor_every": 5, "progress": False, "plots": False,
                          "tensorboard": False, "lr": 3e-3, "warmup_steps": 3, **typed})
-    trainer = Trainer(model, cfg, data, data[:32], collate, metrics)
+    trainer = Trainer(model, cfg, data, data[:n_eval], collate, metrics)
     trainer.train()
+    # how many eval rows this rank's model reads in one evaluation (the rows of each forward call)
+    rows = []
+    hook = model.register_forward_pre_hook(lambda m, args, kwargs: rows.append(kwargs["input_ids"].shape[0]),
+                                           with_kwargs=True)
+    trainer.evaluate(split_across_ranks=True)
+    hook.remove()
+    with open(os.path.join(run_dir, f"eval_rows_rank{os.environ.get('RANK', '0')}.txt"), "w") as f:
+        f.write(" ".join(map(str, rows)))
     weights = trainer.full_state_dict()
     if int(os.environ.get("RANK", "0")) == 0:
         save_file({k: v.contiguous() for k, v in weights.items()}, out)
