@@ -137,11 +137,6 @@ class ForecasterConfig:
         """Known covariates per step: the given ones, then the holiday calendar's."""
         return self.num_dynamic_real + (NUM_HOLIDAY_FEATURES if self.holidays else 0)
 
-    @property
-    def num_future_tokens(self) -> int:
-        """Tokens for the horizon (carrying its time features and known covariates); 0 without covariates."""
-        return num_patches(self.prediction_length, self.patch_length, self.stride) if self.num_known else 0
-
     def mamba_config(self) -> MambaConfig:
         d = {"vocab_size": 1, "pad_vocab_size_multiple": 1, "tie_embeddings": False, **self.backbone}
         if d.get("bidirectional") or d.get("rc_equivariant", "none") != "none":
@@ -283,9 +278,10 @@ class MambaForecaster(nn.Module):
         self.add_covariate_inputs()
 
     def add_covariate_inputs(self) -> list[str]:
-        """Creates the covariate maps ``config`` asks for that the model lacks (``known``: known
-        covariates -> d_model; ``future_merge``: the last future token's state -> the head's input;
-        ``static``: one embedding per static feature), each starting at zero. Returns the names of
+        """Creates the covariate maps ``config`` asks for that the model lacks (``known``: a patch of
+        known covariates -> d_model; ``future_merge``: the last future token's state -> the head's input;
+        ``known_direct``: a step's covariates -> its location; ``static``: one embedding per static
+        feature), each starting at zero. Returns the names of
         the modules created (a fine-tuned pretrained model trains them whatever its PEFT method).
         A covariate layout that differs from the model's raises."""
         cfg, d = self.config, self.embed.out_features
