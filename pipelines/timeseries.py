@@ -11,7 +11,8 @@
 Backtests: hourly series (``electricity``, ``sf_traffic``, ``traffic_volume``,
 ``bike_sharing``, ``solar``, ``wind``; ``data.dataset`` may list several, each one item)
 hold out their last ``data.windows`` horizons (rolling origin, one window per horizon),
-scored overall and per series (with the mean over series); M3 / M1 use one group's
+scored overall and per series (with the mean over series), and so does a file of the user's
+series (``data.dataset: sales.csv``, with ``data.covariates``); M3 / M1 use one group's
 official split and horizon; ``data.group: all`` (or a list) runs every group in one run,
 one forecaster per group, scored per group and overall in the M3 convention (mean over
 series of each series' sMAPE) beside seasonal naive and Theta (recipe ``forecast_m3``).
@@ -37,10 +38,7 @@ from pathlib import Path
 import torch
 
 from mambatune.core.atomic import atomic_write_text
-from mambatune.domains.timeseries import from_gluonts, load_competition, load_hourly, official_split, rolling_origin
-from mambatune.domains.timeseries.data import truncate
-from mambatune.domains.timeseries.demo_data import HOURLY as HOURLY_SERIES
-from mambatune.domains.timeseries.demo_data import competition_groups
+from mambatune.domains.timeseries.data import TABLE_SUFFIXES
 from mambatune.domains.timeseries.ensemble import EnsemblePredictor, combine
 from mambatune.domains.timeseries.evaluation import METRIC_NAMES, evaluate_by_series
 from mambatune.domains.timeseries.evaluation import evaluate as score_forecasts
@@ -49,11 +47,21 @@ from mambatune.domains.timeseries.transforms import check_holidays
 from mambatune.domains.timeseries.module import FORECASTER_CONFIG, ForecasterConfig, save_forecaster
 
 from . import domain_run
+from .timeseries_problem import (  # noqa: F401  (also used as ts.load_problem, ... by the other modules)
+    COMPETITIONS,
+    HOURLY,
+    Problem,
+    check_datasets,
+    competition_groups,
+    dataset_names,
+    fit_and_validation,
+    group_names,
+    is_series_file,
+    load_problem,
+)
 from .timeseries_report import plot_fans, write_report
 
 TASKS = ("forecast", "pretrain")
-HOURLY = tuple(HOURLY_SERIES)
-COMPETITIONS = ("m3", "m1")
 DEFAULT_SERIES_MODEL = "runs/pretrain_series/model"  # where `mambatune run timeseries/pretrain_series` leaves it
 # pretrained on a GPU by this project's recipe and shipped in the package (recipe and log beside it)
 SHIPPED_SERIES_MODEL = Path(sys.modules["mambatune.domains.timeseries"].__file__).parent / "pretrained" / \
@@ -64,7 +72,12 @@ HEAD_KEYS = ("kind", "distribution", "quantile_levels")
 @dataclass
 class DataConfig:
     """task: forecast | pretrain; dataset: an hourly series (electricity, sf_traffic, traffic_volume,
-    bike_sharing, solar, wind), a list of them (one item each), or m3 | m1; group: the
+    bike_sharing, solar, wind), a list of them (one item each), m3 | m1, or a file of your own series
+    (a long table .csv / .tsv / .parquet with item_id (optional), timestamp, target and covariate
+    columns, or GluonTS JSON lines), backtested like the hourly series; freq: the file's frequency
+    (a pandas alias; inferred from a table when null, needed for JSON lines); covariates: the table's
+    known covariate columns, which the forecaster reads (values for the horizon too: see
+    ``timeseries_verbs.predict``); group: the
     competition group (yearly, quarterly, monthly, other), a list of them, or all; prediction_length: horizon (null: the
     competition's official one); context_length: steps the model reads (left-padded when longer than
     the history); windows: rolling backtest windows (hourly); max_series: first N competition series;
@@ -122,6 +135,8 @@ class DataConfig:
     seasonal_skip: int | str | None = None
     scale_window: int | None = None
     holidays: str | None = None
+    freq: str | None = None
+    covariates: list[str] = dataclasses.field(default_factory=list)
     fan_charts: int = 4
     dropout: float = 0.0
     seed: int = 0
@@ -182,86 +197,12 @@ class DataConfig:
                                  f"got {self.group!r}")
             if len(group_names(self.group, self.dataset)) > 1 and self.compare_context_lengths:
                 raise ValueError("compare_context_lengths works on one problem: pick one group")
-        if self.prediction_length is None and dataset_names(self.dataset)[0] in HOURLY:
-            raise ValueError("hourly datasets need a prediction_length (e.g. 24 or 168)")
-
-
-def dataset_names(value: str | list[str]) -> list[str]:
-    return [value] if isinstance(value, str) else list(value)
-
-
-def group_names(value: str | list[str], dataset: str) -> list[str]:
-    """The competition groups ``data.group`` names (``all``: every group of ``dataset``)."""
-    if value == "all":
-        return competition_groups(dataset)
-    return [value] if isinstance(value, str) else list(value)
-
-
-def check_datasets(value: str | list[str], name: str) -> None:
-    """One hourly series, several distinct ones, or one competition."""
-    names = dataset_names(value)
-    unknown = [n for n in names if n not in HOURLY + COMPETITIONS]
-    if unknown or not names:
-        raise ValueError(f"{name} must be one of {', '.join(HOURLY + COMPETITIONS)} or a list of hourly series, "
-                         f"got {value!r}")
-    if len(names) > 1 and (any(n in COMPETITIONS for n in names) or len(set(names)) != len(names)):
-        raise ValueError(f"{name}: a list must name distinct hourly series ({', '.join(HOURLY)}); a competition "
-                         f"({', '.join(COMPETITIONS)}) is used alone, got {value!r}")
-
-
-@dataclass
-class Problem:
-    """One dataset's backtest and the periods used on it."""
-
-    backtest: object
-    freq: str
-    prediction_length: int
-    season_length: int
-    mase_seasonality: int
-    description: str
-
-
-# -- data ----------------------------------------------------------------------------------------
-
-def load_problem(cfg: DataConfig, dataset: str | list[str] | None = None, group: str | None = None) -> Problem:
-    names = dataset_names(dataset or cfg.dataset)
-    if names[0] in HOURLY:
-        h = cfg.prediction_length
-        series = load_hourly(names)
-        if cfg.max_history is not None:
-            series = last_steps(series, cfg.max_history)
-        backtest = rolling_origin(series, h, windows=cfg.windows)
-        what = names[0] if len(names) == 1 else f"{len(names)} series ({', '.join(names)})"
-        each = " of each series" if len(names) > 1 else ""
-        return Problem(backtest, "h", h, cfg.season_length or 168, cfg.mase_seasonality or 24,
-                       f"{what} hourly, last {cfg.windows} windows of {h} h{each} (rolling origin)")
-    dataset = names[0]
-    group = group or group_names(cfg.group, dataset)[0]
-    split = load_competition(dataset, group, max_series=cfg.max_series)
-    if cfg.prediction_length not in (None, split.horizon):
-        raise ValueError(f"{dataset} {group} has the official horizon {split.horizon}; set "
-                         f"data.prediction_length={split.horizon} or null")
-    backtest = official_split(split.train, split.test, split.horizon)
-    return Problem(backtest, split.train.freq, split.horizon, cfg.season_length or split.seasonality,
-                   cfg.mase_seasonality or split.seasonality,
-                   f"{dataset} {group}, {len(split.train)} series, official split, horizon {split.horizon}")
-
-
-def last_steps(collection, n: int):
-    """The last ``n`` steps of every series (start moved accordingly)."""
-    entries = []
-    for e in collection.entries:
-        cut = max(0, len(e["target"]) - n)
-        entries.append({**e, "start": e["start"] + cut, "target": e["target"][cut:],
-                        "observed_values": e["observed_values"][cut:]})
-    return dataclasses.replace(collection, entries=entries)
-
-
-def fit_and_validation(problem: Problem):
-    """Training series (everything before the backtest, minus one horizon) and validation series
-    (everything before the backtest; its last horizon is scored for early stopping)."""
-    seen = from_gluonts(problem.backtest.train, problem.freq)
-    return truncate(seen, problem.prediction_length), seen
+        first = dataset_names(self.dataset)[0]
+        if self.prediction_length is None and (first in HOURLY or is_series_file(first)):
+            raise ValueError("hourly and file datasets need a prediction_length (e.g. 24 or 168)")
+        if self.covariates and not (is_series_file(first) and Path(first).suffix.lower() in TABLE_SUFFIXES):
+            raise ValueError("data.covariates names columns of a long table given as data.dataset "
+                             "(.csv / .tsv / .parquet); JSON lines carry theirs as feat_dynamic_real")
 
 
 # -- models --------------------------------------------------------------------------------------

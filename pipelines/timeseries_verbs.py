@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from mambatune.core.atomic import atomic_write_json
 from mambatune.domains.timeseries import from_gluonts, from_polars
+from mambatune.domains.timeseries.data import JSON_SUFFIXES, TABLE_SUFFIXES, read_long_table
 from mambatune.domains.timeseries.competition import group_scores
 from mambatune.domains.timeseries.ensemble import context_length
 from mambatune.domains.timeseries.ensemble import load_predictor as load_serialized
@@ -34,8 +35,6 @@ from . import domain_run
 from . import timeseries as ts
 
 QUANTILES = (0.1, 0.5, 0.9)
-TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
-JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
 
 
 def open_run(run_dir):
@@ -111,8 +110,6 @@ class SeriesInputs:
 
 
 def read_inputs(source: str, recipe) -> SeriesInputs:
-    import polars as pl
-
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"input {source} not found; time-series predict reads a long CSV / TSV / parquet "
@@ -131,25 +128,7 @@ def read_inputs(source: str, recipe) -> SeriesInputs:
         return SeriesInputs(path, entries=entries)
     if suffix not in TABLE_SUFFIXES:
         raise ValueError(f"{path.name}: use a .csv / .tsv / .parquet long table or .json / .jsonl GluonTS lines")
-    try:
-        frame = pl.read_parquet(path) if suffix == ".parquet" else \
-            pl.read_csv(path, separator="\t" if suffix == ".tsv" else ",", try_parse_dates=True)
-    except pl.exceptions.PolarsError as err:
-        raise ValueError(f"cannot read {path}: {err}") from err
-    missing = [c for c in ("timestamp", "target") if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path.name} lacks column(s) {missing}; a long table has item_id, timestamp, target "
-                         f"(it has {', '.join(frame.columns)})")
-    if frame.height == 0:
-        raise ValueError(f"{path} has no rows")
-    if "item_id" not in frame.columns:
-        frame = frame.with_columns(pl.lit("series").alias("item_id"))
-    if frame.schema["timestamp"] == pl.String:
-        try:
-            frame = frame.with_columns(pl.col("timestamp").str.to_datetime())
-        except pl.exceptions.PolarsError as err:
-            raise ValueError(f"{path.name}: cannot parse the timestamp column ({err})") from err
-    return SeriesInputs(path, frame=frame.with_columns(pl.col("item_id").cast(pl.String)))
+    return SeriesInputs(path, frame=read_long_table(path))
 
 
 def forecast_rows(forecast, item_id: str, note: str) -> list[dict]:
@@ -162,14 +141,32 @@ def forecast_rows(forecast, item_id: str, note: str) -> list[dict]:
              "note": note} for h, period in enumerate(forecast.index)]
 
 
+def split_horizon(series, horizon: int, covariates: list[str]):
+    """For a forecaster with known covariates: each series of a long table ends with ``horizon`` rows
+    whose target is empty and whose covariate columns give the horizon's values. Returns the series
+    without those steps, their covariates running ``horizon`` steps further (GluonTS' layout)."""
+    entries = []
+    for e in series.entries:
+        tail = np.asarray(e["target"][-horizon:], dtype=np.float64)
+        if len(e["target"]) <= horizon or np.isfinite(tail).any():
+            raise ValueError(f"series {e['item_id']!r}: this forecaster reads the covariates {covariates}; end each "
+                             f"series with {horizon} rows for the forecast horizon, their target empty and their "
+                             "covariate columns filled")
+        entries.append({**e, "target": e["target"][:-horizon], "observed_values": e["observed_values"][:-horizon]})
+    return replace(series, entries=entries)
+
+
 def predict(run_dir, inputs: SeriesInputs) -> list[dict]:
-    """Forecasts of the run's horizon after the last step of every input series."""
+    """Forecasts of the run's horizon after the last step of every input series. A run trained with
+    ``data.covariates`` needs them for the horizon: see :func:`split_horizon`."""
     run_dir, recipe, _ = open_run(run_dir)
     predictor = single_predictor(run_dir, recipe)
     if inputs.entries is not None:
         series = from_gluonts(inputs.entries, freq=predictor.freq)
     else:
-        series = from_polars(inputs.frame, freq=predictor.freq)
+        series = from_polars(inputs.frame, freq=predictor.freq, dynamic_real=recipe.data.covariates)
+    if recipe.data.covariates and inputs.entries is None:
+        series = split_horizon(series, predictor.prediction_length, recipe.data.covariates)
     context = context_length(predictor)
     counts = {"series": len(series), **{f"skipped ({k})": v for k, v in series.skipped.items()}}
     notes = []

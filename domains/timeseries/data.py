@@ -183,6 +183,41 @@ def read_file(path: str | Path, freq: str, min_length: int = 1) -> SeriesCollect
     return from_gluonts(FileDataset(path, freq=freq), freq=freq, min_length=min_length)
 
 
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
+JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
+
+
+def read_long_table(path: str | Path):
+    """A long table (``.csv`` / ``.tsv`` / ``.parquet``) as a polars frame with ``item_id`` (a string; one
+    series named ``series`` when the column is missing), a parsed ``timestamp`` and ``target``, plus any
+    other columns. Missing columns, an empty table or unparsable timestamps raise ValueError."""
+    import polars as pl
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise ValueError(f"{path.name}: a long table is .csv, .tsv or .parquet")
+    try:
+        frame = pl.read_parquet(path) if suffix == ".parquet" else \
+            pl.read_csv(path, separator="\t" if suffix == ".tsv" else ",", try_parse_dates=True)
+    except pl.exceptions.PolarsError as err:
+        raise ValueError(f"cannot read {path}: {err}") from err
+    missing = [c for c in ("timestamp", "target") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path.name} lacks column(s) {missing}; a long table has item_id, timestamp, target "
+                         f"(it has {', '.join(frame.columns)})")
+    if frame.height == 0:
+        raise ValueError(f"{path} has no rows")
+    if "item_id" not in frame.columns:
+        frame = frame.with_columns(pl.lit("series").alias("item_id"))
+    if frame.schema["timestamp"] == pl.String:
+        try:
+            frame = frame.with_columns(pl.col("timestamp").str.to_datetime())
+        except pl.exceptions.PolarsError as err:
+            raise ValueError(f"{path.name}: cannot parse the timestamp column ({err})") from err
+    return frame.with_columns(pl.col("item_id").cast(pl.String))
+
+
 def from_polars(frame, freq: str | None = None, *, item_id: str = "item_id", timestamp: str = "timestamp",
                 target: str = "target", dynamic_real: Sequence[str] = (), static_cat: Sequence[str] = (),
                 resample: str | None = None, min_length: int = 1) -> SeriesCollection:

@@ -279,3 +279,53 @@ def test_holiday_covariates_when_fine_tuning_the_shipped_forecaster(tmp_path):
     assert len(rows) == 24 and rows[0]["timestamp"] == "2016-12-24 00:00:00"
     assert main(["run", "timeseries/forecast_full", "data.holidays=uk", "--dry-run"]) == 2
     assert main(["run", "timeseries/forecast_m3", "data.holidays=us", "--dry-run"]) == 2
+
+
+def long_table(path, steps: int, future: int = 0, seed: int = 0):
+    """Two hourly series driven by a known covariate (``price``); ``future`` extra rows per series with an
+    empty target."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lines = ["item_id,timestamp,target,price"]
+    for item in ("a", "b"):
+        price = rng.normal(size=steps + future)
+        for t in range(steps + future):
+            stamp = f"2024-01-{1 + t // 24:02d} {t % 24:02d}:00:00"
+            target = "" if t >= steps else f"{20 - 5 * price[t] + rng.normal() * 0.1:.4f}"
+            lines.append(f"{item},{stamp},{target},{price[t]:.4f}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_your_own_series_file_with_covariates(tmp_path, capsys):
+    data = long_table(tmp_path / "sales.csv", steps=400)
+    out = tmp_path / "own"
+    results = run("timeseries/forecast_full", out, f"data.dataset={data}", "data.covariates=[price]",
+                  "data.prediction_length=12", "data.max_history=null")
+    assert "sales.csv: 2 series at h, covariates price" in results["problem"]
+    saved = json.loads((out / "predictor" / "forecaster.json").read_text())["forecaster"]
+    assert saved["num_dynamic_real"] == 1 and saved["prediction_length"] == 12
+    # predict: each series ends with 12 rows whose target is empty and whose price is known
+    ahead = long_table(tmp_path / "ahead.csv", steps=100, future=12, seed=1)
+    assert main(["predict", str(out), str(ahead), "-o", str(tmp_path / "f.csv")]) == 0
+    rows = read_rows(tmp_path / "f.csv")
+    assert len(rows) == 24 and rows[0]["timestamp"] == "2024-01-05 04:00:00"
+    assert main(["predict", str(out), str(long_table(tmp_path / "no_future.csv", steps=100))]) == 2
+    assert "end each series with 12 rows" in capsys.readouterr().err
+    # errors that name the fix
+    assert main(["run", "timeseries/forecast_full", f"data.dataset={data}", "data.covariates=[cost]",
+                 f"train.output_dir={tmp_path / 'x'}", *TINY, "data.prediction_length=12"]) == 2
+    assert main(["run", "timeseries/forecast_full", f"data.dataset={tmp_path / 'missing.csv'}", "--dry-run"]) == 2
+    assert main(["run", "timeseries/forecast_full", "data.covariates=[price]", "--dry-run"]) == 2
+
+
+def test_your_own_series_as_gluonts_json_lines(tmp_path):
+    entries = [{"start": "2024-01-01 00:00", "target": [float(10 + (t % 24)) for t in range(300)], "item_id": "x"}]
+    (tmp_path / "s.jsonl").write_text("\n".join(json.dumps(e) for e in entries) + "\n")
+    assert main(["run", "timeseries/forecast_full", f"data.dataset={tmp_path / 's.jsonl'}", "--dry-run"]) == 0
+    assert main(["run", "timeseries/forecast_full", f"data.dataset={tmp_path / 's.jsonl'}",
+                 f"train.output_dir={tmp_path / 'j0'}", *TINY]) == 2  # JSON lines need data.freq
+    results = run("timeseries/forecast_full", tmp_path / "j", f"data.dataset={tmp_path / 's.jsonl'}", "data.freq=h",
+                  "data.max_history=null")
+    assert "s.jsonl: 1 series at h" in results["problem"]

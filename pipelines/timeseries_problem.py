@@ -1,0 +1,142 @@
+"""What a time-series recipe forecasts: the dataset names it accepts and the backtest ("problem") each one
+gives (hourly demo series, M3 / M1 groups, or a file of the user's series)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from mambatune.domains.timeseries import from_gluonts, load_competition, load_hourly, official_split, rolling_origin
+from mambatune.domains.timeseries.data import (
+    JSON_SUFFIXES,
+    TABLE_SUFFIXES,
+    from_polars,
+    read_file,
+    read_long_table,
+    truncate,
+)
+from mambatune.domains.timeseries.demo_data import HOURLY as HOURLY_SERIES
+from mambatune.domains.timeseries.demo_data import competition_groups
+
+HOURLY = tuple(HOURLY_SERIES)
+COMPETITIONS = ("m3", "m1")
+
+
+def dataset_names(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def group_names(value: str | list[str], dataset: str) -> list[str]:
+    """The competition groups ``data.group`` names (``all``: every group of ``dataset``)."""
+    if value == "all":
+        return competition_groups(dataset)
+    return [value] if isinstance(value, str) else list(value)
+
+
+def is_series_file(name) -> bool:
+    """Whether a ``data.dataset`` value names a file of the user's series (by its suffix)."""
+    return isinstance(name, str) and Path(name).suffix.lower() in TABLE_SUFFIXES + JSON_SUFFIXES
+
+
+def check_datasets(value: str | list[str], name: str) -> None:
+    """One hourly series, several distinct ones, one competition, or one file of series."""
+    names = dataset_names(value)
+    if any(is_series_file(n) for n in names):
+        if len(names) > 1:
+            raise ValueError(f"{name}: a file of series is used alone, got {value!r}")
+        if not Path(names[0]).is_file():
+            raise ValueError(f"{name}: no such file {names[0]!r}")
+        return
+    unknown = [n for n in names if n not in HOURLY + COMPETITIONS]
+    if unknown or not names:
+        raise ValueError(f"{name} must be one of {', '.join(HOURLY + COMPETITIONS)} or a list of hourly series, "
+                         f"got {value!r}")
+    if len(names) > 1 and (any(n in COMPETITIONS for n in names) or len(set(names)) != len(names)):
+        raise ValueError(f"{name}: a list must name distinct hourly series ({', '.join(HOURLY)}); a competition "
+                         f"({', '.join(COMPETITIONS)}) is used alone, got {value!r}")
+
+
+@dataclass
+class Problem:
+    """One dataset's backtest and the periods used on it."""
+
+    backtest: object
+    freq: str
+    prediction_length: int
+    season_length: int
+    mase_seasonality: int
+    description: str
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+def load_problem(cfg, dataset: str | list[str] | None = None, group: str | None = None) -> Problem:
+    names = dataset_names(dataset or cfg.dataset)
+    if names[0] in HOURLY:
+        h = cfg.prediction_length
+        series = load_hourly(names)
+        if cfg.max_history is not None:
+            series = last_steps(series, cfg.max_history)
+        backtest = rolling_origin(series, h, windows=cfg.windows)
+        what = names[0] if len(names) == 1 else f"{len(names)} series ({', '.join(names)})"
+        each = " of each series" if len(names) > 1 else ""
+        return Problem(backtest, "h", h, cfg.season_length or 168, cfg.mase_seasonality or 24,
+                       f"{what} hourly, last {cfg.windows} windows of {h} h{each} (rolling origin)")
+    if is_series_file(names[0]):
+        return file_problem(cfg, names[0])
+    dataset = names[0]
+    group = group or group_names(cfg.group, dataset)[0]
+    split = load_competition(dataset, group, max_series=cfg.max_series)
+    if cfg.prediction_length not in (None, split.horizon):
+        raise ValueError(f"{dataset} {group} has the official horizon {split.horizon}; set "
+                         f"data.prediction_length={split.horizon} or null")
+    backtest = official_split(split.train, split.test, split.horizon)
+    return Problem(backtest, split.train.freq, split.horizon, cfg.season_length or split.seasonality,
+                   cfg.mase_seasonality or split.seasonality,
+                   f"{dataset} {group}, {len(split.train)} series, official split, horizon {split.horizon}")
+
+
+def file_problem(cfg, path: str) -> Problem:
+    """A rolling backtest over the user's series in ``path`` (see ``DataConfig.dataset``)."""
+    from gluonts.time_feature import get_seasonality
+
+    if Path(path).suffix.lower() in JSON_SUFFIXES:
+        if not cfg.freq:
+            raise ValueError(f"{path} is GluonTS JSON lines: set data.freq (a pandas alias such as h, D, W, M)")
+        series = read_file(path, cfg.freq)
+    else:
+        frame = read_long_table(path)
+        missing = [c for c in cfg.covariates if c not in frame.columns]
+        if missing:
+            raise ValueError(f"data.covariates names {missing}, which {Path(path).name} lacks (it has "
+                             f"{', '.join(frame.columns)})")
+        series = from_polars(frame, freq=cfg.freq, dynamic_real=cfg.covariates)
+    if cfg.max_history is not None:
+        series = last_steps(series, cfg.max_history)
+    h = cfg.prediction_length
+    backtest = rolling_origin(series, h, windows=cfg.windows)
+    season = get_seasonality(series.freq)
+    covariates = f", covariates {', '.join(cfg.covariates)}" if cfg.covariates else ""
+    return Problem(backtest, series.freq, h, cfg.season_length or season, cfg.mase_seasonality or season,
+                   f"{Path(path).name}: {len(series)} series at {series.freq}{covariates}, last {cfg.windows} "
+                   f"windows of {h} steps (rolling origin)")
+
+
+def last_steps(collection, n: int):
+    """The last ``n`` steps of every series (start moved accordingly; covariates cut alike)."""
+    entries = []
+    for e in collection.entries:
+        cut = max(0, len(e["target"]) - n)
+        entry = {**e, "start": e["start"] + cut, "target": e["target"][cut:],
+                 "observed_values": e["observed_values"][cut:]}
+        if "feat_dynamic_real" in e:
+            entry["feat_dynamic_real"] = e["feat_dynamic_real"][:, cut:]
+        entries.append(entry)
+    return dataclasses.replace(collection, entries=entries)
+
+
+def fit_and_validation(problem: Problem):
+    """Training series (everything before the backtest, minus one horizon) and validation series
+    (everything before the backtest; its last horizon is scored for early stopping)."""
+    seen = from_gluonts(problem.backtest.train, problem.freq)
+    return truncate(seen, problem.prediction_length), seen
