@@ -77,7 +77,8 @@ class DataConfig:
     columns, or GluonTS JSON lines), backtested like the hourly series; freq: the file's frequency
     (a pandas alias; inferred from a table when null, needed for JSON lines); covariates: the table's
     known covariate columns, which the forecaster reads (values for the horizon too: see
-    ``timeseries_verbs.predict``); group: the
+    ``timeseries_verbs.predict``); static: the table's static categorical columns (constant per
+    item; predict accepts only the categories seen in training); group: the
     competition group (yearly, quarterly, monthly, other), a list of them, or all; prediction_length: horizon (null: the
     competition's official one); context_length: steps the model reads (left-padded when longer than
     the history); windows: rolling backtest windows (hourly); max_series: first N competition series;
@@ -137,6 +138,7 @@ class DataConfig:
     holidays: str | None = None
     freq: str | None = None
     covariates: list[str] = dataclasses.field(default_factory=list)
+    static: list[str] = dataclasses.field(default_factory=list)
     fan_charts: int = 4
     dropout: float = 0.0
     seed: int = 0
@@ -200,9 +202,10 @@ class DataConfig:
         first = dataset_names(self.dataset)[0]
         if self.prediction_length is None and (first in HOURLY or is_series_file(first)):
             raise ValueError("hourly and file datasets need a prediction_length (e.g. 24 or 168)")
-        if self.covariates and not (is_series_file(first) and Path(first).suffix.lower() in TABLE_SUFFIXES):
-            raise ValueError("data.covariates names columns of a long table given as data.dataset "
-                             "(.csv / .tsv / .parquet); JSON lines carry theirs as feat_dynamic_real")
+        if (self.covariates or self.static) and not (is_series_file(first)
+                                                      and Path(first).suffix.lower() in TABLE_SUFFIXES):
+            raise ValueError("data.covariates / data.static name columns of a long table given as data.dataset "
+                             "(.csv / .tsv / .parquet); JSON lines carry theirs as feat_dynamic_real / feat_static_cat")
 
 
 # -- models --------------------------------------------------------------------------------------
@@ -449,6 +452,7 @@ def run(recipe) -> Path:
                                       | {"seconds": sec, "steps": t["steps"], "best_step": t["best_step"]}
                                       for c, ((_, ev, sec), t) in contexts.items()} or None,
                "baselines": {n: m for n, m in test.items() if n != name}, "training": training,
+               "static_categories": dict(zip(cfg.static, problem.static_categories)) or None,
                "fan_charts": [str(p.relative_to(run_dir)) for p in charts],
                "mase_seasonality": problem.mase_seasonality, "total_seconds": time.time() - start}
     atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2, default=float) + "\n")

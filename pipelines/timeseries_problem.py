@@ -66,6 +66,7 @@ class Problem:
     season_length: int
     mase_seasonality: int
     description: str
+    static_categories: list = dataclasses.field(default_factory=list)  # a file's static columns' values
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -106,20 +107,21 @@ def file_problem(cfg, path: str) -> Problem:
         series = read_file(path, cfg.freq)
     else:
         frame = read_long_table(path)
-        missing = [c for c in cfg.covariates if c not in frame.columns]
+        missing = [c for c in (*cfg.covariates, *cfg.static) if c not in frame.columns]
         if missing:
-            raise ValueError(f"data.covariates names {missing}, which {Path(path).name} lacks (it has "
+            raise ValueError(f"data.covariates / data.static name {missing}, which {Path(path).name} lacks (it has "
                              f"{', '.join(frame.columns)})")
-        series = from_polars(frame, freq=cfg.freq, dynamic_real=cfg.covariates)
+        series = from_polars(frame, freq=cfg.freq, dynamic_real=cfg.covariates, static_cat=cfg.static)
     if cfg.max_history is not None:
         series = last_steps(series, cfg.max_history)
     h = cfg.prediction_length
     backtest = rolling_origin(series, h, windows=cfg.windows)
     season = get_seasonality(series.freq)
     covariates = f", covariates {', '.join(cfg.covariates)}" if cfg.covariates else ""
+    covariates += f", static {', '.join(cfg.static)}" if cfg.static else ""
     return Problem(backtest, series.freq, h, cfg.season_length or season, cfg.mase_seasonality or season,
                    f"{Path(path).name}: {len(series)} series at {series.freq}{covariates}, last {cfg.windows} "
-                   f"windows of {h} steps (rolling origin)")
+                   f"windows of {h} steps (rolling origin)", list(series.static_categories))
 
 
 def last_steps(collection, n: int):

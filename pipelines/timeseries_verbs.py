@@ -159,12 +159,19 @@ def split_horizon(series, horizon: int, covariates: list[str]):
 def predict(run_dir, inputs: SeriesInputs) -> list[dict]:
     """Forecasts of the run's horizon after the last step of every input series. A run trained with
     ``data.covariates`` needs them for the horizon: see :func:`split_horizon`."""
-    run_dir, recipe, _ = open_run(run_dir)
+    run_dir, recipe, results = open_run(run_dir)
     predictor = single_predictor(run_dir, recipe)
     if inputs.entries is not None:
         series = from_gluonts(inputs.entries, freq=predictor.freq)
     else:
-        series = from_polars(inputs.frame, freq=predictor.freq, dynamic_real=recipe.data.covariates)
+        known = (results or {}).get("static_categories") or {}
+        lost = [c for c in recipe.data.static if c not in known]
+        if lost:
+            raise ValueError(f"{run_dir}/results.json does not record the categories of the static column(s) {lost}; "
+                             "predict with the run that trained the forecaster")
+        series = from_polars(inputs.frame, freq=predictor.freq, dynamic_real=recipe.data.covariates,
+                             static_cat=recipe.data.static,
+                             static_categories=[known[c] for c in recipe.data.static] if recipe.data.static else None)
     if recipe.data.covariates and inputs.entries is None:
         series = split_horizon(series, predictor.prediction_length, recipe.data.covariates)
     context = context_length(predictor)

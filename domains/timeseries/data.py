@@ -220,7 +220,8 @@ def read_long_table(path: str | Path):
 
 def from_polars(frame, freq: str | None = None, *, item_id: str = "item_id", timestamp: str = "timestamp",
                 target: str = "target", dynamic_real: Sequence[str] = (), static_cat: Sequence[str] = (),
-                resample: str | None = None, min_length: int = 1) -> SeriesCollection:
+                resample: str | None = None, min_length: int = 1,
+                static_categories: Sequence[Sequence] | None = None) -> SeriesCollection:
     """Read a polars long-format frame: one row per (``item_id``, ``timestamp``).
 
     - ``freq``: pandas alias ('h', 'D', 'M', ...); inferred from the timestamps when omitted.
@@ -230,7 +231,9 @@ def from_polars(frame, freq: str | None = None, *, item_id: str = "item_id", tim
       duplicate or off-grid timestamps, bucket every row into its period and
       aggregate the bucket (NaN-aware) with that method.
     - ``dynamic_real``: numeric covariate columns (missing values stay NaN);
-      ``static_cat``: columns constant per item, encoded as integer codes.
+      ``static_cat``: columns constant per item, encoded as integer codes (in order of first
+      appearance, or by position in ``static_categories``, one list per column, e.g. a training
+      collection's: a value not in its list raises).
     - Series shorter than ``min_length`` are skipped and counted.
     """
     import polars as pl
@@ -256,7 +259,11 @@ def from_polars(frame, freq: str | None = None, *, item_id: str = "item_id", tim
         freq = _infer_freq(parts, item_id, timestamp)
     freq = _canonical_freq(freq)
 
-    codes = [{} for _ in static_cat]
+    if static_categories is not None and len(static_categories) != len(static_cat):
+        raise TimeSeriesDataError(f"static_categories gives {len(static_categories)} lists for {len(static_cat)} "
+                                  "static columns")
+    codes = [{} for _ in static_cat] if static_categories is None else \
+        [{value: i for i, value in enumerate(values)} for values in static_categories]
     entries, skipped = [], {}
     for part in parts:
         name = str(part[item_id][0])
@@ -288,6 +295,9 @@ def from_polars(frame, freq: str | None = None, *, item_id: str = "item_id", tim
                     raise TimeSeriesDataError(f"static column {col!r} takes {len(uniq)} values within item "
                                               f"{name!r}; a static covariate must be constant per item")
                 value = uniq[0]
+                if static_categories is not None and value not in codes[j]:
+                    raise TimeSeriesDataError(f"item {name!r}: static column {col!r} is {value!r}, a category not seen "
+                                              f"in training (known: {list(codes[j])[:10]})")
                 static.append(codes[j].setdefault(value, len(codes[j])))
         dynamic = grid[:, 1:].T if dynamic_real else None
         entries.append(_entry(periods[0], grid[:, 0], name, dynamic, None if static is None else np.array(static)))

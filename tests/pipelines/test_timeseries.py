@@ -281,19 +281,19 @@ def test_holiday_covariates_when_fine_tuning_the_shipped_forecaster(tmp_path):
     assert main(["run", "timeseries/forecast_m3", "data.holidays=us", "--dry-run"]) == 2
 
 
-def long_table(path, steps: int, future: int = 0, seed: int = 0):
-    """Two hourly series driven by a known covariate (``price``); ``future`` extra rows per series with an
-    empty target."""
+def long_table(path, steps: int, future: int = 0, seed: int = 0, regions=("north", "south")):
+    """Two hourly series driven by a known covariate (``price``), each in a ``region`` (a static column);
+    ``future`` extra rows per series with an empty target."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    lines = ["item_id,timestamp,target,price"]
-    for item in ("a", "b"):
+    lines = ["item_id,timestamp,target,price,region"]
+    for item, region in zip(("a", "b"), regions):
         price = rng.normal(size=steps + future)
         for t in range(steps + future):
             stamp = f"2024-01-{1 + t // 24:02d} {t % 24:02d}:00:00"
             target = "" if t >= steps else f"{20 - 5 * price[t] + rng.normal() * 0.1:.4f}"
-            lines.append(f"{item},{stamp},{target},{price[t]:.4f}")
+            lines.append(f"{item},{stamp},{target},{price[t]:.4f},{region}")
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -302,10 +302,12 @@ def test_your_own_series_file_with_covariates(tmp_path, capsys):
     data = long_table(tmp_path / "sales.csv", steps=400)
     out = tmp_path / "own"
     results = run("timeseries/forecast_full", out, f"data.dataset={data}", "data.covariates=[price]",
-                  "data.prediction_length=12", "data.max_history=null")
-    assert "sales.csv: 2 series at h, covariates price" in results["problem"]
+                  "data.static=[region]", "data.prediction_length=12", "data.max_history=null")
+    assert "sales.csv: 2 series at h, covariates price, static region" in results["problem"]
+    assert results["static_categories"] == {"region": ["north", "south"]}
     saved = json.loads((out / "predictor" / "forecaster.json").read_text())["forecaster"]
     assert saved["num_dynamic_real"] == 1 and saved["prediction_length"] == 12
+    assert saved["static_cardinalities"] == [2]
     # predict: each series ends with 12 rows whose target is empty and whose price is known
     ahead = long_table(tmp_path / "ahead.csv", steps=100, future=12, seed=1)
     assert main(["predict", str(out), str(ahead), "-o", str(tmp_path / "f.csv")]) == 0
@@ -313,6 +315,11 @@ def test_your_own_series_file_with_covariates(tmp_path, capsys):
     assert len(rows) == 24 and rows[0]["timestamp"] == "2024-01-05 04:00:00"
     assert main(["predict", str(out), str(long_table(tmp_path / "no_future.csv", steps=100))]) == 2
     assert "end each series with 12 rows" in capsys.readouterr().err
+    swapped = long_table(tmp_path / "swapped.csv", steps=100, future=12, regions=("south", "north"))
+    assert main(["predict", str(out), str(swapped), "-o", str(tmp_path / "s.csv")]) == 0  # codes by value
+    unseen = long_table(tmp_path / "unseen.csv", steps=100, future=12, regions=("north", "east"))
+    assert main(["predict", str(out), str(unseen)]) == 2
+    assert "'east', a category not seen in training" in capsys.readouterr().err
     # errors that name the fix
     assert main(["run", "timeseries/forecast_full", f"data.dataset={data}", "data.covariates=[cost]",
                  f"train.output_dir={tmp_path / 'x'}", *TINY, "data.prediction_length=12"]) == 2

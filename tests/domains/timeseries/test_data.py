@@ -64,6 +64,11 @@ def test_polars_long_frame_with_covariates():
     assert coll[0]["feat_dynamic_real"].shape == (1, 48)
     assert list(coll[1]["feat_static_cat"]) == [1] and coll.static_cardinalities == [1 + 1]
     assert coll[0]["start"] == pd.Period("2024-01-01 00:00", freq="h")
+    # codes fixed by a training collection's categories; a value outside them is an error
+    again = from_polars(hourly_frame(), static_cat=["region"], static_categories=[coll.static_categories[0][::-1]])
+    assert [int(e["feat_static_cat"][0]) for e in again] == [1, 0]
+    with pytest.raises(TimeSeriesDataError, match="not seen in training"):
+        from_polars(hourly_frame(), static_cat=["region"], static_categories=[coll.static_categories[0][:1]])
 
 
 def test_nan_targets_kept_with_mask():
