@@ -67,6 +67,7 @@ DEFAULT_SERIES_MODEL = "runs/pretrain_series/model"  # where `mambatune run time
 SHIPPED_SERIES_MODEL = Path(sys.modules["mambatune.domains.timeseries"].__file__).parent / "pretrained" / \
     "series-mamba-500k"
 HEAD_KEYS = ("kind", "distribution", "quantile_levels")
+MAX_PER_SERIES = 50  # a file of more series than this gets no per-series table in the report
 
 
 @dataclass
@@ -443,7 +444,8 @@ def run(recipe) -> Path:
     charts = plot_fans(forecasts, problem, run_dir / "plots", cfg.fan_charts, name)
     test = {n: {k: ev.overall[k] for k in METRIC_NAMES} | {"seconds": sec} for n, (_, ev, sec) in models.items()}
     per_series = None
-    if problem.freq == "h" and len(names) > 1:
+    items = {entry.get("item_id") for entry in problem.backtest.test_data.input}
+    if (problem.freq == "h" and len(names) > 1) or (is_series_file(names[0]) and 1 < len(items) <= MAX_PER_SERIES):
         per_series = {n: evaluate_by_series(fc, problem.backtest.test_data, seasonality=problem.mase_seasonality)
                       for n, (fc, _, _) in models.items()}
     results = {"task": cfg.task, "problem": problem.description, "pretrained": pretrained, "test": test,

@@ -305,6 +305,7 @@ def test_your_own_series_file_with_covariates(tmp_path, capsys):
                   "data.static=[region]", "data.prediction_length=12", "data.max_history=null")
     assert "sales.csv: 2 series at h, covariates price, static region" in results["problem"]
     assert results["static_categories"] == {"region": ["north", "south"]}
+    assert set(next(iter(results["per_series"].values()))) >= {"a", "b"}  # a per-series table for a file
     saved = json.loads((out / "predictor" / "forecaster.json").read_text())["forecaster"]
     assert saved["num_dynamic_real"] == 1 and saved["prediction_length"] == 12
     assert saved["static_cardinalities"] == [2]
