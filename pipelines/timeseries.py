@@ -67,7 +67,7 @@ DEFAULT_SERIES_MODEL = "runs/pretrain_series/model"  # where `mambatune run time
 SHIPPED_SERIES_MODEL = Path(sys.modules["mambatune.domains.timeseries"].__file__).parent / "pretrained" / \
     "series-mamba-500k"
 HEAD_KEYS = ("kind", "distribution", "quantile_levels")
-MAX_PER_SERIES = 50  # a file of more series than this gets no per-series table in the report
+MAX_PER_SERIES = 50  # a backtest of more series than this gets no per-series table in the report
 
 
 @dataclass
@@ -264,21 +264,16 @@ def make_estimator(recipe, problem: Problem, output_dir: Path, pretrained: str |
         arch = {"patch_length": architecture.patch_length, "stride": architecture.stride,
                 "scaling": architecture.scaling, "time_features": architecture.num_time_features > 0,
                 "dropout": architecture.dropout, "backbone": dict(architecture.backbone)}
-    skip = problem.season_length if cfg.seasonal_skip == "season" else cfg.seasonal_skip
-    if skip is None and architecture is not None:
-        skip = architecture.seasonal_skip
-    scale_window = cfg.scale_window
-    if scale_window is None and architecture is not None:
-        scale_window = architecture.scale_window
-    holidays = cfg.holidays
-    if holidays is None and architecture is not None:
-        holidays = architecture.holidays
+    # null in the recipe: the pretrained architecture's setting (scratch baseline), else the estimator's default
+    inherited = {name: getattr(architecture, name) if value is None and architecture is not None else value
+                 for name, value in (("seasonal_skip", problem.season_length if cfg.seasonal_skip == "season"
+                                      else cfg.seasonal_skip),
+                                     ("scale_window", cfg.scale_window), ("holidays", cfg.holidays))}
     return MambaEstimator(problem.freq, problem.prediction_length, context_length or cfg.context_length,
                           pretrained=pretrained,
                           peft=peft, train=train, max_train_windows=cfg.max_train_windows,
                           window_sampling=cfg.window_sampling,
-                          num_samples=cfg.num_samples, seed=seed, seasonal_skip=skip,
-                          scale_window=scale_window, holidays=holidays, **arch,
+                          num_samples=cfg.num_samples, seed=seed, **inherited, **arch,
                           **head_options(recipe))
 
 
@@ -445,7 +440,7 @@ def run(recipe) -> Path:
     test = {n: {k: ev.overall[k] for k in METRIC_NAMES} | {"seconds": sec} for n, (_, ev, sec) in models.items()}
     per_series = None
     items = {entry.get("item_id") for entry in problem.backtest.test_data.input}
-    if (problem.freq == "h" and len(names) > 1) or (is_series_file(names[0]) and 1 < len(items) <= MAX_PER_SERIES):
+    if names[0] not in COMPETITIONS and 1 < len(items) <= MAX_PER_SERIES:
         per_series = {n: evaluate_by_series(fc, problem.backtest.test_data, seasonality=problem.mase_seasonality)
                       for n, (fc, _, _) in models.items()}
     results = {"task": cfg.task, "problem": problem.description, "pretrained": pretrained, "test": test,

@@ -377,9 +377,9 @@ def _context(entry: dict, cfg: ForecasterConfig, freq: str) -> tuple[dict[str, n
         if have != cfg.num_dynamic_real:
             raise TimeSeriesDataError(f"series {entry.get('item_id')!r} carries {have} known covariates "
                                       f"(feat_dynamic_real rows); this forecaster reads {cfg.num_dynamic_real}")
-        known = known_covariates({**entry, "start": start}, n + h, freq, cfg.holidays)
+        known = known_covariates({**entry, "start": start}, n + h, freq, cfg.holidays, first=n - k)
         window = np.zeros((c + h, cfg.num_known), dtype=np.float32)
-        window[c - k:] = known[:, n - k:].T
+        window[c - k:] = known.T
         inputs["past_known"], inputs["future_known"] = window[:c], window[c:]
     if cfg.static_cardinalities:
         codes = np.asarray(entry.get("feat_static_cat", ()), dtype=np.int64).reshape(-1)

@@ -348,17 +348,35 @@ class MambaForecaster(nn.Module):
             x = F.pad(x, (pad, 0))
         return x.unfold(-1, cfg.patch_length, cfg.stride).mean(-1).transpose(1, 2)
 
-    def standardise_known(self, known: torch.Tensor) -> torch.Tensor:
-        """(B, L, K) known covariates -> standardised by the config's statistics (the holiday rows as they are)."""
+    def standardise_known(self, known: torch.Tensor | None, where: str) -> torch.Tensor:
+        """(B, L, K) known covariates -> standardised by the config's statistics (the holiday rows as they are);
+        ``where`` (past / future) names the missing input in the error."""
         cfg = self.config
+        if known is None or known.shape[-1] != cfg.num_known:
+            raise ValueError(f"this forecaster reads {cfg.num_known} known covariates per step: pass {where}_known "
+                             f"(B, steps, {cfg.num_known})")
         extra = cfg.num_known - cfg.num_dynamic_real
         scale = torch.tensor([*cfg.dynamic_scale] + [1.0] * extra, device=known.device, dtype=known.dtype)
         loc = torch.tensor([*cfg.dynamic_loc] + [0.0] * extra, device=known.device, dtype=known.dtype)
         return (known - loc) / scale
 
-    def tokens(self, values, observed, time_feat=None, known=None, static_cat=None, where: str = "past"):
-        """Scaled values and mask (B, L) (+ time features (B, L, F), known covariates (B, L, K), static
-        categories (B, S)) -> token embeddings (B, N, d_model); ``where`` names the inputs in errors."""
+    def static_embedding(self, static_cat: torch.Tensor | None) -> torch.Tensor:
+        """(B, S) static category codes -> (B, 1, d_model), the sum of their embeddings."""
+        cfg = self.config
+        if static_cat is None or static_cat.shape[-1] != len(cfg.static_cardinalities):
+            raise ValueError(f"this forecaster reads {len(cfg.static_cardinalities)} static categorical features: "
+                             "pass static_cat (B, S)")
+        codes = static_cat.long()
+        cards = torch.tensor(cfg.static_cardinalities, device=codes.device)
+        if bool(((codes < 0) | (codes >= cards)).any()):
+            raise ValueError(f"static category codes outside [0, {cfg.static_cardinalities}), the categories seen "
+                             "in training")
+        return sum(table(codes[:, j]) for j, table in enumerate(self.static)).unsqueeze(1)
+
+    def tokens(self, values, observed, time_feat=None, known=None, static=None, where: str = "past"):
+        """Scaled values and mask (B, L) (+ time features (B, L, F), standardised known covariates
+        (B, L, K), a static embedding (B, 1, d_model)) -> token embeddings (B, N, d_model); ``where``
+        names the inputs in errors."""
         cfg = self.config
         pad = (num_patches(values.shape[-1], cfg.patch_length, cfg.stride) - 1) * cfg.stride + cfg.patch_length \
             - values.shape[-1]
@@ -370,25 +388,14 @@ class MambaForecaster(nn.Module):
                 raise ValueError(f"this forecaster reads {cfg.num_time_features} time features: pass {where}_time_feat")
             parts.append(self._patch_means(time_feat, pad))
         emb = self.embed(torch.cat(parts, -1))
-        if cfg.num_known:
-            if known is None or known.shape[-1] != cfg.num_known:
-                raise ValueError(f"this forecaster reads {cfg.num_known} known covariates per step: pass {where}_known "
-                                 f"(B, steps, {cfg.num_known})")
-            known = self.standardise_known(known).transpose(1, 2)  # (B, K, L)
+        if known is not None:
+            known = known.transpose(1, 2)  # (B, K, L)
             if pad > 0:
                 known = F.pad(known, (pad, 0))
             patches = known.unfold(-1, cfg.patch_length, cfg.stride)  # (B, K, N, P)
             emb = emb + self.known(patches.permute(0, 2, 1, 3).flatten(2))
-        if cfg.static_cardinalities:
-            if static_cat is None or static_cat.shape[-1] != len(cfg.static_cardinalities):
-                raise ValueError(f"this forecaster reads {len(cfg.static_cardinalities)} static categorical features: "
-                                 "pass static_cat (B, S)")
-            codes = static_cat.long()
-            for j, (table, card) in enumerate(zip(self.static, cfg.static_cardinalities)):
-                if codes[:, j].min() < 0 or codes[:, j].max() >= card:
-                    raise ValueError(f"static feature {j} has category codes outside [0, {card}), the categories "
-                                     "seen in training")
-                emb = emb + table(codes[:, j]).unsqueeze(1)
+        if static is not None:
+            emb = emb + static
         return self.dropout(emb)
 
     def forward(self, past_target, past_observed, past_time_feat=None, future_target=None,
@@ -400,11 +407,15 @@ class MambaForecaster(nn.Module):
                              f"context_length={cfg.context_length}")
         observed = past_observed.to(past_target.dtype) * (~torch.isnan(past_target)).to(past_target.dtype)
         values, loc, scale = self.scale_context(past_target, observed)
-        embeds = self.tokens(values, observed, past_time_feat, past_known, static_cat)
+        static = self.static_embedding(static_cat) if cfg.static_cardinalities else None
+        if cfg.num_known:
+            past_known = self.standardise_known(past_known, "past")
+            future_known = self.standardise_known(future_known, "future")
+        embeds = self.tokens(values, observed, past_time_feat, past_known, static)
         if cfg.num_known:
             # the horizon's tokens: no values (unobserved), its calendar and known covariates
             blank = values.new_zeros(values.shape[0], cfg.prediction_length)
-            future = self.tokens(blank, blank, future_time_feat, future_known, static_cat, where="future")
+            future = self.tokens(blank, blank, future_time_feat, future_known, static, where="future")
             hidden = self.backbone(inputs_embeds=torch.cat([embeds, future], 1))
             n = embeds.shape[1]
             hidden = (hidden[:, n - 1] + self.future_merge(hidden[:, -1])).unsqueeze(1)
@@ -412,7 +423,7 @@ class MambaForecaster(nn.Module):
             hidden = self.backbone(inputs_embeds=embeds)
         params = self.head(hidden)
         if cfg.num_known:
-            params = self.add_to_location(params, self.known_direct(self.standardise_known(future_known)).squeeze(-1))
+            params = self.add_to_location(params, self.known_direct(future_known).squeeze(-1))
         if cfg.seasonal_skip:
             params = self.add_seasonal_naive(params, values)
         loss = None

@@ -144,13 +144,13 @@ def holiday_features(start: pd.Period, length: int, calendar: str, freq: str | N
     away), so the days around a holiday are marked too. Daily or finer data only."""
     check_holidays(calendar)
     freq = freq or start.freqstr
-    index = pd.period_range(start, periods=length, freq=freq)
-    if length and (index[0] + 1).start_time - index[0].start_time > pd.Timedelta(days=1):
+    step = pd.Period(start, freq=freq)
+    if (step + 1).start_time - step.start_time > pd.Timedelta(days=1):
         raise ValueError(f"holiday covariates need daily or finer data; this series is at {freq!r} "
                          "(pass a covariate column that counts holidays per period instead)")
-    days = index.start_time.normalize()
     if not length:
         return np.zeros((NUM_HOLIDAY_FEATURES, 0), dtype=np.float32)
+    days = pd.period_range(start, periods=length, freq=freq).start_time.normalize()
     margin = pd.Timedelta(days=60)
     holidays = holiday_dates(calendar, days[0] - margin, days[-1] + margin).values
     pos = np.searchsorted(holidays, days.values)
@@ -161,23 +161,23 @@ def holiday_features(start: pd.Period, length: int, calendar: str, freq: str | N
     return np.stack([(gap == 0), np.exp(-HOLIDAY_NEARNESS_RATE * gap)]).astype(np.float32)
 
 
-def known_covariates(entry: dict, length: int, freq: str, holidays: str = "") -> np.ndarray | None:
-    """The known covariates of one series over its first ``length`` steps (from its start): its
-    ``feat_dynamic_real`` rows, then the holiday rows when ``holidays`` names a calendar; (K, length)
-    float32, or None when it has neither. A covariate row shorter than ``length`` raises
-    TimeSeriesDataError (forecasting needs the covariates over the horizon too)."""
+def known_covariates(entry: dict, length: int, freq: str, holidays: str = "", first: int = 0) -> np.ndarray | None:
+    """The known covariates of one series over its steps ``first`` to ``length`` (counted from its start):
+    its ``feat_dynamic_real`` rows, then the holiday rows when ``holidays`` names a calendar;
+    (K, length - first) float32, or None when it has neither. A covariate row shorter than ``length``
+    raises TimeSeriesDataError (forecasting needs the covariates over the horizon too)."""
     rows = []
     if "feat_dynamic_real" in entry:
-        dyn = np.asarray(entry["feat_dynamic_real"], dtype=np.float32).reshape(-1, np.shape(entry["feat_dynamic_real"])[-1])
+        dyn = np.atleast_2d(np.asarray(entry["feat_dynamic_real"], dtype=np.float32))
         if dyn.shape[1] < length:
             raise TimeSeriesDataError(
                 f"series {entry.get('item_id')!r}: feat_dynamic_real covers {dyn.shape[1]} steps, but {length} are "
                 "needed: known covariates must also cover the forecast horizon (for prediction, GluonTS' layout: "
                 "the target's steps plus prediction_length more)")
-        rows.append(np.nan_to_num(dyn[:, :length]))
+        rows.append(np.nan_to_num(dyn[:, first:length]))
     if holidays:
         start = entry["start"] if isinstance(entry["start"], pd.Period) else pd.Period(entry["start"], freq=freq)
-        rows.append(holiday_features(start, length, holidays, freq))
+        rows.append(holiday_features(start + first, length - first, holidays, freq))
     return np.concatenate(rows) if rows else None
 
 
@@ -301,16 +301,12 @@ class ForecastWindows(torch.utils.data.Dataset):
         return self._features[s]
 
     def _series_known(self, s: int) -> np.ndarray | None:
-        """Known covariates (K, T + H) of series ``s`` (zeros past its covariates' end in train mode,
-        where no horizon runs past the series), or None."""
+        """Known covariates of series ``s``, or None: (K, T) in train mode (no horizon runs past the
+        series), (K, T + H) in predict mode."""
         if s not in self._known:
             entry = self.collection.entries[s]
-            length = len(entry["target"])
-            known = known_covariates(entry, length if self.mode == "train" else length + self.prediction_length,
-                                     self.collection.freq, self.holidays)
-            if known is not None and known.shape[1] < length + self.prediction_length:
-                known = np.pad(known, ((0, 0), (0, length + self.prediction_length - known.shape[1])))
-            self._known[s] = known
+            length = len(entry["target"]) + (self.prediction_length if self.mode == "predict" else 0)
+            self._known[s] = known_covariates(entry, length, self.collection.freq, self.holidays)
         return self._known[s]
 
     def __getitem__(self, i: int) -> dict:
