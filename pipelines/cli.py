@@ -110,8 +110,15 @@ def cmd_run(args) -> int:
     if args.dry_run:
         print(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
         return 0
-    run_dir = pipeline_module(recipe.pipeline).run(recipe)
+    module = pipeline_module(recipe.pipeline)
     from mambatune.core.training.distributed import is_main_process
+    if getattr(recipe.data, "cv_folds", None) and getattr(recipe.data, "fold", None) is None:
+        from .cross_validation import console_summary, run_folds
+        run_dir = run_folds(recipe, module.run)
+        if is_main_process():
+            print(console_summary(run_dir))
+        return 0
+    run_dir = module.run(recipe)
     if not is_main_process():  # under torchrun this rank trained; rank 0 scores and writes results.json
         return 0
     results = json.loads((run_dir / "results.json").read_text())
@@ -120,10 +127,18 @@ def cmd_run(args) -> int:
     return 0
 
 
+def refuse_cv_folder(run_dir: str, verb: str) -> None:
+    from .cross_validation import is_cv_folder
+    if is_cv_folder(run_dir):
+        raise ValueError(f"{run_dir} is a cross-validation folder (one run per fold): run `mambatune {verb}` on one "
+                         f"fold's folder, e.g. {Path(run_dir) / 'fold-0'}; the folds' summary is in cv_report.md")
+
+
 def cmd_eval(args) -> int:
     from mambatune.core.atomic import atomic_write_text
 
     from .recipe import load_resolved, pipeline_module
+    refuse_cv_folder(args.run_dir, "eval")
     recipe = load_resolved(args.run_dir)
     split = args.split or recipe.eval.split
     metrics = pipeline_module(recipe.pipeline).evaluate(args.run_dir, split)
@@ -135,6 +150,7 @@ def cmd_eval(args) -> int:
 
 def cmd_predict(args) -> int:
     from .recipe import load_resolved, pipeline_module
+    refuse_cv_folder(args.run_dir, "predict")
     recipe = load_resolved(args.run_dir)
     module = pipeline_module(recipe.pipeline)
     if args.genome and recipe.pipeline != "genomics":
@@ -164,6 +180,7 @@ def cmd_advise(args) -> int:
 
 def cmd_export(args) -> int:
     from .recipe import load_resolved, pipeline_module
+    refuse_cv_folder(args.run_dir, "export")
     recipe = load_resolved(args.run_dir)
     out = pipeline_module(recipe.pipeline).export(args.run_dir, args.out)
     print(f"exported to {out}")

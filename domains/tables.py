@@ -1,0 +1,331 @@
+"""A user's table files read the same way in every domain, with errors that name the file and row.
+
+``read_table`` takes a file, a folder (every table file in it), a glob, or a list of those, in
+CSV / TSV / parquet / JSON lines / JSON, each optionally gzip-compressed. CSV and TSV columns
+come back as strings so that a column's type is decided from the whole file by the converters
+below (``to_numbers``, ``to_labels``), never guessed from its first rows. Two extra columns,
+:data:`FILE` and :data:`ROW`, say where each row came from (the 1-based data row of a CSV, the
+line of a JSON-lines file, the record of a JSON array) so that every later error can name it.
+
+Everything a converter changes or counts is returned to the caller for the run's report;
+nothing is dropped silently.
+"""
+from __future__ import annotations
+
+import csv
+import glob
+import gzip
+import io
+import json
+import math
+import zlib
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import polars as pl
+
+FILE = "_file"
+ROW = "_row"
+TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".parquet", ".pq", ".jsonl", ".ndjson", ".json")
+MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "nat", "#n/a", "-"})
+
+
+class TableError(ValueError):
+    """A table that cannot be read or converted; the message names the file (and row / column),
+    says what is wrong and how to fix it."""
+
+
+# -- finding files -------------------------------------------------------------------------------
+
+def table_kind(path: Path) -> str:
+    """csv | tsv | parquet | jsonl | json, from the suffix (a trailing ``.gz`` is looked through)."""
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    for suffix, kind in ((".csv", "csv"), (".tsv", "tsv"), (".tab", "tsv"), (".parquet", "parquet"),
+                         (".pq", "parquet"), (".jsonl", "jsonl"), (".ndjson", "jsonl"), (".json", "json")):
+        if name.endswith(suffix):
+            return kind
+    raise TableError(f"{path}: unknown table format (the name should end in one of "
+                     f"{', '.join(TABLE_SUFFIXES)}, optionally followed by .gz)")
+
+
+def is_table_file(path: Path) -> bool:
+    name = path.name.lower().removesuffix(".gz")
+    return path.is_file() and name.endswith(TABLE_SUFFIXES)
+
+
+def find_files(path: str | Path | Sequence[str | Path], search_dirs: Iterable[str | Path] = ()) -> list[Path]:
+    """The files that ``path`` names: a file, a folder (its table files, sorted), a glob, or a list of
+    those. A relative path is tried in the working folder, then in each of ``search_dirs``."""
+    if isinstance(path, (list, tuple)):
+        out: list[Path] = []
+        for p in path:
+            out.extend(f for f in find_files(p, search_dirs) if f not in out)
+        return out
+    text = str(path)
+    bases = [Path(".")] + [Path(d) for d in search_dirs]
+    if Path(text).is_absolute():
+        bases = [Path("/")]
+    tried = []
+    for base in bases:
+        candidate = base / text
+        tried.append(str(candidate))
+        if any(ch in text for ch in "*?["):
+            hits = sorted(Path(p) for p in glob.glob(str(candidate), recursive=True) if Path(p).is_file())
+            if hits:
+                return hits
+        elif candidate.is_file():
+            return [candidate]
+        elif candidate.is_dir():
+            hits = sorted(p for p in candidate.iterdir() if is_table_file(p))
+            if not hits:
+                raise TableError(f"folder {candidate} holds no table file (looked for names ending in "
+                                 f"{', '.join(TABLE_SUFFIXES)}, optionally .gz)")
+            return hits
+    raise TableError(f"data file {text!r} not found (looked for: {', '.join(dict.fromkeys(tried))}); "
+                     "check data.path (a file, a folder or a glob)")
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes, gunzipped when it ends in .gz; a truncated or corrupt archive is a TableError."""
+    data = path.read_bytes()
+    if path.name.lower().endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, zlib.error) as err:
+            raise TableError(f"{path}: the gzip archive is truncated or corrupt ({err}); "
+                             "download or compress the file again") from None
+    return data
+
+
+def decode(data: bytes, path: Path, encoding: str) -> str:
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise TableError(f"{path}, line {line}: bytes that are not {encoding} ({data[err.start:err.start + 4]!r}); "
+                         "save the file as UTF-8, or set data.encoding to its encoding (e.g. data.encoding=latin-1)"
+                         ) from None
+    except LookupError:
+        raise TableError(f"data.encoding={encoding!r} is not an encoding Python knows (e.g. utf-8, latin-1, cp1252)"
+                         ) from None
+    return text.removeprefix("\ufeff")
+
+
+def read_delimited(path: Path, text: str, delimiter: str) -> pl.DataFrame:
+    rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(rows)
+    except StopIteration:
+        raise TableError(f"{path} is empty: it needs a header row naming the columns, then one row per example"
+                         ) from None
+    except csv.Error as err:
+        raise TableError(f"{path}, line 1: {err}") from None
+    header = [h.strip() for h in header]
+    if not any(header):
+        raise TableError(f"{path}: the first line is empty; it must name the columns")
+    seen = set()
+    for h in header:
+        if not h:
+            raise TableError(f"{path}: the header has an empty column name ({header}); name every column")
+        if h in seen:
+            raise TableError(f"{path}: the header names column {h!r} twice; give the columns distinct names")
+        seen.add(h)
+    columns: list[list[str]] = [[] for _ in header]
+    row_numbers = []
+    try:
+        for n, row in enumerate(rows, start=1):
+            if not row or (len(row) == 1 and not row[0].strip() and len(header) > 1):
+                continue  # a blank line
+            if len(row) != len(header):
+                raise TableError(f"{path}, data row {n} (line {rows.line_num}): {len(row)} fields where the header "
+                                 f"has {len(header)} ({', '.join(header)}); quote fields that contain "
+                                 f"{'a tab' if delimiter == chr(9) else 'commas'} and check the row")
+            for col, value in zip(columns, row):
+                col.append(value)
+            row_numbers.append(n)
+    except csv.Error as err:
+        raise TableError(f"{path}, line {rows.line_num}: {err}; check the quoting of that row") from None
+    if not row_numbers:
+        raise TableError(f"{path} has a header ({', '.join(header)}) but no rows")
+    frame = pl.DataFrame({h: pl.Series(h, col, dtype=pl.Utf8) for h, col in zip(header, columns)})
+    return frame.with_columns(pl.Series(ROW, row_numbers, dtype=pl.Int64))
+
+
+def records_frame(path: Path, records: list, numbers: list[int], unit: str) -> pl.DataFrame:
+    if not records:
+        raise TableError(f"{path} holds no records")
+    for rec, n in zip(records, numbers):
+        if not isinstance(rec, dict):
+            raise TableError(f"{path}, {unit} {n}: expected an object of fields ({{\"text\": ..., \"label\": ...}}), "
+                             f"got {type(rec).__name__}")
+    try:
+        frame = pl.DataFrame(records, infer_schema_length=None)
+    except Exception as err:  # polars reports mixed types per column, without the row
+        raise TableError(f"{path}: the records' fields do not have one type per field ({err}); "
+                         "give each field the same type in every record") from None
+    return frame.with_columns(pl.Series(ROW, numbers, dtype=pl.Int64))
+
+
+def read_json(path: Path, text: str, kind: str) -> pl.DataFrame:
+    stripped = text.lstrip()
+    if not stripped:
+        raise TableError(f"{path} is empty")
+    if kind == "json" and stripped[0] == "[":
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise TableError(f"{path}, line {err.lineno}: not valid JSON ({err.msg})") from None
+        return records_frame(path, records, list(range(1, len(records) + 1)), "record")
+    if kind == "json" and stripped[0] == "{" and "\n" not in stripped.strip():
+        try:
+            one = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise TableError(f"{path}, line {err.lineno}: not valid JSON ({err.msg})") from None
+        return records_frame(path, [one], [1], "record")
+    records, numbers = [], []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise TableError(f"{path}, line {n}: not valid JSON ({err.msg} at column {err.colno}); "
+                             "JSON lines need one complete object per line") from None
+        numbers.append(n)
+    return records_frame(path, records, numbers, "line")
+
+
+def read_one(path: Path, encoding: str = "utf-8") -> pl.DataFrame:
+    kind = table_kind(path)
+    if kind == "parquet":
+        try:
+            frame = pl.read_parquet(io.BytesIO(read_bytes(path)))
+        except TableError:
+            raise
+        except Exception as err:
+            raise TableError(f"{path}: not a readable parquet file ({err})") from None
+        if frame.height == 0:
+            raise TableError(f"{path} has no rows")
+        frame = frame.with_columns(pl.Series(ROW, range(1, frame.height + 1), dtype=pl.Int64))
+    else:
+        text = decode(read_bytes(path), path, encoding)
+        if kind in ("json", "jsonl"):
+            frame = read_json(path, text, kind)
+        else:
+            frame = read_delimited(path, text, "\t" if kind == "tsv" else ",")
+    for reserved in (FILE,):
+        if reserved in frame.columns:
+            raise TableError(f"{path}: the column name {reserved!r} is reserved; rename it")
+    return frame.with_columns(pl.lit(path.name).alias(FILE))
+
+
+def read_table(path: str | Path | Sequence[str | Path], *, encoding: str = "utf-8",
+               search_dirs: Iterable[str | Path] = ()) -> pl.DataFrame:
+    """Every row of the files ``path`` names (see :func:`find_files`), with :data:`FILE` and :data:`ROW`.
+    Several files must have the same columns."""
+    files = find_files(path, search_dirs)
+    frames = [read_one(f, encoding) for f in files]
+    first = frames[0]
+    for f, frame in zip(files[1:], frames[1:]):
+        if set(frame.columns) != set(first.columns):
+            raise TableError(f"{f} has columns {sorted(set(frame.columns) - {FILE, ROW})} but {files[0]} has "
+                             f"{sorted(set(first.columns) - {FILE, ROW})}; files read together need the same columns")
+    if len(frames) == 1:
+        return first
+    try:
+        return pl.concat([fr.select(first.columns) for fr in frames], how="vertical_relaxed")
+    except Exception as err:
+        raise TableError(f"the files {', '.join(map(str, files))} cannot be stacked: a column has different "
+                         f"types in different files ({err})") from None
+
+
+# -- columns -------------------------------------------------------------------------------------
+
+def where_row(df: pl.DataFrame, i: int) -> str:
+    """``file, row n`` of the i-th row of ``df``."""
+    file = df[FILE][i] if FILE in df.columns else "input"
+    row = df[ROW][i] if ROW in df.columns else i + 1
+    return f"{file}, row {row}"
+
+
+def require_columns(df: pl.DataFrame, columns: dict[str, str | None], where: str) -> None:
+    """Each ``{recipe key: column}`` (None: not asked for) must be a column of ``df``."""
+    present = [c for c in df.columns if c not in (FILE, ROW)]
+    for key, col in columns.items():
+        if col is not None and col not in df.columns:
+            raise TableError(f"{where}: no column {col!r} ({key}); its columns are {', '.join(present)}. "
+                             f"Set {key}=<one of them>")
+
+
+def to_numbers(df: pl.DataFrame, column: str, *, where: str, allow_missing: bool = True,
+               allow_inf: bool = False) -> tuple[np.ndarray, int]:
+    """The column as float64 and the number of missing values (NA, empty, ... -> NaN). Text that is not a
+    number, inf (unless allowed) or a missing value (unless allowed) is a TableError naming the row."""
+    series = df[column]
+    values = np.empty(len(series), dtype=np.float64)
+    missing = 0
+    for i, v in enumerate(series.to_list()):
+        if v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and v.strip().lower() in MISSING):
+            if not allow_missing:
+                raise TableError(f"{where_row(df, i)}: column {column!r} is empty / missing ({v!r}); every row needs "
+                                 "a value here")
+            values[i] = np.nan
+            missing += 1
+            continue
+        if isinstance(v, bool):
+            raise TableError(f"{where_row(df, i)}: column {column!r} holds {v!r}, not a number")
+        try:
+            x = float(v.strip()) if isinstance(v, str) else float(v)
+        except (TypeError, ValueError):
+            raise TableError(f"{where_row(df, i)}: column {column!r} holds {v!r}, not a number ({where}); fix the "
+                             "value or mark it missing (empty or NA)") from None
+        if math.isinf(x) and not allow_inf:
+            raise TableError(f"{where_row(df, i)}: column {column!r} holds {v!r} (infinite); fix the value or "
+                             "mark it missing (empty or NA)")
+        values[i] = x
+    return values, missing
+
+
+def canonical_number(text: str) -> str | None:
+    """'0.0' -> '0', '1e0' -> '1', '2.50' -> '2.5'; None when ``text`` is not a finite number."""
+    try:
+        x = float(text)
+    except ValueError:
+        return None
+    if not math.isfinite(x):
+        return None
+    return str(int(x)) if x.is_integer() else repr(x)
+
+
+def to_labels(df: pl.DataFrame, column: str, *, where: str) -> tuple[list[str], list[str]]:
+    """Class labels as stripped strings, and notes on what was changed. Missing labels ('', NA, nan,
+    null) are a TableError naming the rows; numeric labels written two ways ('0' and '0.0') become one."""
+    raw = df[column].to_list()
+    labels, empty = [], []
+    for i, v in enumerate(raw):
+        text = "" if v is None else (str(v).strip() if not isinstance(v, float) or not math.isnan(v) else "")
+        if text.lower() in MISSING:
+            empty.append(i)
+        labels.append(text)
+    if empty:
+        shown = "; ".join(where_row(df, i) for i in empty[:5])
+        raise TableError(f"{where}: {len(empty)} row(s) have no label in column {column!r} (e.g. {shown}); "
+                         "give every row a label, or remove those rows")
+    notes = []
+    canon = [canonical_number(t) for t in labels]
+    if all(c is not None for c in canon):
+        changed = sum(c != t for c, t in zip(canon, labels))
+        spellings = {}
+        for c, t in zip(canon, labels):
+            spellings.setdefault(c, set()).add(t)
+        merged = {c: sorted(s) for c, s in spellings.items() if len(s) > 1}
+        if changed:
+            labels = canon
+            notes.append(f"column {column!r}: {changed} numeric label(s) rewritten in one spelling"
+                         + (f" ({'; '.join(f'{sorted(v)} -> {k!r}' for k, v in merged.items())})" if merged else ""))
+    return labels, notes
