@@ -1,16 +1,23 @@
-"""Generic sequence classification over a table of (sequence or text, label).
+"""Generic sequence classification over a user's table of (sequence or text, label).
 
-Reads a CSV / TSV / parquet file with polars, tokenizes bytes or characters,
-splits it (the ``split`` column if there is one, else a stratified split),
-trains a Mamba classifier with the recipe's PEFT method through the Trainer,
-scores it (accuracy, macro-F1) next to baselines fitted in the same run
-(majority class; character n-gram TF-IDF + logistic regression) and writes the
-run folder::
+Reads ``data.path`` (CSV / TSV / parquet / JSON lines, .gz, a folder or a glob; see
+``domains.tables``), splits it by the shared data keys (``data_source``: a split column, a
+test file, a seeded stratified ratio, or ``data.cv_folds`` K-fold), tokenizes bytes,
+characters or DNA bases (a pretrained model's own ``tokenizer.json`` decides), trains a Mamba
+classifier with the recipe's PEFT method through the shared fine-tune path, scores it
+(accuracy, macro-F1; AUROC / AUPRC for two classes, one-vs-rest AUROC for more) next to
+baselines fitted in the same run (majority class; character n-gram TF-IDF + logistic
+regression) and writes the run folder::
 
     config.yaml  tokenizer.json  labels.json   what is needed to rebuild the model
+    splits.csv   which file row went to which split
     base/        the initial weights of a model trained from scratch (PEFT runs)
     adapter/     the trained parameters (PEFT runs)  |  model/ (full fine-tuning)
+    predictions_test.csv  id, true label, predicted label, every class's probability
     checkpoints/ metrics.jsonl plots/ report.md results.json
+
+Inputs longer than ``data.max_length`` tokens are cut (``overflow: truncate``, counted in the
+report) or refused (``overflow: error``, naming the row).
 """
 from __future__ import annotations
 
@@ -27,100 +34,122 @@ from mambatune.core import peft
 from mambatune.core.atomic import atomic_write_text
 from mambatune.core.checkpoints import load_pretrained, save_pretrained
 from mambatune.core.training import Precision
+from mambatune.domains.tables import FILE, ROW, TableError, read_table, require_columns, to_labels, where_row
 
-from .text_tokenizer import TextTokenizer
+from .data_source import DataSource, Splits, split_rows
+from .text_tokenizer import TextTokenizer, for_checkpoint
 
 PACKAGE_DATA = Path(__file__).parent / "data"
-SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val", "test": "test"}
+OVERFLOW = ("truncate", "error")
 
 
 @dataclass
-class DataConfig:
-    """path: CSV / TSV / parquet (relative paths: the working folder, then the recipe's folder, then
-    the package's data folder); text_column: the sequence or text; label_column: the class;
-    split_column: optional train / val / test per row; tokenizer: byte or char."""
+class DataConfig(DataSource):
+    """path: the table (relative paths: the working folder, then the recipe's folder, then the package's data
+    folder); text_column: the sequence or text; label_column: the class; id_column: an id carried into the
+    predictions (null: the file's row number); tokenizer: byte | char | dna (null: the pretrained model's own,
+    else byte); max_length: tokens per input; overflow: truncate (counted) | error. The split keys are
+    ``DataSource``'s."""
 
-    path: str = "license_snippets.csv"
+    path: str | None = "license_snippets.csv"
     text_column: str = "text"
     label_column: str = "label"
-    split_column: str | None = None
-    tokenizer: str = "byte"
+    id_column: str | None = None
+    tokenizer: str | None = None
     max_length: int = 256
+    overflow: str = "truncate"
     val_fraction: float = 0.15
     test_fraction: float = 0.15
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.tokenizer not in ("byte", "char"):
-            raise ValueError(f"tokenizer must be 'byte' or 'char', got {self.tokenizer!r}")
-        if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
-            raise ValueError("val_fraction and test_fraction must be in (0, 1) with a sum below 1")
+        super().__post_init__()
+        if self.path is None:
+            raise ValueError("data.path is required: a CSV / TSV / parquet / JSON-lines file of texts and labels")
+        if self.tokenizer not in (None, "byte", "char", "dna"):
+            raise ValueError(f"tokenizer must be byte, char, dna or null (the pretrained model's own), got "
+                             f"{self.tokenizer!r}")
         if self.max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {self.max_length}")
+        if self.overflow not in OVERFLOW:
+            raise ValueError(f"overflow must be one of {', '.join(OVERFLOW)}, got {self.overflow!r}")
 
 
 # -- data ----------------------------------------------------------------------------------------
 
-def find_data(path: str, recipe_source: str | None = None) -> Path:
-    candidates = [Path(path)]
-    if recipe_source:
-        candidates.append(Path(recipe_source).parent / path)
-    candidates.append(PACKAGE_DATA / path)
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise FileNotFoundError(f"data file {path!r} not found (looked in: {', '.join(str(c) for c in candidates)})")
+@dataclass
+class Examples:
+    """One split: texts, labels (strings) and the ids carried into predictions."""
+
+    texts: list[str]
+    labels: list[str]
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
 
 
-def read_table(path: Path):
-    import polars as pl
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return pl.read_parquet(path)
-    if suffix in (".tsv", ".tab"):
-        return pl.read_csv(path, separator="\t", infer_schema_length=0)
-    return pl.read_csv(path, infer_schema_length=0)
+def search_dirs(recipe_source: str | None) -> list[Path]:
+    return ([Path(recipe_source).parent] if recipe_source else []) + [PACKAGE_DATA]
 
 
-def load_splits(cfg: DataConfig, source: str | None = None) -> dict[str, tuple[list[str], list[str]]]:
-    """{split: (texts, labels as strings)} for train, val and test."""
-    from sklearn.model_selection import train_test_split
+def load_splits(cfg: DataConfig, source: str | None = None) -> tuple[dict[str, Examples], Splits, list[str]]:
+    """({split: Examples}, the Splits (for splits.csv and the report), notes on what was changed)."""
+    dirs = search_dirs(source)
+    table = read_table(cfg.path, encoding=cfg.encoding, search_dirs=dirs)
+    where = f"data.path={cfg.path}"
+    require_columns(table, {"data.text_column": cfg.text_column, "data.label_column": cfg.label_column,
+                            "data.id_column": cfg.id_column}, where)
+    test_table = None
+    if cfg.test_path:
+        test_table = read_table(cfg.test_path, encoding=cfg.encoding, search_dirs=dirs)
+        require_columns(test_table, {"data.text_column": cfg.text_column, "data.label_column": cfg.label_column,
+                                     "data.id_column": cfg.id_column}, f"data.test_path={cfg.test_path}")
+        test_table = test_table.select(table.columns) if set(table.columns) <= set(test_table.columns) else test_table
+    notes: list[str] = []
+    for frame, name in ((table, where), (test_table, f"data.test_path={cfg.test_path}")):
+        if frame is None:
+            continue
+        labels, changed = to_labels(frame, cfg.label_column, where=name)
+        notes += changed
+        texts = frame[cfg.text_column].to_list()
+        empty = [i for i, t in enumerate(texts) if t is None or not str(t).strip()]
+        if empty:
+            raise TableError(f"{name}: {len(empty)} row(s) have an empty {cfg.text_column!r} (e.g. "
+                             f"{where_row(frame, empty[0])}); fill them or remove those rows")
+    splits = split_rows(table, cfg, label_column=cfg.label_column, test_df=test_table, where=where)
+    out = {}
+    for name, frame in splits.frames.items():
+        labels, _ = to_labels(frame, cfg.label_column, where=where) if frame.height else ([], [])
+        ids = ([str(v) for v in frame[cfg.id_column].to_list()] if cfg.id_column
+               else [f"{f}:{r}" for f, r in zip(frame[FILE].to_list(), frame[ROW].to_list())])
+        out[name] = Examples([str(t) for t in frame[cfg.text_column].to_list()], labels, ids)
+    return out, splits, notes + splits.notes
 
-    table = read_table(find_data(cfg.path, source))
-    for col in (cfg.text_column, cfg.label_column) + ((cfg.split_column,) if cfg.split_column else ()):
-        if col not in table.columns:
-            raise KeyError(f"column {col!r} is not in {cfg.path} (columns: {', '.join(table.columns)})")
-    texts = [str(t) if t is not None else "" for t in table[cfg.text_column].to_list()]
-    labels = [str(v) for v in table[cfg.label_column].to_list()]
-    if cfg.split_column:
-        out = {"train": ([], []), "val": ([], []), "test": ([], [])}
-        for t, y, s in zip(texts, labels, table[cfg.split_column].to_list()):
-            name = SPLIT_NAMES.get(str(s).lower())
-            if name is None:
-                raise ValueError(f"split value {s!r} is not one of {sorted(SPLIT_NAMES)}")
-            out[name][0].append(t)
-            out[name][1].append(y)
-        return out
-    idx = np.arange(len(texts))
 
-    def strat(ids):
-        ys = [labels[i] for i in ids]
-        counts = {y: ys.count(y) for y in set(ys)}
-        return ys if min(counts.values()) >= 2 else None
-
-    rest, test = train_test_split(idx, test_size=cfg.test_fraction, random_state=cfg.seed, stratify=strat(idx))
-    train, val = train_test_split(rest, test_size=cfg.val_fraction / (1 - cfg.test_fraction), random_state=cfg.seed,
-                                  stratify=strat(rest))
-    return {name: ([texts[i] for i in ids], [labels[i] for i in ids])
-            for name, ids in (("train", train), ("val", val), ("test", test))}
-
-
-def encode(tokenizer: TextTokenizer, texts, labels, label_ids: dict[str, int], max_length: int) -> list[dict]:
+def encode(tokenizer: TextTokenizer, examples: Examples, label_ids: dict[str, int] | None, cfg: DataConfig,
+           split: str, counts: dict | None = None) -> list[dict]:
+    """Encoded examples; inputs over max_length are cut and counted in ``counts`` (or refused)."""
     out = []
-    for t, y in zip(texts, labels):
-        if y not in label_ids:
-            raise ValueError(f"label {y!r} was not seen in training (labels: {', '.join(label_ids)})")
-        out.append({"input_ids": torch.tensor(tokenizer.encode(t, max_length)), "labels": torch.tensor(label_ids[y])})
+    for i, (text, y, ident) in enumerate(zip(examples.texts, examples.labels or [None] * len(examples),
+                                            examples.ids)):
+        try:
+            ids = tokenizer.encode(text, name=f"{split} example {ident}")
+        except ValueError as err:
+            raise TableError(f"{split} example {ident}: {err}") from None
+        if len(ids) > cfg.max_length:
+            if cfg.overflow == "error":
+                raise TableError(f"{split} example {ident}: {len(ids)} tokens, more than data.max_length="
+                                 f"{cfg.max_length}; raise data.max_length or set data.overflow=truncate")
+            if counts is not None:
+                counts[split] = counts.get(split, 0) + 1
+            ids = ids[:cfg.max_length]
+        entry = {"input_ids": torch.tensor(ids)}
+        if label_ids is not None and y is not None:
+            if y not in label_ids:
+                raise TableError(f"{split} example {ident}: label {y!r} was not seen in training (labels: "
+                                 f"{', '.join(label_ids)}); every class needs training rows")
+            entry["labels"] = torch.tensor(label_ids[y])
+        out.append(entry)
     return out
 
 
@@ -139,14 +168,55 @@ def collate(batch: list[dict]) -> dict[str, torch.Tensor]:
     return out
 
 
+def label_metrics(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """accuracy and macro-F1; AUROC / AUPRC (positive = the second label) for two classes; one-vs-rest macro
+    AUROC for more, when every class is in ``y``."""
+    from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
+
+    pred = probs.argmax(-1)
+    out = {"accuracy": float(accuracy_score(y, pred)),
+           "macro_f1": float(f1_score(y, pred, average="macro", labels=list(range(probs.shape[1])),
+                                      zero_division=0))}
+    present = np.unique(y)
+    if probs.shape[1] == 2 and len(present) == 2:
+        out["auroc"] = float(roc_auc_score(y, probs[:, 1]))
+        out["auprc"] = float(average_precision_score(y, probs[:, 1]))
+    elif probs.shape[1] > 2 and len(present) == probs.shape[1]:
+        out["auroc"] = float(roc_auc_score(y, probs, multi_class="ovr", average="macro"))
+    return out
+
+
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    from sklearn.metrics import accuracy_score, f1_score
-    pred = logits.argmax(-1).numpy()
-    y = labels.numpy()
-    return {"accuracy": float(accuracy_score(y, pred)), "macro_f1": float(f1_score(y, pred, average="macro"))}
+    return label_metrics(labels.numpy(), torch.softmax(logits.float(), -1).numpy())
 
 
 # -- model ---------------------------------------------------------------------------------------
+
+SHAPE_KEYS = ("d_model", "n_layer", "d_state", "expand", "d_conv", "dt_rank", "vocab_size")
+
+
+def shipped_models() -> dict[str, Path]:
+    """Every model shipped in the package by name (``dna-mamba-120k``, ``text-mamba-1m``, ...)."""
+    import mambatune.domains as domains
+    return {p.parent.name: p.parent for p in sorted(Path(domains.__path__[0]).glob("*/pretrained/*/model.safetensors"))}
+
+
+def resolve_pretrained(name: str | None) -> str | None:
+    """A shipped model's name -> its folder; a folder or hub id as given; a local-looking path that does not
+    exist is an error listing the shipped names."""
+    if name is None:
+        return None
+    shipped = shipped_models()
+    if name in shipped and not Path(name).exists():
+        return str(shipped[name])
+    if name == "default":
+        raise ValueError("the generic recipe has no default model: set model.pretrained to a shipped model "
+                         f"({', '.join(shipped)}), a model folder, or null")
+    if not Path(name).exists() and (name.startswith((".", "/", "~")) or name.count("/") != 1):
+        raise FileNotFoundError(f"model.pretrained={name!r}: no such folder, and not a shipped model "
+                                f"({', '.join(shipped)})")
+    return name
+
 
 def head_spec(recipe, num_labels: int) -> dict:
     spec = dict(recipe.model.head)
@@ -154,30 +224,50 @@ def head_spec(recipe, num_labels: int) -> dict:
     return spec
 
 
-def build_model(recipe, tokenizer: TextTokenizer, num_labels: int) -> MambaForTask:
+def behaviour_overrides(recipe, model_config) -> tuple[dict, list[str]]:
+    """model.config keys that apply to a pretrained model (behaviour such as backend), and notes on the shape
+    keys the recipe gives that the pretrained model decides instead."""
+    keep, notes = {}, []
+    for k, v in (recipe.model.config or {}).items():
+        if k in SHAPE_KEYS:
+            have = getattr(model_config, k, None)
+            if have != v:
+                notes.append(f"model.config.{k}={v} not used: the pretrained model has {k}={have}")
+        else:
+            keep[k] = v
+    return keep, notes
+
+
+def build_model(recipe, tokenizer: TextTokenizer, num_labels: int, pretrained: str | None) -> tuple[MambaForTask, list[str]]:
     """The base model with a fresh head: pretrained, or new from ``model.config`` sized to the tokenizer."""
+    from mambatune.core.checkpoints import load_config, resolve_path
+
     torch.manual_seed(recipe.model.seed)
     spec = head_spec(recipe, num_labels)
-    if recipe.model.pretrained:
-        model = load_pretrained(recipe.model.pretrained, head=spec, config_overrides=recipe.model.config or None)
+    if pretrained:
+        config, _, _ = load_config(resolve_path(pretrained))
+        overrides, notes = behaviour_overrides(recipe, config)
+        model = load_pretrained(pretrained, head=spec, config_overrides=overrides or None)
         if model.config.vocab_size < tokenizer.vocab_size:
             raise ValueError(f"the pretrained model's vocabulary ({model.config.vocab_size}) is smaller than the "
-                             f"{tokenizer.kind} tokenizer's ({tokenizer.vocab_size}); use a model trained on bytes")
-        return model
+                             f"{tokenizer.kind} tokenizer's ({tokenizer.vocab_size}); use a model trained on "
+                             f"{tokenizer.kind} tokens")
+        return model, notes
     cfg = MambaConfig.from_dict({**recipe.model.config, "vocab_size": tokenizer.vocab_size, "pad_token_id": 0})
     kind = spec.pop("kind")
-    return MambaForTask(cfg, build_head(kind, cfg.d_model * (2 if cfg.rc_equivariant == "rcps" else 1), **spec))
+    return MambaForTask(cfg, build_head(kind, cfg.d_model * (2 if cfg.rc_equivariant == "rcps" else 1), **spec)), []
 
 
 def uses_peft(recipe) -> bool:
     return bool(recipe.peft.methods)
 
 
-def save_trained(model: MambaForTask, run_dir: Path, recipe) -> None:
+def save_trained(model: MambaForTask, run_dir: Path, recipe, tokenizer: TextTokenizer) -> None:
     if uses_peft(recipe):
         peft.save_adapter(model, run_dir / "adapter")
     else:
         save_pretrained(model, run_dir / "model", meta={"recipe": recipe.name})
+        tokenizer.save(run_dir / "model" / "tokenizer.json")
 
 
 def load_trained(run_dir: str | Path, recipe=None) -> tuple[MambaForTask, TextTokenizer, list[str]]:
@@ -193,8 +283,10 @@ def load_trained(run_dir: str | Path, recipe=None) -> tuple[MambaForTask, TextTo
         if (run_dir / "base").is_dir():  # a model trained from scratch: its initial weights, head included
             model = load_pretrained(run_dir / "base")
         else:
-            model = load_pretrained(recipe.model.pretrained, head=head_spec(recipe, len(labels)),
-                                    config_overrides=recipe.model.config or None)
+            pretrained = resolve_pretrained(recipe.model.pretrained)
+            from mambatune.core.checkpoints import load_config, resolve_path
+            overrides, _ = behaviour_overrides(recipe, load_config(resolve_path(pretrained))[0])
+            model = load_pretrained(pretrained, head=head_spec(recipe, len(labels)), config_overrides=overrides or None)
         peft.load_adapter(model, run_dir / "adapter")
     model.eval()
     return model, tokenizer, labels
@@ -202,24 +294,41 @@ def load_trained(run_dir: str | Path, recipe=None) -> tuple[MambaForTask, TextTo
 
 # -- baselines -----------------------------------------------------------------------------------
 
-def baselines(train, test) -> dict[str, dict[str, float]]:
+def baselines(train: Examples, test: Examples, label_names: list[str]) -> dict[str, dict[str, float]]:
+    """Majority class and character n-gram TF-IDF + logistic regression, scored like the model."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, f1_score
 
-    (x_tr, y_tr), (x_te, y_te) = train, test
-    # most frequent training label; ties go to the smallest label, so the baseline is reproducible
-    majority = min(set(y_tr), key=lambda y: (-y_tr.count(y), str(y)))
-    pred = [majority] * len(y_te)
-    out = {"majority_class": {"accuracy": accuracy_score(y_te, pred), "macro_f1": f1_score(y_te, pred, average="macro")}}
+    index = {y: i for i, y in enumerate(label_names)}
+    y_tr = np.array([index[y] for y in train.labels])
+    y_te = np.array([index[y] for y in test.labels])
+    k = len(label_names)
+    # most frequent training label; ties go to the first label, so the baseline is reproducible
+    majority = int(np.bincount(y_tr, minlength=k).argmax())
+    probs = np.zeros((len(y_te), k))
+    probs[:, majority] = 1.0
+    out = {"majority_class": label_metrics(y_te, probs)}
     vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), min_df=1, sublinear_tf=True)
-    clf = LogisticRegression(max_iter=2000).fit(vec.fit_transform(x_tr), y_tr)
-    pred = clf.predict(vec.transform(x_te))
-    out["char_ngram_logreg"] = {"accuracy": accuracy_score(y_te, pred), "macro_f1": f1_score(y_te, pred, average="macro")}
-    return {k: {m: float(v) for m, v in d.items()} for k, d in out.items()}
+    clf = LogisticRegression(max_iter=2000).fit(vec.fit_transform(train.texts), y_tr)
+    probs = np.zeros((len(y_te), k))
+    probs[:, clf.classes_] = clf.predict_proba(vec.transform(test.texts))
+    out["char_ngram_logreg"] = label_metrics(y_te, probs)
+    return out
 
 
 # -- the pipeline --------------------------------------------------------------------------------
+
+def write_predictions(path: Path, examples: Examples, probs: np.ndarray, label_names: list[str]) -> None:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["id", "label", "predicted"] + [f"prob_{y}" for y in label_names])
+    for ident, y, p in zip(examples.ids, examples.labels, probs):
+        w.writerow([ident, y, label_names[int(p.argmax())]] + [f"{float(v):.6g}" for v in p])
+    atomic_write_text(path, buf.getvalue())
+
 
 def run(recipe) -> Path:
     """Trains, evaluates and writes the run folder; returns it. Under torchrun every rank trains;
@@ -232,35 +341,50 @@ def run(recipe) -> Path:
     on_main = is_main_process()
     if on_main:
         save_resolved(recipe, run_dir)
-    splits = load_splits(recipe.data, recipe.source)
-    train_texts, train_labels = splits["train"]
-    if not train_texts:
-        raise ValueError("the training split is empty")
-    label_names = sorted(set(train_labels))
+    cfg = recipe.data
+    splits, split_info, notes = load_splits(cfg, recipe.source)
+    label_names = sorted(set(splits["train"].labels))
+    if len(label_names) < 2:
+        raise TableError(f"data.path={cfg.path}: the training split has one class ({label_names[0]!r}); a classifier "
+                         "needs at least two")
     label_ids = {y: i for i, y in enumerate(label_names)}
-    tokenizer = TextTokenizer.fit(recipe.data.tokenizer, train_texts)
+    pretrained = resolve_pretrained(recipe.model.pretrained)
+    tokenizer, tok_note = for_checkpoint(cfg.tokenizer, pretrained, splits["train"].texts)
+    print(tok_note, flush=True)
+    cut: dict[str, int] = {}
+    data = {name: encode(tokenizer, ex, label_ids, cfg, name, cut) for name, ex in splits.items()}
+    if cut:
+        notes.append(f"inputs over data.max_length={cfg.max_length} tokens cut to it: "
+                     + ", ".join(f"{k} {v}" for k, v in cut.items()))
     if on_main:
         tokenizer.save(run_dir / "tokenizer.json")
         atomic_write_text(run_dir / "labels.json", json.dumps(label_names) + "\n")
-    data = {name: encode(tokenizer, t, y, label_ids, recipe.data.max_length) for name, (t, y) in splits.items()}
+        split_info.write(run_dir)
+        for note in notes:
+            print(f"data: {note}", flush=True)
 
-    model = build_model(recipe, tokenizer, len(label_names))
-    if uses_peft(recipe) and not recipe.model.pretrained and on_main:
+    model, model_notes = build_model(recipe, tokenizer, len(label_names), pretrained)
+    notes += model_notes
+    if uses_peft(recipe) and not pretrained and on_main:
         save_pretrained(model, run_dir / "base", meta={"note": "initial weights of a model trained from scratch"})
     model, result, summary = train_model(model, recipe.train, data["train"], data["val"] or None, collate,
                                          classification_metrics, recipe.peft)
     if not on_main:
         return run_dir
-    save_trained(model, run_dir, recipe)
-    test_metrics = score(model, data["test"], recipe.train) if data["test"] else {}
+    save_trained(model, run_dir, recipe, tokenizer)
+    test_metrics, probs = score(model, data["test"], recipe.train)
+    write_predictions(run_dir / "predictions_test.csv", splits["test"], probs, label_names)
     base = {}
-    if recipe.eval.baselines and data["test"]:
+    if recipe.eval.baselines:
         announce_baselines(["majority_class", "char_ngram_logreg"])
-        base = baselines(splits["train"], splits["test"])
+        base = baselines(splits["train"], splits["test"], label_names)
     results = {"test": test_metrics, "val": result.last_eval, "baselines": base, "steps": result.steps,
                "best_step": result.best_step, "stopped_early": result.stopped_early,
                "train_seconds": result.seconds, "total_seconds": time.time() - start,
-               "sizes": {k: len(v) for k, v in data.items()}, "labels": label_names}
+               "sizes": {k: len(v) for k, v in data.items()}, "labels": label_names,
+               "positive_class": label_names[1] if len(label_names) == 2 else None,
+               "split": split_info.how, "notes": notes, "truncated": cut, "tokenizer": tokenizer.kind,
+               "base_model": pretrained}
     atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
     write_report(run_dir, recipe, results, summary)
     return run_dir
@@ -273,21 +397,32 @@ def write_report(run_dir: Path, recipe, results: dict, summary: str) -> None:
     tps = [r["tokens_per_s"] for r in records if "tokens_per_s" in r]
     methods = ", ".join(m.method for m in recipe.peft.methods) or "full fine-tuning"
     rows = [("mamba (" + methods + ")", results["test"])] + list(results["baselines"].items())
-    table = "\n".join(f"| {name} | {m.get('accuracy', float('nan')):.3f} | {m.get('macro_f1', float('nan')):.3f} |"
+    cols = [c for c in ("accuracy", "macro_f1", "auroc", "auprc") if c in results["test"]]
+    table = "\n".join(f"| {name} | " + " | ".join(f"{m.get(c, float('nan')):.3f}" for c in cols) + " |"
                       for name, m in rows)
     plots = "\n".join(f"![{p.stem}](plots/{p.name})" for p in sorted((run_dir / "plots").glob("*.png")))
+    notes = "\n".join(f"- {n}" for n in results.get("notes", [])) or "- nothing was changed or dropped"
+    positive = f" AUROC / AUPRC: positive class {results['positive_class']!r}." if results.get("positive_class") and \
+        "auroc" in cols else ""
     text = f"""# {recipe.name}
 
-Recipe: `{recipe.source}` · pipeline `{recipe.pipeline}` · method: {methods}
+Recipe: `{recipe.source}` · pipeline `{recipe.pipeline}` · method: {methods} · base model:
+{results.get('base_model') or 'none (from scratch)'} · tokenizer: {results.get('tokenizer')}
 
-Data: `{recipe.data.path}`; examples train / val / test: {results['sizes']['train']} / {results['sizes']['val']} /
-{results['sizes']['test']}; {len(results['labels'])} classes ({', '.join(results['labels'])}).
+Data: `{recipe.data.path}`; split: {results.get('split')}; examples train / val / test:
+{results['sizes']['train']} / {results['sizes']['val']} / {results['sizes']['test']};
+{len(results['labels'])} classes ({', '.join(results['labels'])}).
+
+What the data loading changed or counted:
+{notes}
 
 ## Test set
 
-| model | accuracy | macro-F1 |
-|---|---|---|
+| model | {' | '.join(cols)} |
+|---|{'---|' * len(cols)}
 {table}
+{positive}
+Per-example predictions (every class's probability): `predictions_test.csv`.
 
 Training: {results['steps']} optimizer steps, best step {results['best_step']}
 (by validation {recipe.train.metric_for_best}), {'stopped early' if results['stopped_early'] else 'ran to the end'};
@@ -313,8 +448,8 @@ def evaluate(run_dir: str | Path, split: str | None = None) -> dict[str, float]:
     recipe = load_resolved(run_dir)
     model, tokenizer, labels = load_trained(run_dir, recipe)
     split = split or recipe.eval.split
-    texts, ys = load_splits(recipe.data, recipe.source)[split]
-    data = encode(tokenizer, texts, ys, {y: i for i, y in enumerate(labels)}, recipe.data.max_length)
+    examples = load_splits(recipe.data, recipe.source)[0][split]
+    data = encode(tokenizer, examples, {y: i for i, y in enumerate(labels)}, recipe.data, split)
     logits = predict_logits(model, data)
     metrics = classification_metrics(logits, torch.stack([e["labels"] for e in data]))
     metrics["examples"] = len(data)
@@ -322,9 +457,9 @@ def evaluate(run_dir: str | Path, split: str | None = None) -> dict[str, float]:
 
 
 @torch.no_grad()
-def score(model: MambaForTask, data: list[dict], train_cfg) -> dict[str, float]:
-    """Mean loss, accuracy and macro-F1 of ``model`` on encoded examples, batched and autocast as the
-    Trainer evaluates (``train_cfg``: eval_batch_size or batch_size, precision)."""
+def score(model: MambaForTask, data: list[dict], train_cfg) -> tuple[dict[str, float], np.ndarray]:
+    """(mean loss and the metrics, class probabilities) of ``model`` on encoded examples, batched and autocast
+    as the Trainer evaluates (``train_cfg``: eval_batch_size or batch_size, precision)."""
     device = next(model.parameters()).device
     batch_size = train_cfg.eval_batch_size or train_cfg.batch_size
     model.eval()
@@ -336,7 +471,9 @@ def score(model: MambaForTask, data: list[dict], train_cfg) -> dict[str, float]:
         logits.append(out.logits.float().cpu())
         loss_sum += float(out.loss) * len(batch["labels"])
     labels = torch.stack([e["labels"] for e in data])
-    return {"loss": loss_sum / len(data), **classification_metrics(torch.cat(logits), labels)}
+    logits = torch.cat(logits)
+    return ({"loss": loss_sum / len(data), **classification_metrics(logits, labels)},
+            torch.softmax(logits, -1).numpy())
 
 
 @torch.no_grad()
@@ -348,39 +485,55 @@ def predict_logits(model: MambaForTask, data: list[dict], batch_size: int = 32) 
     return torch.cat(out)
 
 
-def predict(run_dir: str | Path, texts: list[str]) -> list[dict]:
-    """[{"text", "label", "probability"}] for each text."""
+def predict(run_dir: str | Path, texts) -> list[dict]:
+    """[{"id", "text", "label", "probability", "prob_<class>" ..., "note"}] for each input (``texts``: strings or
+    (id, text) pairs); an input over max_length is cut and says so in its note."""
     from .recipe import load_resolved
     recipe = load_resolved(run_dir)
     model, tokenizer, labels = load_trained(run_dir, recipe)
-    data = [{"input_ids": torch.tensor(tokenizer.encode(t, recipe.data.max_length))} for t in texts]
-    probs = torch.softmax(predict_logits(model, data), -1)
-    return [{"text": t, "label": labels[int(p.argmax())], "probability": float(p.max())} for t, p in zip(texts, probs)]
+    pairs = [t if isinstance(t, tuple) else (str(i + 1), t) for i, t in enumerate(texts)]
+    data, notes = [], []
+    for ident, text in pairs:
+        try:
+            ids = tokenizer.encode(text, name=f"input {ident}")
+        except ValueError as err:
+            raise TableError(f"input {ident}: {err}") from None
+        notes.append(f"cut from {len(ids)} to {recipe.data.max_length} tokens" if len(ids) > recipe.data.max_length
+                     else "")
+        data.append({"input_ids": torch.tensor(ids[:recipe.data.max_length])})
+    probs = torch.softmax(predict_logits(model, data), -1) if data else torch.zeros(0, len(labels))
+    rows = []
+    for (ident, text), p, note in zip(pairs, probs, notes):
+        row = {"id": ident, "text": text, "label": labels[int(p.argmax())], "probability": float(p.max())}
+        row.update({f"prob_{y}": float(v) for y, v in zip(labels, p)})
+        row["note"] = note
+        rows.append(row)
+    return rows
 
 
-def read_inputs(source: str, recipe) -> list[str]:
-    """Texts from a CSV / TSV / parquet (the recipe's text column), a .txt (one per line), or the string itself."""
+def read_inputs(source: str, recipe) -> list:
+    """(id, text) pairs from a table (the recipe's text column, and id column when it has one), a .txt (one per
+    line); a string that is not a file is the one input (a path-like string that does not exist is an error)."""
     p = Path(source)
-    if not p.is_file():
+    if not p.exists():
+        if "/" in source or p.suffix.lower() in (".csv", ".tsv", ".tab", ".parquet", ".jsonl", ".json", ".txt", ".gz"):
+            raise FileNotFoundError(f"input file {source!r} does not exist (to score a literal text that looks like a "
+                                    "path, put it in a .txt file)")
         return [source]
-    if p.suffix.lower() in (".csv", ".tsv", ".tab", ".parquet"):
-        table = read_table(p)
-        col = recipe.data.text_column
-        if col not in table.columns:
-            raise KeyError(f"column {col!r} is not in {p} (columns: {', '.join(table.columns)})")
-        return [str(t) for t in table[col].to_list()]
-    return [line for line in p.read_text().splitlines() if line.strip()]
+    if p.suffix.lower() == ".txt":
+        return [(str(i), line) for i, line in enumerate(p.read_text().splitlines(), start=1) if line.strip()]
+    table = read_table(p)
+    cfg = recipe.data
+    require_columns(table, {"data.text_column": cfg.text_column}, str(p))
+    ids = (table[cfg.id_column].to_list() if cfg.id_column and cfg.id_column in table.columns
+           else [f"{f}:{r}" for f, r in zip(table[FILE].to_list(), table[ROW].to_list())])
+    return [(str(i), "" if t is None else str(t)) for i, t in zip(ids, table[cfg.text_column].to_list())]
 
 
 def export(run_dir: str | Path, out: str | Path) -> Path:
-    """A standalone model folder: LoRA merged into the base weights, our safetensors format."""
-    model, _, labels = load_trained(run_dir)
-    if getattr(model, "peft_state", None) is not None:
-        methods = {m.method for m in model.peft_state.config.methods}
-        if methods - {"lora", "head_only", "full", "partial", "top_layers"}:
-            raise ValueError(f"export merges LoRA only; this run also uses {sorted(methods - {'lora'})}, whose "
-                             "parameters have no place in a plain model. Keep the run folder (base + adapter) instead.")
-        if "lora" in methods:
-            peft.merge(model, unload=True)
-        model.peft_state = None
-    return save_pretrained(model, out, meta={"labels": labels, "exported_from": str(run_dir)})
+    """A standalone model folder: LoRA merged into the base weights, our safetensors format, its tokenizer beside."""
+    from .domain_run import plain_model
+    model, tokenizer, labels = load_trained(run_dir)
+    folder = save_pretrained(plain_model(model), out, meta={"labels": labels, "exported_from": str(run_dir)})
+    tokenizer.save(Path(out) / "tokenizer.json")
+    return folder

@@ -64,7 +64,7 @@ def test_export_merges_lora(finished_run, tmp_path):
     assert not any("lora" in k for k in merged.state_dict())
     from mambatune.pipelines.sequence_classification import load_trained
     model, tok, _ = load_trained(finished_run)
-    ids = torch.tensor([tok.encode("ACGTACGT", 24)])
+    ids = torch.tensor([tok.encode("ACGTACGT")])
     torch.testing.assert_close(merged.eval()(ids).logits, model(ids).logits, atol=1e-5, rtol=1e-4)
 
 
