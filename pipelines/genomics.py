@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -35,7 +34,7 @@ from mambatune.core import peft
 from mambatune.core.checkpoints import load_pretrained, save_pretrained
 from mambatune.core.training.distributed import pick_device
 from mambatune.domains.genomics import DNATokenizer, load_promoters, load_variants
-from mambatune.domains.genomics.vocab import adopt_checkpoint_vocabulary
+from mambatune.domains.genomics.vocab import adopt_checkpoint_vocabulary, checkpoint_tokenizer
 from mambatune.domains.genomics.baselines import KmerLogisticRegression
 from mambatune.domains.genomics.metrics import binary_metrics, multiclass_metrics, plot_roc_pr
 from mambatune.domains.genomics.sequence_data import (
@@ -49,77 +48,13 @@ from mambatune.domains.genomics.vep import (
 from . import domain_run
 from . import genomics_ensemble as ens
 from .domain_run import train_model
+from .genomics_config import TASKS, DataConfig
 from .genomics_windows import genome_windows, long_promoter_table
 
-TASKS = ("promoter", "vep_zeroshot", "vep", "pretrain_dna")
 DEFAULT_DNA_MODEL = "runs/pretrain_dna/model"  # where `mambatune run genomics/pretrain_dna` leaves its model
 # pretrained on a GPU by this project's recipe and shipped in the package (recipe and log beside it)
 SHIPPED_DNA_MODEL = Path(sys.modules["mambatune.domains.genomics"].__file__).parent / "pretrained" / "dna-mamba-120k"
 BEHAVIOUR_KEYS = ("backend",)  # model.config keys that apply to a pretrained model (the rest is its shape)
-
-
-@dataclass
-class DataConfig:
-    """task: promoter | vep_zeroshot | vep | pretrain_dna; promoter_classes: binary | multiclass;
-    window: crop every window to its central ``window`` bp (null: the full 2,000 bp promoter /
-    1,001 bp variant windows); rc_augment: random strand per training example; rc_average: average
-    both strands at inference; max_train / max_eval: subsample (quick runs); vep_method: finetune |
-    embedding; vep_radius: bp around the variant over which alt - ref features are pooled;
-    genome: a reference FASTA (GRCh37 chr20 for the demo sets): promoter windows of ``window`` bp
-    (any length) are read from it around each demo window's centre; pretraining draws its
-    windows from it; lm_windows: pretraining windows drawn from ``genome`` (null: the training-split
-    windows of the demo sets, chunked); kmer: k of the k-mer baseline; markov_order: order of the Markov LM
-    baseline; n_boot: bootstrap resamples for the 95 % intervals; scratch_baseline: also train the same
-    model from scratch when ``model.pretrained`` is set; ensemble: K > 1 trains K members of the main model
-    (model and train seeds + k, in ``member-<k>/``; promoter and vep finetune) scored by their mean
-    probabilities (see ``genomics_ensemble``); zeroshot_splits: vep_zeroshot scores the SNVs of these splits
-    (test always; each further split, e.g. [train, val, test], is scored too, alone and pooled with test,
-    by the zero-shot models only: zero-shot scoring reads no labels, but the supervised baseline learns from
-    the training split)."""
-
-    task: str = "promoter"
-    promoter_classes: str = "binary"
-    window: int | None = 1000
-    rc_augment: bool = True
-    rc_average: bool = True
-    max_train: int | None = None
-    max_eval: int | None = None
-    vep_method: str = "finetune"
-    vep_radius: int = 16
-    genome: str | None = None
-    lm_windows: int = 2000
-    kmer: int = 6
-    markov_order: int = 5
-    n_boot: int = 1000
-    scratch_baseline: bool = True
-    seed: int = 0
-    ensemble: int = 1
-    zeroshot_splits: list[str] = field(default_factory=lambda: ["test"])
-
-    def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
-        if self.promoter_classes not in ("binary", "multiclass"):
-            raise ValueError(f"promoter_classes must be 'binary' or 'multiclass', got {self.promoter_classes!r}")
-        if self.vep_method not in ("finetune", "embedding"):
-            raise ValueError(f"vep_method must be 'finetune' or 'embedding', got {self.vep_method!r}")
-        if self.window is not None and self.window < 16:
-            raise ValueError(f"window must be >= 16 bp or null, got {self.window}")
-        for name in ("max_train", "max_eval"):
-            v = getattr(self, name)
-            if v is not None and v < 2:
-                raise ValueError(f"{name} must be >= 2 or null, got {v}")
-        if self.n_boot < 0 or self.lm_windows < 1 or self.kmer < 1 or self.vep_radius < 0:
-            raise ValueError("n_boot must be >= 0, lm_windows and kmer >= 1, vep_radius >= 0")
-        ens.check_setting(self)
-        if isinstance(self.zeroshot_splits, str):
-            self.zeroshot_splits = [self.zeroshot_splits]
-        bad = [x for x in self.zeroshot_splits if x not in ("train", "val", "test")]
-        if bad or not self.zeroshot_splits:
-            raise ValueError(f"zeroshot_splits lists splits among train, val, test (e.g. [train, val, test]), "
-                             f"got {self.zeroshot_splits!r}")
-        if self.zeroshot_splits != ["test"] and self.task != "vep_zeroshot":
-            raise ValueError(f"zeroshot_splits is for vep_zeroshot runs; a {self.task} run scores the test split")
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -227,11 +162,14 @@ def behaviour_overrides(recipe) -> dict | None:
     return {k: v for k, v in recipe.model.config.items() if k in BEHAVIOUR_KEYS} or None
 
 
-def dna_model(pretrained: str, **kwargs) -> MambaForTask:
-    """``load_pretrained`` for DNA: a checkpoint trained with another tokenizer's ids (Caduceus) gets its
-    token rows permuted to :class:`DNATokenizer`'s (``domains.genomics.vocab``), and the run says so."""
+def dna_model(pretrained: str, k: int = 1, **kwargs) -> MambaForTask:
+    """``load_pretrained`` for DNA: the checkpoint's saved tokenizer (``tokenizer.json``) must be DNA tokens
+    of ``k`` (else a clear error, ``checkpoint_tokenizer``); a checkpoint trained with another tokenizer's ids
+    (Caduceus) gets its token rows permuted to :class:`DNATokenizer`'s (``domains.genomics.vocab``), and the
+    run says so."""
+    tokenizer = checkpoint_tokenizer(pretrained, k)
     model = load_pretrained(pretrained, **kwargs)
-    mapping = adopt_checkpoint_vocabulary(model, pretrained, DNATokenizer())
+    mapping = adopt_checkpoint_vocabulary(model, pretrained, tokenizer)
     if mapping is not None and domain_run.is_main_process():
         bases = ", ".join(f"{t}:{mapping[t]}" for t in "ACGTN")
         print(f"{pretrained}: Caduceus token ids mapped to ours (its ids {bases})")
@@ -409,6 +347,7 @@ def pretrain(recipe, out_dir: Path, tok: DNATokenizer):
         save_pretrained(model, out_dir / "model", meta={"recipe": recipe.name,
                                                          "objective": "masked LM" if masked else "causal LM",
                                                          "tokenizer": "DNATokenizer(k=1)"})
+        tok.save(out_dir / "model")
     return model, result, summary, corpus
 
 
@@ -542,14 +481,19 @@ def main_name(recipe, pretrained: str | None) -> str:
 
 
 def save_trained(model, run_dir: Path, recipe) -> None:
+    """The trained model (``model/``) or adapter (``adapter/``), with the tokenizer it reads beside it."""
     if recipe.peft.methods:
-        peft.save_adapter(model, run_dir / "adapter")
+        folder = run_dir / "adapter"
+        peft.save_adapter(model, folder)
     elif isinstance(model, MambaForTask):
-        save_pretrained(model, run_dir / "model", meta={"recipe": recipe.name})
+        folder = run_dir / "model"
+        save_pretrained(model, folder, meta={"recipe": recipe.name})
     else:
         from safetensors.torch import save_file
-        (run_dir / "model").mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(run_dir / "model" / "model.safetensors"))
+        folder = run_dir / "model"
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    DNATokenizer(recipe.data.k).save(folder)
 
 
 def training_summary(result) -> dict | None:
@@ -581,7 +525,11 @@ RUNNERS = {"promoter": run_promoter, "vep": run_vep, "vep_zeroshot": run_vep_zer
 
 
 def run(recipe) -> Path:
-    """Runs the recipe's task and writes the run folder; returns it."""
+    """Runs the recipe's task and writes the run folder; returns it. With ``data.path`` the task runs on the
+    user's files (``genomics_user_tasks``)."""
+    if recipe.data.path:
+        from . import genomics_user_tasks
+        return genomics_user_tasks.run(recipe, resolve_pretrained(recipe.model.pretrained))
     return domain_run.run_task(recipe, RUNNERS, resolve_pretrained(recipe.model.pretrained), ens.write_run_report)
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mambatune.domains.genomics import DNATokenizer
 
 from . import domain_run
 from . import ensemble_runs as shared
@@ -86,6 +87,7 @@ def train_members(recipe, run_dir: Path, pretrained: str | None, build, data: di
         model = build(member, pretrained)
         if save_base and recipe.peft.methods and not pretrained and on_main:
             save_pretrained(model, folder / "base", meta={"note": "initial weights of a model trained from scratch"})
+            DNATokenizer(recipe.data.k).save(folder / "base")
         model, result, summary = domain_run.train_model(model, member.train, data["train"], data["val"], collate,
                                                         metrics_fn, recipe.peft)
         device = None
@@ -144,6 +146,9 @@ def open_source(run) -> tuple:
     """(folder, recipe, results) of a finished promoter or supervised (finetune) vep run, or a clear error."""
     folder, recipe, results = verbs.open_run(run)
     cfg = recipe.data
+    if cfg.path:
+        raise ValueError(f"mambatune ensemble combines runs on the demo data; {folder} ran on data.path={cfg.path!r}, "
+                         "which it does not read yet")
     if cfg.task not in ("promoter", "vep") or (cfg.task == "vep" and cfg.vep_method != "finetune"):
         what = f"{cfg.task} run" + (f" with vep_method={cfg.vep_method}" if cfg.task == "vep" else "")
         raise ValueError(f"mambatune ensemble combines genomics promoter runs and vep runs with vep_method=finetune; "

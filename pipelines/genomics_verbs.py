@@ -485,7 +485,7 @@ def export(run_dir, out) -> Path:
     ensemble of K whose prediction is the mean of the members' class probabilities."""
     run_dir, recipe, results = open_run(run_dir)
     cfg = recipe.data
-    meta = {"run_dir": str(run_dir), "recipe": recipe.name, "task": cfg.task, "tokenizer": "DNATokenizer(k=1)",
+    meta = {"run_dir": str(run_dir), "recipe": recipe.name, "task": cfg.task, "tokenizer": f"DNATokenizer(k={cfg.k})",
             "window": cfg.window, "rc_average": cfg.rc_average}
     if cfg.task == "promoter":
         load, meta["labels"] = load_classifier, class_names(recipe)
@@ -501,6 +501,8 @@ def export(run_dir, out) -> Path:
         return Path(out)
     model = load(run_dir, recipe, results)
     manifest = domain_run.export_model(model, out, meta)
+    if (Path(out) / "model").is_dir():
+        DNATokenizer(cfg.k).save(Path(out) / "model")
     if cfg.task == "vep" and cfg.vep_method == "embedding":
         clf = load_embedding_classifier(run_dir, recipe, model)
         atomic_write_json(Path(out) / "embedding_classifier.json", clf.to_dict())
@@ -517,6 +519,8 @@ def export_ensemble(run_dir: Path, recipe, results: dict, load, out: Path, meta:
         domain_run.export_model(load(folder, member_recipe, member_results), out / folder.name, meta | {
             "ensemble_member": k, "seed": member_recipe.model.seed,
             "note": f"member {k} of an ensemble of {len(members)}: see ../export.json for how they combine"})
+        if (out / folder.name / "model").is_dir():
+            DNATokenizer(recipe.data.k).save(out / folder.name / "model")
         folders.append(folder.name)
     strands = " (each member's: the mean of its forward and reverse-complement logits, then softmax)" \
         if recipe.data.rc_average else ""

@@ -81,3 +81,93 @@ class KmerLogisticRegression:
 
     def predict_proba(self, seqs) -> np.ndarray:
         return self.model.predict_proba(self._prep(seqs))
+
+
+# -- user data: every label kind, k chosen on the training split ---------------------------------
+
+KINDS = ("binary", "multiclass", "multilabel", "regression")
+SCORING = {"binary": "roc_auc", "multiclass": "accuracy", "multilabel": "roc_auc", "regression": "r2"}
+
+
+def linear_model(kind: str, C: float = 0.01, seed: int = 0):
+    """The linear model at the end of a baseline: logistic regression (one per class for multi-label) or,
+    for a regression target, ridge regression (``alpha = 1 / C``)."""
+    from sklearn.linear_model import Ridge
+    from sklearn.multiclass import OneVsRestClassifier
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if kind == "regression":
+        return Ridge(alpha=1.0 / C)
+    lr = LogisticRegression(C=C, max_iter=3000, random_state=seed)
+    return OneVsRestClassifier(lr) if kind == "multilabel" else lr
+
+
+class OneHot(BaseEstimator, TransformerMixin):
+    """Sequences of one length -> flattened one-hot rows (length x 4, N and any other letter all zero)."""
+
+    def fit(self, seqs, y=None):
+        lengths = {len(s) for s in seqs}
+        if len(lengths) != 1:
+            raise ValueError(f"one-hot features need sequences of one length; these have {len(lengths)} lengths "
+                             f"({min(lengths)}-{max(lengths)} bp)")
+        self.length_ = lengths.pop()
+        return self
+
+    def transform(self, seqs):
+        table = np.full(256, 4, dtype=np.int64)
+        for i, base in enumerate("ACGT"):
+            table[ord(base)] = i
+        bad = [i for i, s in enumerate(seqs) if len(s) != self.length_]
+        if bad:
+            raise ValueError(f"one-hot features were fit on {self.length_} bp sequences; sequence {bad[0]} has "
+                             f"{len(seqs[bad[0]])} bp")
+        codes = np.stack([table[np.frombuffer(s.encode("ascii", "replace"), dtype=np.uint8)] for s in seqs])
+        eye = np.vstack([np.eye(4, dtype=np.float32), np.zeros((1, 4), dtype=np.float32)])
+        return sparse.csr_matrix(eye[codes].reshape(len(seqs), -1))
+
+
+def tuned_baseline(features: str, kind: str, seqs: list[str], y, *, ks=(3, 4, 5, 6), Cs=(0.01, 0.1, 1.0),
+                   cv: int = 3, seed: int = 0):
+    """A k-mer (``features="kmer"``: k and C chosen by ``cv``-fold CV on the training sequences) or one-hot
+    (``"onehot"``: C chosen) linear model fit on all of ``seqs``; returns (fitted model, chosen settings,
+    inner-CV score). Scoring: AUROC (binary, multi-label macro), accuracy (multi-class), R^2 (regression).
+    Folds are stratified for single-label classes and shuffled with ``seed``."""
+    from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
+
+    seqs = [str(s).upper() for s in seqs]
+    y = np.asarray(y)
+    if features == "kmer":
+        steps = [("counts", KmerCounts(6, True)), ("freq", TfidfTransformer(use_idf=False, norm="l1")),
+                 ("scale", StandardScaler(with_mean=False))]
+        grid = {"counts__k": list(ks)}
+    elif features == "onehot":
+        steps, grid = [("onehot", OneHot())], {}
+    else:
+        raise ValueError(f"features must be 'kmer' or 'onehot', got {features!r}")
+    from sklearn.pipeline import Pipeline
+
+    model = Pipeline(steps + [("model", linear_model(kind, seed=seed))])
+    param = "model__alpha" if kind == "regression" else ("model__estimator__C" if kind == "multilabel" else "model__C")
+    grid[param] = [1.0 / c for c in Cs] if kind == "regression" else list(Cs)
+    if kind in ("binary", "multiclass"):
+        smallest = int(np.bincount(y).min()) if len(y) else 0
+        folds = StratifiedKFold(min(cv, max(smallest, 2)), shuffle=True, random_state=seed)
+    else:
+        folds = KFold(cv, shuffle=True, random_state=seed)
+    search = GridSearchCV(model, grid, scoring=SCORING[kind], cv=folds, error_score=np.nan, refit=True)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence warnings and folds missing a class score as NaN
+        search.fit(seqs, y)
+    chosen = {k.split("__")[-1]: v for k, v in search.best_params_.items()}
+    if "alpha" in chosen:
+        chosen = {"C": 1.0 / chosen.pop("alpha"), **chosen}
+    return search.best_estimator_, chosen, float(search.best_score_)
+
+
+def baseline_scores(model, kind: str, seqs: list[str]) -> np.ndarray:
+    """Test outputs of a :func:`tuned_baseline`: class probabilities (n, classes), or predictions (n,)."""
+    seqs = [str(s).upper() for s in seqs]
+    return model.predict(seqs) if kind == "regression" else model.predict_proba(seqs)

@@ -92,6 +92,59 @@ def multiclass_metrics(y_true, probs, n_boot: int = 1000, seed: int = 0) -> dict
     return out
 
 
+def _with_intervals(point, n: int, n_boot: int, seed: int) -> dict:
+    base = point(np.arange(n))
+    ci = bootstrap(point, n, n_boot, seed) if n_boot else {}
+    out: dict = {"n": int(n)}
+    for k, v in base.items():
+        out[k] = float(v)
+        if k in ci:
+            out[f"{k}_ci"] = ci[k]
+    return out
+
+
+def multilabel_metrics(y_true, probs, threshold: float = 0.5, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Multi-hot targets (n, classes) and per-class probabilities: macro and micro AUROC (over the classes
+    with both outcomes in the sample), macro AUPRC, micro / macro F1 at ``threshold`` and the exact-match
+    ratio, with 95 % bootstrap intervals."""
+    y = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(probs, dtype=np.float64)
+    if p.shape != y.shape or p.ndim != 2:
+        raise ValueError(f"multilabel_metrics: targets {y.shape} and probabilities {p.shape} must both be (n, classes)")
+
+    def point(idx):
+        yy, pp = y[idx], p[idx]
+        pred = (pp >= threshold).astype(int)
+        both = [j for j in range(y.shape[1]) if 0 < yy[:, j].sum() < len(yy)]
+        nan = float("nan")
+        return {"auroc_macro": skm.roc_auc_score(yy[:, both], pp[:, both], average="macro") if both else nan,
+                "auroc_micro": skm.roc_auc_score(yy[:, both], pp[:, both], average="micro") if both else nan,
+                "auprc_macro": skm.average_precision_score(yy[:, both], pp[:, both], average="macro") if both else nan,
+                "f1_micro": skm.f1_score(yy, pred, average="micro", zero_division=0),
+                "f1_macro": skm.f1_score(yy, pred, average="macro", zero_division=0),
+                "exact_match": float((pred == yy).all(1).mean())}
+
+    return _with_intervals(point, len(y), n_boot, seed)
+
+
+def regression_metrics(y_true, pred, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Pearson and Spearman correlation, R^2, MSE and MAE of predictions, with 95 % bootstrap intervals."""
+    from scipy import stats
+
+    y, s = _check(y_true, pred, "regression_metrics")
+    y = y.astype(np.float64)
+
+    def point(idx):
+        yy, ss = y[idx], s[idx]
+        flat = np.ptp(yy) == 0 or np.ptp(ss) == 0
+        return {"pearson": float("nan") if flat else stats.pearsonr(yy, ss)[0],
+                "spearman": float("nan") if flat else stats.spearmanr(yy, ss)[0],
+                "r2": skm.r2_score(yy, ss), "mse": skm.mean_squared_error(yy, ss),
+                "mae": skm.mean_absolute_error(yy, ss)}
+
+    return _with_intervals(point, len(y), n_boot, seed)
+
+
 def plot_roc_pr(y_true, scores_by_model: dict[str, np.ndarray], out_dir: str | Path, title: str = "") -> list[Path]:
     """ROC and precision-recall curves of several models on the same examples: roc.png and pr.png in out_dir."""
     import matplotlib

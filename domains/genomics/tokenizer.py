@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -52,8 +53,16 @@ for _b in IUPAC_AMBIGUITY:
     _BYTE_CODE[ord(_b)] = _BYTE_CODE[ord(_b.lower())] = _AMBIGUOUS
 
 
+TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_FORMAT = "mambatune-tokenizer"
+
+
 class InvalidSequenceError(ValueError):
     """A sequence that is empty or holds characters that are not DNA."""
+
+
+class TokenizerMismatchError(ValueError):
+    """A checkpoint's saved tokenizer that a DNA recipe cannot use as asked (never remapped)."""
 
 
 @dataclass
@@ -311,6 +320,54 @@ class DNATokenizer:
             flipped = np.take_along_axis(x, src, axis=1)
             out = np.where(inside, self._complement_ids[flipped], x)
         return out[0] if squeeze else out
+
+    # ------------------------------------------------------------ save / load
+    def save(self, folder) -> Path:
+        """Writes ``folder/tokenizer.json``: ``{"format": "mambatune-tokenizer", "kind": "dna", "k": k,
+        "vocab": {token: id}}``, the ids the model beside it was trained on. Returns the file."""
+        if self.overlapping:
+            raise ValueError("overlapping k-mer tokenizers are not saved with checkpoints; use overlapping=False")
+        from mambatune.core.atomic import atomic_write_json
+
+        path = Path(folder) / TOKENIZER_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, {"format": TOKENIZER_FORMAT, "kind": "dna", "k": self.k, "vocab": self.get_vocab()})
+        return path
+
+    @classmethod
+    def load(cls, folder) -> "DNATokenizer | None":
+        """The tokenizer saved in ``folder/tokenizer.json`` (None when the folder has none). A file of
+        another format or kind, or a vocabulary that differs from this class's for its ``k``, raises
+        :class:`TokenizerMismatchError`: a model is never fed ids it was not trained on."""
+        import json
+
+        path = Path(folder) / TOKENIZER_FILE
+        if not path.is_file():
+            return None
+        try:
+            spec = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise TokenizerMismatchError(f"{path} is not readable JSON ({err}); restore it from the run that "
+                                         "wrote the checkpoint") from None
+        if not isinstance(spec, dict) or spec.get("format") != TOKENIZER_FORMAT:
+            raise TokenizerMismatchError(f"{path} is not a {TOKENIZER_FORMAT} file (format "
+                                         f"{spec.get('format') if isinstance(spec, dict) else None!r})")
+        if spec.get("kind") != "dna":
+            raise TokenizerMismatchError(
+                f"{path}: this checkpoint was trained with a {spec.get('kind')!r} tokenizer, not DNA tokens; a "
+                "genomics recipe cannot read it (its ids mean other things). Use a DNA model (e.g. "
+                "model.pretrained=dna-mamba-1m) or the recipe of that model's domain")
+        k = spec.get("k")
+        if not isinstance(k, int) or not 1 <= k <= 8:
+            raise TokenizerMismatchError(f"{path}: k must be an integer in 1..8, got {k!r}")
+        tok = cls(k)
+        saved = {str(t): int(i) for t, i in (spec.get("vocab") or {}).items()}
+        if saved != tok.get_vocab():
+            differ = sorted(t for t in set(saved) | set(tok.get_vocab()) if saved.get(t) != tok.get_vocab().get(t))
+            raise TokenizerMismatchError(
+                f"{path}: the saved vocabulary differs from DNATokenizer(k={k})'s at {len(differ)} token(s) "
+                f"({', '.join(differ[:6])}); this model's ids are not ours, and they are not remapped")
+        return tok
 
     def __repr__(self) -> str:
         mode = "overlapping" if self.overlapping else "non-overlapping"

@@ -92,3 +92,22 @@ def adopt_checkpoint_vocabulary(model, path: str | Path, tokenizer: DNATokenizer
     if fmt != "caduceus":
         return None
     return adopt_vocabulary(model, caduceus_vocabulary(raw, resolve_path(path)), tokenizer)
+
+
+def checkpoint_tokenizer(path: str | Path, k: int = 1) -> DNATokenizer:
+    """The tokenizer a DNA recipe feeds the checkpoint at ``path``: the one saved beside its weights
+    (``tokenizer.json``, see :meth:`DNATokenizer.save`) when there is one, else ``DNATokenizer(k)``. A
+    saved tokenizer of another kind (text bytes, ...) or another ``k`` than the recipe asks for is a
+    :class:`~.tokenizer.TokenizerMismatchError`: the ids would mean other tokens, and they are never remapped."""
+    from .tokenizer import TokenizerMismatchError
+
+    folder = Path(path)
+    saved = DNATokenizer.load(folder) if folder.is_dir() else None
+    if saved is None:
+        return DNATokenizer(k)
+    if saved.k != k:
+        raise TokenizerMismatchError(
+            f"{folder} was trained on DNA tokens of k={saved.k} (its tokenizer.json) but the recipe asks for "
+            f"k={k}: set data.k={saved.k} to use this model, or pick a model trained with k={k} (or "
+            "model.pretrained=null to train one from scratch)")
+    return saved
