@@ -39,9 +39,9 @@ from mambatune.core import MambaConfig, MambaForTask, build_head
 from mambatune.core import peft
 from mambatune.core.atomic import atomic_write_text
 from mambatune.core.checkpoints import load_pretrained, save_pretrained
-from mambatune.domains.documents import (
-    ByteTokenizer, DocumentDataset, HFTokenizer, class_weights, load_license_dataset, read_table,
-)
+from mambatune.domains.documents import DocumentDataset, class_weights
+from mambatune.domains.tables import FILE, ROW
+from mambatune.domains.documents.tokenizer_file import check_tokenizer, save_tokenizer
 from mambatune.domains.documents.baselines import run_baselines
 from mambatune.domains.documents.metrics import (
     classification_metrics, multilabel_metrics, save_confusion_matrix, tune_thresholds,
@@ -52,129 +52,13 @@ from mambatune.domains.documents.training import (
 
 from . import domain_run
 from . import ensemble_runs as shared
+from .documents_data import TASKS, DataConfig, load_data, load_splits, make_tokenizer  # noqa: F401 (the pipeline's API)
 from .domain_run import train_model
 
-TASKS = ("classify", "pretrain_text")
 DEFAULT_TEXT_MODEL = "runs/pretrain_text/model"  # where `mambatune run documents/pretrain_text` leaves its model
 # pretrained on a GPU by this project's recipe and shipped in the package (recipe and log beside it)
 SHIPPED_TEXT_MODEL = Path(sys.modules["mambatune.domains.documents"].__file__).parent / "pretrained" / "text-mamba-140k"
-SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val", "test": "test"}
-TABLE_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".tsv", ".parquet")
 BEHAVIOUR_KEYS = ("backend",)
-
-
-@dataclass
-class DataConfig:
-    """task: classify | pretrain_text. source: ``licenses`` (the built-in licence categories) or a
-    .jsonl/.csv/.parquet file with a ``split_column`` (train / val / test), or a folder holding
-    train.* val.* test.* files; text_column / label_column: their columns (a list-valued label
-    column makes the task multi-label). tokenizer: ``byte`` or a tokenizer.json path.
-    max_length: tokens per document (null: all); overflow: truncate (counted) | chunk (chunks of
-    max_length, features pooled per document by chunk_pool mean | max, chunk_stride overlap).
-    max_tokens_per_batch: cap on padded tokens per bucketed batch. class_weights: none |
-    balanced | inverse_sqrt. unseen_labels: error | map (evaluation labels never seen in
-    training). length_edges: word-count buckets of the by-length results. max_train /
-    max_eval: subsample documents (quick runs; for pretrain_text, windows). lm_val_fraction:
-    share of the training windows held out for the LM's validation loss."""
-
-    task: str = "classify"
-    source: str = "licenses"
-    text_column: str = "text"
-    label_column: str = "label"
-    split_column: str = "split"
-    include_deprecated: bool = True
-    tokenizer: str = "byte"
-    max_length: int | None = 4096
-    overflow: str = "truncate"
-    chunk_stride: int = 0
-    chunk_pool: str = "mean"
-    max_tokens_per_batch: int | None = None
-    class_weights: str = "none"
-    unseen_labels: str = "error"
-    length_edges: list[int] = field(default_factory=lambda: [0, 500, 2000])
-    max_train: int | None = None
-    max_eval: int | None = None
-    lm_val_fraction: float = 0.05
-    seed: int = 0
-    ensemble: int = 1
-
-    def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
-        choices = {"overflow": ("truncate", "chunk"), "chunk_pool": ("mean", "max"),
-                   "class_weights": ("none", "balanced", "inverse_sqrt"), "unseen_labels": ("error", "map")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        if self.max_length is not None and self.max_length < 2:
-            raise ValueError(f"max_length must be >= 2 or null, got {self.max_length}")
-        if self.overflow == "chunk" and self.max_length is None:
-            raise ValueError("overflow=chunk needs a max_length (the chunk size)")
-        if not 0 < self.lm_val_fraction < 1:
-            raise ValueError(f"lm_val_fraction must be in (0, 1), got {self.lm_val_fraction}")
-        if isinstance(self.ensemble, bool) or not isinstance(self.ensemble, int) or self.ensemble < 1:
-            raise ValueError(f"ensemble must be a whole number >= 1 (the number of classifiers), got {self.ensemble!r}")
-        if self.ensemble > 1 and self.task != "classify":
-            raise ValueError(f"data.ensemble is for classify runs; a {self.task} run trains one model")
-        for name in ("max_train", "max_eval"):
-            v = getattr(self, name)
-            if v is not None and v < 2:
-                raise ValueError(f"{name} must be >= 2 or null, got {v}")
-
-
-# -- data ----------------------------------------------------------------------------------------
-
-def load_splits(cfg: DataConfig, recipe_source: str | None = None) -> dict:
-    """{split: DocumentTable} for train, val and test, subsampled by max_train / max_eval."""
-    if cfg.source == "licenses":
-        tables = {s: load_license_dataset(s, include_deprecated=cfg.include_deprecated)
-                  for s in ("train", "val", "test")}
-    else:
-        tables = read_split_tables(find_source(cfg.source, recipe_source), cfg)
-    out = {}
-    for split, table in tables.items():
-        n = cfg.max_train if split == "train" else cfg.max_eval
-        if n is not None and len(table) > n:
-            table = type(table)(table.frame.sample(n, seed=cfg.seed, shuffle=True), table.multi_label, table.report)
-        if len(table) == 0:
-            raise ValueError(f"the {split} split of {cfg.source} has no documents")
-        out[split] = table
-    return out
-
-
-def find_source(path: str, recipe_source: str | None) -> Path:
-    candidates = [Path(path)] + ([Path(recipe_source).parent / path] if recipe_source else [])
-    for c in candidates:
-        if c.exists():
-            return c
-    raise FileNotFoundError(f"data.source {path!r} not found (looked in: {', '.join(map(str, candidates))}); "
-                            "use 'licenses' for the built-in data, a table file with a split column, or a "
-                            "folder of train/val/test files")
-
-
-def read_split_tables(path: Path, cfg: DataConfig) -> dict:
-    if path.is_dir():
-        out = {}
-        for f in sorted(path.iterdir()):
-            split = SPLIT_NAMES.get(f.stem.lower())
-            if split and f.suffix.lower() in TABLE_SUFFIXES:
-                out[split] = read_table(f, cfg.text_column, cfg.label_column)
-        missing = {"train", "val", "test"} - set(out)
-        if missing:
-            raise FileNotFoundError(f"{path} has no {', '.join(sorted(missing))} file(s); expected train / val / "
-                                    f"test files ending in {', '.join(TABLE_SUFFIXES)}")
-        return out
-    table = read_table(path, cfg.text_column, cfg.label_column, keep_columns=[cfg.split_column])
-    names = table.frame[cfg.split_column].cast(pl.String).str.to_lowercase()
-    bad = sorted(set(names.to_list()) - set(SPLIT_NAMES))
-    if bad:
-        raise ValueError(f"{path}: split values {bad[:5]} are not one of {sorted(SPLIT_NAMES)}")
-    split = names.replace_strict(SPLIT_NAMES, return_dtype=pl.String)
-    return {s: table.filter(split == s) for s in ("train", "val", "test")}
-
-
-def make_tokenizer(cfg: DataConfig):
-    return ByteTokenizer() if cfg.tokenizer == "byte" else HFTokenizer.from_file(cfg.tokenizer)
 
 
 def word_counts(table) -> np.ndarray:
@@ -206,6 +90,7 @@ def build_classifier(recipe, tokenizer, num_labels: int, multi_label: bool, weig
     if weights is not None:
         spec["pos_weight" if multi_label else "class_weights"] = [float(w) for w in weights]
     if pretrained:
+        check_tokenizer(tokenizer, pretrained)
         model = load_pretrained(pretrained, head=spec, config_overrides=behaviour_overrides(recipe))
         if model.config.vocab_size < tokenizer.vocab_size:
             raise ValueError(f"the pretrained model's vocabulary ({model.config.vocab_size}) is smaller than the "
@@ -238,7 +123,8 @@ def multi_label_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str,
 
 def run_classify(recipe, run_dir: Path, pretrained: str | None) -> dict:
     cfg = recipe.data
-    tables = load_splits(cfg, recipe.source)
+    loaded = load_data(cfg, recipe.source)
+    tables = loaded.tables
     tok = make_tokenizer(cfg)
     length = dict(max_length=cfg.max_length, overflow=cfg.overflow, stride=cfg.chunk_stride)
     train_ds = DocumentDataset(tables["train"], tok, **length)
@@ -251,6 +137,7 @@ def run_classify(recipe, run_dir: Path, pretrained: str | None) -> dict:
     on_main = domain_run.is_main_process()
     if on_main:
         atomic_write_text(run_dir / "labels.json", json.dumps(names) + "\n")
+        loaded.write(run_dir)
     weights = None if cfg.class_weights == "none" else class_weights(train_ds, scheme=cfg.class_weights)
     batch, max_tokens = recipe.train.batch_size, cfg.max_tokens_per_batch
     known_val = [i for i, t in enumerate(data["val"].targets) if multi or t >= 0]
@@ -274,13 +161,14 @@ def run_classify(recipe, run_dir: Path, pretrained: str | None) -> dict:
             if not pretrained and on_main:
                 save_pretrained(model, member_dir / "base",
                                 meta={"note": "initial weights of a model trained from scratch"})
+                save_tokenizer(tok, member_dir / "base")
             peft.apply(model, recipe.peft)
         train_batches = BucketedBatches(train_ds, batch, max_tokens, shuffle=True, seed=cfg.seed + k)
         wrapped, result, summary = train_model(DocumentClassifier(model, cfg.chunk_pool), member_train,
                                                train_batches, val_batches, BatchCollate(tok.pad_id),
                                                multi_label_metrics if multi else single_label_metrics)
         if on_main:
-            save_trained(wrapped.model, member_dir, recipe)
+            save_trained(wrapped.model, member_dir, recipe, tok)
             if cfg.ensemble > 1:
                 shared.write_member_info(member_dir, member_recipe, pretrained, batch_seed=cfg.seed + k)
                 device = next(wrapped.parameters()).device
@@ -335,6 +223,7 @@ def run_classify(recipe, run_dir: Path, pretrained: str | None) -> dict:
            "length_handling": {s: dataclasses.asdict(d.report) | {"unseen_labels": dict(d.report.unseen_labels)}
                                for s, d in data.items()},
            "load_reports": {s: str(t.report) for s, t in tables.items()},
+           "data": {"source": cfg.describe(), "split": loaded.how, "notes": loaded.notes},
            "training": training, "summary": summary}
     if ensemble:
         out["ensemble"] = ensemble
@@ -349,7 +238,8 @@ def model_metrics(y: dict, val: np.ndarray, test: np.ndarray, names: list[str], 
         thresholds = tune_thresholds(y["val"], val)
         return multilabel_metrics(y["test"], test, names, thresholds=thresholds, lengths=lengths,
                                   length_edges=edges), thresholds
-    return classification_metrics(y["test"], test.argmax(1), names, lengths=lengths, length_edges=edges), None
+    return classification_metrics(y["test"], test.argmax(1), names, lengths=lengths, length_edges=edges,
+                                  scores=test), None
 
 
 def run_pretrain_text(recipe, run_dir: Path, pretrained: str | None) -> dict:
@@ -360,7 +250,10 @@ def run_pretrain_text(recipe, run_dir: Path, pretrained: str | None) -> dict:
                          "its input; set model.config.bidirectional=false (masked-LM pretraining exists for DNA only: "
                          "genomics/pretrain_dna)")
     cfg = recipe.data
-    tables = load_splits(dataclasses.replace(cfg, max_train=None, max_eval=None), recipe.source)
+    loaded = load_data(dataclasses.replace(cfg, max_train=None, max_eval=None), recipe.source)
+    tables = loaded.tables
+    if domain_run.is_main_process():
+        loaded.write(run_dir)
     tok = make_tokenizer(cfg)
     length = cfg.max_length or 4096
     # training-split texts only; the LM's validation windows are a held-out slice of them
@@ -379,6 +272,7 @@ def run_pretrain_text(recipe, run_dir: Path, pretrained: str | None) -> dict:
     save_pretrained(model, run_dir / "model", meta={"recipe": recipe.name, "objective": "causal LM",
                                                      "tokenizer": "ByteTokenizer" if cfg.tokenizer == "byte"
                                                      else cfg.tokenizer, "trained_on": "training split only"})
+    save_tokenizer(tok, run_dir / "model")
     nats = lm_nats_per_token(model, test, tok.pad_id)
     counts = np.bincount(torch.cat(train_windows).numpy(), minlength=tok.vocab_size) + 1.0
     unigram = -np.log(counts / counts.sum())[torch.cat(test).numpy()].mean()
@@ -388,6 +282,7 @@ def run_pretrain_text(recipe, run_dir: Path, pretrained: str | None) -> dict:
             "test": {k: {f"nats_per_{unit}": v, f"bits_per_{unit}": v / np.log(2)} for k, v in metrics.items()},
             "sizes": {"train_windows": len(train_windows), "val_windows": len(val), "test_windows": len(test),
                       "window": length},
+            "data": {"source": cfg.describe(), "split": loaded.how, "notes": loaded.notes},
             "training": training_summary(result), "summary": summary, "model_dir": str(run_dir / "model"),
             "parameters": sum(p.numel() for p in model.parameters())}
 
@@ -422,19 +317,24 @@ def probabilities(logits: np.ndarray, multi: bool) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
-ID_COLUMNS = ("id", "key", "name", "doc_id", "document_id")
+def document_ids(frame: pl.DataFrame) -> list[str]:
+    """What names each document: the ``id`` column the loader made (``data.id_column``, an ``id`` column, or
+    the file row), the licence key of the built-in data, else the row number (1-based)."""
+    for column in ("id", "key"):
+        if column in frame.columns:
+            return [str(v) for v in frame[column].to_list()]
+    return [str(i + 1) for i in range(frame.height)]
 
 
 def write_test_predictions(run_dir: Path, table, names: list[str], probs: np.ndarray, multi: bool,
                            thresholds) -> None:
-    """``predictions_test.csv``: one row per test document (its row in the test split, an id column when
-    the data has one, words, true and predicted label(s), whether they agree, a probability per label),
+    """``predictions_test.csv``: one row per test document (its id, the file and row it came from when it
+    came from a file, words, true and predicted label(s), whether they agree, a probability per label),
     for looking at what the model gets wrong. Multi-label: labels joined by ``;``, predicted = every
     label over its tuned threshold."""
     frame = table.frame
     if len(probs) != frame.height:
         raise ValueError(f"{len(probs)} predictions for {frame.height} test documents")
-    id_col = next((c for c in ID_COLUMNS if c in frame.columns), None)
     if multi:
         cut = np.asarray(thresholds if thresholds is not None else [0.5] * len(names))
         chosen = [[n for n, p, t in zip(names, row, cut) if p >= t] for row in probs]
@@ -445,9 +345,9 @@ def write_test_predictions(run_dir: Path, table, names: list[str], probs: np.nda
         predicted = [names[int(i)] for i in probs.argmax(1)] if len(probs) else []
         truth = [str(v) for v in frame["label"].to_list()]
         correct = [a == b for a, b in zip(truth, predicted)]
-    columns = {"row": list(range(frame.height))}
-    if id_col:
-        columns["id"] = [str(v) for v in frame[id_col].to_list()]
+    columns = {"id": document_ids(frame)}
+    if FILE in frame.columns and ROW in frame.columns:
+        columns |= {"file": frame[FILE].to_list(), "row": frame[ROW].to_list()}
     columns |= {"words": word_counts(table).tolist(), "label": truth, "predicted": predicted, "correct": correct}
     columns |= {f"p_{n}": np.round(probs[:, j], 6).tolist() for j, n in enumerate(names)}
     atomic_write_text(run_dir / "predictions_test.csv", pl.DataFrame(columns).write_csv())
@@ -457,11 +357,14 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
-def save_trained(model, run_dir: Path, recipe) -> None:
+def save_trained(model, run_dir: Path, recipe, tok) -> None:
+    """``model/`` (or ``adapter/``) with the tokenizer.json its ids come from."""
+    folder = run_dir / ("adapter" if recipe.peft.methods else "model")
     if recipe.peft.methods:
-        peft.save_adapter(model, run_dir / "adapter")
+        peft.save_adapter(model, folder)
     else:
-        save_pretrained(model, run_dir / "model", meta={"recipe": recipe.name})
+        save_pretrained(model, folder, meta={"recipe": recipe.name})
+    save_tokenizer(tok, folder)
 
 
 def training_summary(result) -> dict | None:
@@ -476,14 +379,19 @@ def fmt(value) -> str:
 
 
 def classify_table(results: dict, long_bucket: str) -> str:
+    """The test table; two-class tasks add AUROC and AUPRC (the second label positive)."""
+    binary = any("auroc" in m for m in results["test"].values())
     rows = []
     for name, m in results["test"].items():
         long = m.get("by_length", {}).get(long_bucket, {})
-        rows.append(f"| {name} | {fmt(m['accuracy'])} | {fmt(m['micro_f1'])} | {fmt(m['macro_f1'])} | "
+        ranking = f" {fmt(m.get('auroc'))} | {fmt(m.get('auprc'))} |" if binary else ""
+        rows.append(f"| {name} | {fmt(m['accuracy'])} | {fmt(m['micro_f1'])} | {fmt(m['macro_f1'])} |{ranking} "
                     f"{fmt(long.get('macro_f1'))} | {fmt(long.get('accuracy'))} | {long.get('n', 0)} |")
-    head = (f"| model | accuracy | micro-F1 | macro-F1 | macro-F1 {long_bucket} words | accuracy {long_bucket} words "
-            f"| docs {long_bucket} |\n|---|---|---|---|---|---|---|")
-    return head + "\n" + "\n".join(rows)
+    extra, rule = (" AUROC | AUPRC |", "---|---|") if binary else ("", "")
+    head = (f"| model | accuracy | micro-F1 | macro-F1 |{extra} macro-F1 {long_bucket} words | accuracy {long_bucket} "
+            f"words | docs {long_bucket} |\n|---|---|---|---|{rule}---|---|---|")
+    note = (f"\n\nAUROC / AUPRC: {results['labels'][1]!r} is the positive class." if binary else "")
+    return head + "\n" + "\n".join(rows) + note
 
 
 def write_report(run_dir: Path, recipe, results: dict) -> None:
@@ -520,11 +428,15 @@ By-length macro-F1 averages over the classes present in that bucket; lengths in 
 |---|{'---|' * len(cols)}
 {rows}"""
     methods = "+".join(m.method for m in recipe.peft.methods) or "full"
+    data = results.get("data") or {}
+    notes = "".join(f"\n- {n}" for n in data.get("notes", []))
+    where = " (rows per split in `splits.csv`)" if (run_dir / "splits.csv").is_file() else ""
+    split = f"\nSplit: {data['split']}{where}.{notes}\n" if data.get("split") else ""
     text = f"""# {recipe.name}
 
-Recipe: `{recipe.source}` · task `{cfg.task}` · data `{cfg.source}` · base model:
+Recipe: `{recipe.source}` · task `{cfg.task}` · data {cfg.describe()} · base model:
 `{domain_run.base_model_text(recipe, results)}` · method: {methods}
-
+{split}
 {body}
 
 {tail}"""

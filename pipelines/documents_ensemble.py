@@ -36,7 +36,9 @@ from . import documents_verbs as verbs
 from . import ensemble_runs as shared
 
 # data settings that change what a model reads, or which documents it is scored on
-READ_KEYS = ("source", "text_column", "label_column", "split_column", "include_deprecated", "tokenizer",
+READ_KEYS = ("source", "path", "test_path", "labels_path", "file_column", "text_column", "label_column", "id_column",
+             "multi_label", "label_separator", "empty_texts", "encoding", "split_column", "val_fraction",
+             "test_fraction", "stratify", "group_column", "fold", "include_deprecated", "tokenizer",
              "max_length", "overflow", "chunk_stride", "chunk_pool", "max_eval", "unseen_labels")
 
 
@@ -102,7 +104,14 @@ def check_compatible(runs: list[tuple]) -> None:
         if bool(res.get("multi_label")) != bool(results.get("multi_label")):
             raise ValueError(f"cannot combine a multi-label run with a single-label one: {first} multi_label="
                              f"{bool(results.get('multi_label'))}, {folder} multi_label={bool(res.get('multi_label'))}")
-    shared.check_settings(runs, READ_KEYS, "cannot combine runs that read their data differently: data.{key} is "
+    for folder, _, _ in runs[1:]:  # a seeded split of the user's file must be the same split
+        mine, theirs = first / "splits.csv", folder / "splits.csv"
+        if mine.is_file() != theirs.is_file() or (mine.is_file() and mine.read_bytes() != theirs.read_bytes()):
+            raise ValueError(f"cannot combine runs whose documents were split differently: {first}/splits.csv and "
+                             f"{folder}/splits.csv differ (a different data.seed or split setting); members must be "
+                             "trained and scored on the same split")
+    shared.check_settings(runs, READ_KEYS,
+                          "cannot combine runs that read their data differently: data.{key} is "
                           "{a!r} in {first} but {b!r} in {folder}; members must be trained and scored on the same "
                           "documents, read the same way")
 

@@ -167,7 +167,8 @@ def evaluate(run_dir, split: str | None = None) -> dict:
         metrics = multilabel_metrics(y, scores, names, thresholds=thresholds_of(run_dir, results),
                                      lengths=lengths, length_edges=edges)
     else:
-        metrics = classification_metrics(y, scores.argmax(1), names, lengths=lengths, length_edges=edges)
+        metrics = classification_metrics(y, scores.argmax(1), names, lengths=lengths, length_edges=edges,
+                                         scores=scores)
     out = {"task": cfg.task, "split": split, "model": name, "examples": len(data), "metrics": metrics}
     return out | ({"members": len(members)} if members else {})
 

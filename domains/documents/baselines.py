@@ -102,7 +102,7 @@ def run_baselines(train_texts: list[str], train_y, test_texts: list[str], test_y
                                      lengths=test_lengths, length_edges=length_edges)
         else:
             out = classification_metrics(test_y, scores.argmax(1), label_names, lengths=test_lengths,
-                                         length_edges=length_edges)
+                                         length_edges=length_edges, scores=scores)
         out["C"] = best_C
         out["seconds"] = round(time.perf_counter() - start, 2)
         results[method] = out

@@ -47,8 +47,25 @@ def _core_scores(y_true, y_pred, labels) -> dict:
     }
 
 
+def binary_ranking_metrics(y_true, scores) -> dict:
+    """AUROC and AUPRC of a two-class task, the second class (``label_names[1]``) positive.
+
+    y_true: (docs,) ids 0 / 1 (-1, unseen, left out); scores: (docs, 2) logits, probabilities or
+    decision values (the positive class's margin ``scores[:, 1] - scores[:, 0]`` is ranked), or (docs,)
+    positive-class scores. NaN when the test labels hold one class only."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    y_true, scores = np.asarray(y_true), np.asarray(scores, dtype=np.float64)
+    margin = scores[:, 1] - scores[:, 0] if scores.ndim == 2 else scores
+    known = y_true >= 0
+    y, margin = y_true[known], np.nan_to_num(margin[known], posinf=1e300, neginf=-1e300)
+    if len(np.unique(y)) < 2:
+        return {"auroc": float("nan"), "auprc": float("nan")}
+    return {"auroc": float(roc_auc_score(y, margin)), "auprc": float(average_precision_score(y, margin))}
+
+
 def classification_metrics(y_true, y_pred, label_names: list[str], lengths=None,
-                           length_edges=DEFAULT_BUCKETS) -> dict:
+                           length_edges=DEFAULT_BUCKETS, scores=None) -> dict:
     """Accuracy, micro/macro-F1, per-class report and confusion matrix; by length bucket too.
 
     y_true, y_pred: (docs,) int class ids in ``range(len(label_names))`` (y_true may be -1).
@@ -56,6 +73,8 @@ def classification_metrics(y_true, y_pred, label_names: list[str], lengths=None,
     bucket, over the classes that occur there (true or predicted), since a
     class absent from a bucket has no meaningful F1 there.
     lengths: (docs,) document lengths (words or tokens) for ``by_length``.
+    scores: (docs, classes) scores behind ``y_pred``; with two classes they add ``auroc`` / ``auprc``
+    (:func:`binary_ranking_metrics`, the second label positive).
     """
     y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
     if y_true.shape != y_pred.shape:
@@ -73,6 +92,8 @@ def classification_metrics(y_true, y_pred, label_names: list[str], lengths=None,
     if n_unseen:
         out["per_class"][UNSEEN_NAME] = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": n_unseen}
     out["labels"] = list(label_names)
+    if scores is not None and k == 2:
+        out |= binary_ranking_metrics(y_true, scores) | {"positive_label": label_names[1]}
     out["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=labels).tolist()
     if lengths is not None:
         lengths = np.asarray(lengths)
