@@ -225,6 +225,24 @@ def main(argv: list[str] | None = None) -> int:
     except (RecipeError, FileNotFoundError, KeyError, ValueError) as err:
         print(f"mambatune {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader closed the pipe (e.g. `mambatune predict ... | head`): stop quietly
+        import io
+        import os
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush does not fail
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+        return 0
+    except KeyboardInterrupt:
+        print(f"mambatune {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug or an environment problem: one readable line, the traceback on request
+        import os
+        if os.environ.get("MAMBATUNE_DEBUG"):
+            raise
+        print(f"mambatune {args.command}: unexpected error ({type(err).__name__}: {err}). Set MAMBATUNE_DEBUG=1 "
+              "to see the traceback, and please report it with the command you ran.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -276,9 +276,47 @@ def recipe_command(path: Path) -> str:
     return ""
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (first on line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A recipe file's mapping; YAML errors, duplicate keys, an empty file or another top-level type are one-line
+    RecipeErrors naming the file and line."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise RecipeError(f"{path}: cannot read the recipe ({err})") from None
+    try:
+        raw = yaml.load(text, Loader=UniqueKeyLoader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        raise RecipeError(f"{where}: {err.problem or err.context} (not a valid recipe YAML)") from None
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{path}: not a valid recipe YAML ({err})") from None
+    if raw is None:
+        raise RecipeError(f"{path} is empty: a recipe needs at least 'pipeline:' and its sections (start from one "
+                          "of `mambatune list`)")
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of sections (pipeline, model, data, ...), got a "
+                          f"{type(raw).__name__}")
+    return raw
+
+
 def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe:
     path = resolve_recipe_path(name_or_path)
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = read_yaml(path)
     raw = apply_overrides(raw, overrides or [])
     return from_dict(raw, str(path))
 

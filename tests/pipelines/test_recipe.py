@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import yaml
 
@@ -88,3 +90,34 @@ def test_resolved_config_round_trips(tmp_path):
     text = (tmp_path / "run" / "config.yaml").read_text()
     assert "warmup_ratio" in text  # defaults are written out too
     assert yaml.safe_load(text)["train"]["lr"] == 1e-3
+
+
+@pytest.mark.parametrize("text, match", [
+    ("pipeline: genomics\npipeline: documents\n", r"line 2, column 1: key 'pipeline' is given twice"),
+    ("model: [1,\n", r"line 2, column 1: .*not a valid recipe YAML"),
+    ("", "is empty"),
+    ("- a\n- b\n", "a recipe is a mapping of sections"),
+    ("x: !!python/object/apply:os.system [ls]\n", "line 1.*could not determine a constructor"),
+])
+def test_bad_recipe_files_are_one_line_errors(tmp_path, text, match, capsys):
+    from mambatune.pipelines.cli import main
+
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(match, err) and "r.yaml" in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_unexpected_errors_are_one_line_and_a_closed_pipe_is_quiet(monkeypatch, capsys):
+    from mambatune.pipelines import cli
+
+    monkeypatch.setattr(cli, "cmd_list", lambda: (_ for _ in ()).throw(RuntimeError("boom")))
+    assert cli.main(["list"]) == 1
+    err = capsys.readouterr().err
+    assert "unexpected error (RuntimeError: boom)" in err and "MAMBATUNE_DEBUG=1" in err
+    monkeypatch.setenv("MAMBATUNE_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        cli.main(["list"])
+    monkeypatch.setattr(cli, "cmd_list", lambda: (_ for _ in ()).throw(BrokenPipeError()))
+    assert cli.main(["list"]) == 0 and capsys.readouterr().err == ""
