@@ -1,4 +1,4 @@
-"""Runs the ```python blocks of docs/training.md and docs/cli.md, and their quick ```bash commands."""
+"""Runs the ```python blocks of docs/training.md, docs/cli.md and docs/your-data.md, and their quick ```bash commands."""
 import re
 import shlex
 import subprocess
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-PAGES = ["training.md", "cli.md"]
+PAGES = ["training.md", "cli.md", "your-data.md"]
 FAST_COMMANDS = ("mambatune list", "mambatune advise")
 
 
