@@ -167,7 +167,10 @@ def load_splits(cfg: DataConfig, recipe_source: str | None = None) -> dict[str, 
 
 def split_user_data(cfg: DataConfig, recipe_source: str | None) -> DocumentData:
     search = (Path(recipe_source).parent,) if recipe_source else ()
-    frame, source_notes = read_documents(cfg, cfg.user_path, search, "data.path")
+    if cfg.user_path is None:  # K-fold on the built-in licences: every licence, folded
+        frame, source_notes = licence_frame(cfg), []
+    else:
+        frame, source_notes = read_documents(cfg, cfg.user_path, search, "data.path")
     split_cfg, how_prefix = cfg, ""
     if cfg.split_column is None and cfg.fold is None and not cfg.test_path:
         if "split" in frame.columns:  # a file made for the old loader, or any file with a split column
@@ -186,11 +189,19 @@ def split_user_data(cfg: DataConfig, recipe_source: str | None) -> DocumentData:
         test = test.select([c for c in frame.columns if c in test.columns])
     multi = frame.schema["label"] == pl.List(pl.String)
     splits = split_rows(frame, split_cfg, label_column=None if cfg.task != "classify" else "label", test_df=test,
-                        where=f"data.path {cfg.user_path}")
+                        where=f"data.path {cfg.user_path or DEMO}")
     how = how_prefix + splits.how
-    report = LoadReport(source=str(cfg.user_path), n_read=frame.height, notes=source_notes)
+    report = LoadReport(source=str(cfg.user_path or DEMO), n_read=frame.height, notes=source_notes)
     out = {s: DocumentTable(splits.frames[s], multi, report) for s in SPLITS}
     return DocumentData(out, how, source_notes + splits.notes, splits, multi)
+
+
+def licence_frame(cfg: DataConfig) -> pl.DataFrame:
+    """The built-in licences (all splits) as a frame of text, label, id and the FILE / ROW columns."""
+    table = load_license_dataset(None, include_deprecated=cfg.include_deprecated)
+    frame = table.frame.with_row_index(tables.ROW, offset=1).with_columns(pl.col(tables.ROW).cast(pl.Int64))
+    return frame.select("text", "label", pl.col("key").alias(ID), pl.lit("licenses.parquet").alias(tables.FILE),
+                        tables.ROW)
 
 
 def read_documents(cfg: DataConfig, path: str, search_dirs, key: str) -> tuple[pl.DataFrame, list[str]]:

@@ -33,6 +33,7 @@ from mambatune.core.checkpoints import load_pretrained
 from mambatune.core.training.distributed import pick_device
 from mambatune.domains.documents import DocumentDataset, DocumentTable, LabelVocabulary, LoadReport
 from mambatune.domains.documents.metrics import classification_metrics, multilabel_metrics
+from mambatune.domains.documents.tokenizer_file import check_tokenizer
 from mambatune.domains.documents.training import DocumentClassifier, lm_windows, predict_scores
 
 from . import documents as d
@@ -56,9 +57,12 @@ def load_classifier(run_dir: Path, recipe, results: dict):
 
 
 def classifier_info(run_dir: Path, recipe, results: dict) -> tuple:
-    """(tokenizer, label names, multi_label) of a classify run."""
-    return d.make_tokenizer(recipe.data), json.loads((run_dir / "labels.json").read_text()), \
-        bool(results.get("multi_label"))
+    """(tokenizer, label names, multi_label) of a classify run; the recipe's tokenizer must be the one saved with
+    the run's model (its tokenizer.json, where the run wrote one)."""
+    tok = d.make_tokenizer(recipe.data)
+    for folder in (run_dir / "model", run_dir / "adapter", run_dir / "member-0" / "model", run_dir / "member-0" / "adapter"):
+        check_tokenizer(tok, folder)
+    return tok, json.loads((run_dir / "labels.json").read_text()), bool(results.get("multi_label"))
 
 
 def load_model(folder: Path, recipe, base_model: str | None, tok, names: list[str], multi: bool):

@@ -4,8 +4,9 @@ Format (``"format": "mambatune-tokenizer"``, the one the DNA and generic models 
 
 - ``byte``: ``{"kind": "byte", "offset": 4, "specials": {"pad": 0, "bos": 1, "eos": 2, "cls": 3},
   "vocab_size": 260, "encoding": "utf-8"}``: byte b is id ``b + offset``; ``specials`` are the ids
-  below the offset. That is all that defines the ids, so two byte tokenizers agree exactly when these
-  fields do (the generic pipeline's byte tokenizer, offset 1 and pad 0 only, does not agree with ours);
+  below the offset. The offset defines the ids (a file without one predates offsets and means 1), so two
+  byte tokenizers agree when their offsets do (and their specials and sizes, where both files give them):
+  the generic pipeline's ``{"kind": "byte", "offset": 4}`` is ours; its older offset-1 files are not;
 - ``hf``: ``{"kind": "hf", "pad_id": ..., "vocab_size": ..., "tokenizer": {the Hugging Face
   tokenizer.json}}``: the whole Hugging Face tokenizer, embedded.
 
@@ -75,8 +76,7 @@ def tokenizer_from_spec(spec: dict, where: str = "tokenizer.json"):
     kind = spec.get("kind")
     if kind == "byte":
         tok = ByteTokenizer()
-        if {k: spec.get(k) for k in ("offset", "specials", "vocab_size")} != \
-                {k: v for k, v in tokenizer_spec(tok).items() if k in ("offset", "specials", "vocab_size")}:
+        if not same_ids(spec, tokenizer_spec(tok)):
             raise TokenizerMismatchError(
                 f"{where}: a byte tokenizer with offset {spec.get('offset')} and specials {spec.get('specials')}; the "
                 f"documents byte tokenizer has offset {tok.OFFSET} and specials {tokenizer_spec(tok)['specials']}, "
@@ -115,9 +115,10 @@ def same_ids(a: dict, b: dict) -> bool:
     """Whether two specs give every text the same ids (and the same padding id)."""
     if a.get("kind") != b.get("kind"):
         return False
-    if a["kind"] == "byte":
-        keys = ("offset", "specials", "vocab_size")
-        return all(a.get(k) == b.get(k) for k in keys)
+    if a["kind"] == "byte":  # the offset defines the ids; specials and size are compared where both files give them
+        optional = ("specials", "vocab_size")
+        return a.get("offset", 1) == b.get("offset", 1) and all(
+            a.get(k) == b.get(k) for k in optional if a.get(k) is not None and b.get(k) is not None)
     ta, tb = a.get("tokenizer") or {}, b.get("tokenizer") or {}
     parts = ("model", "normalizer", "pre_tokenizer", "added_tokens")
     pads = a.get("pad_id"), b.get("pad_id")
