@@ -79,13 +79,42 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalSection = field(default_factory=EvalSection)
     source: str | None = None  # the file it was read from
+    overrides: list[str] = field(default_factory=list)  # the command line's key=value items, as given
 
     def to_dict(self) -> dict[str, Any]:
         d = {"pipeline": self.pipeline, "name": self.name, "model": dataclasses.asdict(self.model),
              "data": dataclasses.asdict(self.data) if dataclasses.is_dataclass(self.data) else self.data,
              "peft": self.peft.to_dict(), "train": dataclasses.asdict(self.train),
              "eval": dataclasses.asdict(self.eval)}
+        if self.overrides:
+            d["overrides"] = list(self.overrides)
         return d
+
+
+BEHAVIOUR_KEYS = ("backend",)  # model.config keys that apply to a pretrained model; the others are its shape
+
+
+def pretrained_overrides(recipe: Recipe, config) -> tuple[dict[str, Any], list[str]]:
+    """(the model.config keys to apply to a pretrained model of MambaConfig ``config``, notes for the report).
+
+    Behaviour keys (``backend``) apply. The pretrained model decides its shape: a shape key of the recipe file
+    that differs is not used and noted; one given on the command line (``model.config.d_model=...``) that
+    contradicts the pretrained model is a RecipeError, since the user asked for something that cannot be."""
+    given = {item.split("=", 1)[0].strip() for item in recipe.overrides}
+    keep, notes = {}, []
+    for k, v in (recipe.model.config or {}).items():
+        if k in BEHAVIOUR_KEYS:
+            keep[k] = v
+            continue
+        have = getattr(config, k, None)
+        if have == v:
+            continue
+        if f"model.config.{k}" in given:
+            raise RecipeError(f"model.config.{k}={v} contradicts the pretrained model {recipe.model.pretrained!r}, "
+                              f"which has {k}={have}: a pretrained model keeps its shape. Drop the override, or "
+                              "train a new model with model.pretrained=null")
+        notes.append(f"model.config.{k}={v} of the recipe not used: the pretrained model has {k}={have}")
+    return keep, notes
 
 
 def unknown(where: str, key: str, known: list[str]) -> RecipeError:
@@ -189,6 +218,7 @@ def from_dict(raw: dict[str, Any], source: str | None = None) -> Recipe:
         train=build(TrainConfig, raw.get("train"), "train"),
         eval=build(EvalSection, raw.get("eval"), "eval"),
         source=source,
+        overrides=check_type(raw.get("overrides") or [], list[str], "overrides"),
     )
 
 
@@ -318,6 +348,7 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe
     path = resolve_recipe_path(name_or_path)
     raw = read_yaml(path)
     raw = apply_overrides(raw, overrides or [])
+    raw["overrides"] = list(raw.get("overrides") or []) + list(overrides or [])
     return from_dict(raw, str(path))
 
 

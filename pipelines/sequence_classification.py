@@ -37,6 +37,7 @@ from mambatune.core.training import Precision
 from mambatune.domains.tables import FILE, ROW, TableError, read_table, require_columns, to_labels, where_row
 
 from .data_source import DataSource, Splits, split_rows
+from .recipe import pretrained_overrides
 from .text_tokenizer import TextTokenizer, for_checkpoint
 
 PACKAGE_DATA = Path(__file__).parent / "data"
@@ -192,9 +193,6 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[s
 
 # -- model ---------------------------------------------------------------------------------------
 
-SHAPE_KEYS = ("d_model", "n_layer", "d_state", "expand", "d_conv", "dt_rank", "vocab_size")
-
-
 def shipped_models() -> dict[str, Path]:
     """Every model shipped in the package by name (``dna-mamba-120k``, ``text-mamba-1m``, ...)."""
     import mambatune.domains as domains
@@ -224,20 +222,6 @@ def head_spec(recipe, num_labels: int) -> dict:
     return spec
 
 
-def behaviour_overrides(recipe, model_config) -> tuple[dict, list[str]]:
-    """model.config keys that apply to a pretrained model (behaviour such as backend), and notes on the shape
-    keys the recipe gives that the pretrained model decides instead."""
-    keep, notes = {}, []
-    for k, v in (recipe.model.config or {}).items():
-        if k in SHAPE_KEYS:
-            have = getattr(model_config, k, None)
-            if have != v:
-                notes.append(f"model.config.{k}={v} not used: the pretrained model has {k}={have}")
-        else:
-            keep[k] = v
-    return keep, notes
-
-
 def build_model(recipe, tokenizer: TextTokenizer, num_labels: int, pretrained: str | None) -> tuple[MambaForTask, list[str]]:
     """The base model with a fresh head: pretrained, or new from ``model.config`` sized to the tokenizer."""
     from mambatune.core.checkpoints import load_config, resolve_path
@@ -246,7 +230,7 @@ def build_model(recipe, tokenizer: TextTokenizer, num_labels: int, pretrained: s
     spec = head_spec(recipe, num_labels)
     if pretrained:
         config, _, _ = load_config(resolve_path(pretrained))
-        overrides, notes = behaviour_overrides(recipe, config)
+        overrides, notes = pretrained_overrides(recipe, config)
         model = load_pretrained(pretrained, head=spec, config_overrides=overrides or None)
         if model.config.vocab_size < tokenizer.vocab_size:
             raise ValueError(f"the pretrained model's vocabulary ({model.config.vocab_size}) is smaller than the "
@@ -285,7 +269,7 @@ def load_trained(run_dir: str | Path, recipe=None) -> tuple[MambaForTask, TextTo
         else:
             pretrained = resolve_pretrained(recipe.model.pretrained)
             from mambatune.core.checkpoints import load_config, resolve_path
-            overrides, _ = behaviour_overrides(recipe, load_config(resolve_path(pretrained))[0])
+            overrides, _ = pretrained_overrides(recipe, load_config(resolve_path(pretrained))[0])
             model = load_pretrained(pretrained, head=head_spec(recipe, len(labels)), config_overrides=overrides or None)
         peft.load_adapter(model, run_dir / "adapter")
     model.eval()

@@ -97,3 +97,16 @@ def test_bad_tables_are_clear_errors(tmp_path, capsys, content, match):
                  "data.label_column=y", f"train.output_dir={tmp_path / 'r'}"]) == 2
     err = capsys.readouterr().err
     assert "bad.csv" in err and re.search(match, err), err
+
+
+def test_a_shape_override_that_contradicts_the_pretrained_model_is_refused(tmp_path, capsys):
+    data = dna_csv(tmp_path / "sites.csv")
+    base = ["run", "generic/sequence_classification_lora", f"data.path={data}", "data.text_column=seq",
+            "data.label_column=y", "model.pretrained=dna-mamba-120k", "train.epochs=1", "train.progress=false"]
+    assert main(base + ["model.config.d_model=32", f"train.output_dir={tmp_path / 'a'}"]) == 2
+    assert "model.config.d_model=32 contradicts the pretrained model" in capsys.readouterr().err
+    # the recipe file's own shape keys (for a new model) are noted, not applied
+    assert main(base + [f"train.output_dir={tmp_path / 'b'}"]) == 0
+    notes = json.loads((tmp_path / "b" / "results.json").read_text())["notes"]
+    assert any("model.config.d_model=32 of the recipe not used: the pretrained model has d_model=64" in n
+               for n in notes)
