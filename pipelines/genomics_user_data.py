@@ -65,7 +65,8 @@ def read_frame(path: str, cfg, fmt: str, where: str) -> tuple[pl.DataFrame, dict
         if not cfg.genome:
             raise TableError(f"{where}: regions are read from a reference genome: set data.genome=<FASTA, plain or "
                              "bgzip> (the one the coordinates refer to)")
-        return region_sequences(read_region_table(path, cfg.encoding), cfg.genome, window=cfg.window,
+        window = None if cfg.flank is not None else cfg.window  # data.flank, when set, wins over the recipe's window
+        return region_sequences(read_region_table(path, cfg.encoding), cfg.genome, window=window,
                                 flank=cfg.flank, on_invalid=cfg.on_invalid, where=where)
     if fmt == "table":
         return read_table(path, encoding=cfg.encoding), None
