@@ -1,10 +1,14 @@
-"""Which fine-tuning method fits: a decision table on dataset size, adjusted for GPU memory.
+"""Which fine-tuning method fits: a decision on trainable parameters per training example, then memory.
 
-Examples: < 1K -> frozen backbone + head (head_only); 1K-100K -> PEFT (LoRA);
-> 100K -> full fine-tuning. Memory: full fine-tuning in mixed precision needs
-about 16 bytes per parameter (fp32 weights, gradients and two AdamW moments)
-plus activations; PEFT needs about 2 bytes per frozen parameter (bf16 copy) or
-4 (fp32). When the table's choice does not fit, the advice steps down.
+The table weighs the model's size against the data's: with ``params / examples`` above 130,000
+(e.g. a 130M-parameter model on < 1K examples) only a head on frozen features is safe from
+overfitting; from 1,300 to 130,000 (a 130M model on 1K-100K examples) parameter-efficient
+fine-tuning (LoRA); at or below 1,300 (a 130M model on > 100K examples, or the shipped
+120k-parameter DNA model on a few hundred) full fine-tuning. Memory on a GPU: full fine-tuning
+in mixed precision needs about 16 bytes per parameter (fp32 weights, gradients and two AdamW
+moments) plus activations; PEFT about 2 bytes per frozen parameter (bf16 copy) or 4 (fp32). When
+the choice does not fit, the advice steps down. On a CPU (no GPU memory given) time, not memory,
+is the limit, and fp32 is the precision.
 """
 from __future__ import annotations
 
@@ -31,24 +35,41 @@ class Advice:
         return "\n".join(lines + [f"  - {r}" for r in self.reasons])
 
 
-def advise(examples: int, gpu_memory_gib: float, params: float = 130e6) -> Advice:
-    """params: the model's parameter count (default: the 130m shape)."""
+HEAD_ONLY_ABOVE = 130_000   # parameters per training example above which only a head is trained
+FULL_AT_MOST = 1_300        # ... at or below which full fine-tuning is advised
+
+
+def advise(examples: int, gpu_memory_gib: float | None = None, params: float = 130e6) -> Advice:
+    """examples: training examples; gpu_memory_gib: the GPU's memory (None or 0: a CPU); params: the model's
+    parameter count (default: the 130m shape)."""
     if examples < 1:
         raise ValueError(f"examples must be >= 1, got {examples}")
-    if gpu_memory_gib <= 0:
-        raise ValueError(f"gpu memory must be positive, got {gpu_memory_gib}")
+    if gpu_memory_gib is not None and gpu_memory_gib < 0:
+        raise ValueError(f"gpu memory must be >= 0 GiB (0 or none: a CPU), got {gpu_memory_gib}")
+    if params < 1:
+        raise ValueError(f"params must be >= 1, got {params}")
     reasons = []
-    if examples < 1_000:
+    ratio = params / examples
+    size = f"{params:,.0f} parameters / {examples:,} examples = {ratio:,.0f} per example"
+    if ratio > HEAD_ONLY_ABOVE:
         method = "head_only"
-        reasons.append(f"{examples:,} examples (< 1K): too few to move the backbone without overfitting; "
-                       "train a head on frozen features")
-    elif examples <= 100_000:
+        reasons.append(f"{size} (> {HEAD_ONLY_ABOVE:,}): too few examples to move the backbone without "
+                       "overfitting; train a head on frozen features")
+    elif ratio > FULL_AT_MOST:
         method = "lora"
-        reasons.append(f"{examples:,} examples (1K-100K): parameter-efficient fine-tuning (LoRA) adapts the "
-                       "backbone at a fraction of the memory")
+        reasons.append(f"{size} ({FULL_AT_MOST:,}-{HEAD_ONLY_ABOVE:,}): parameter-efficient fine-tuning (LoRA) "
+                       "adapts the backbone with few trainable parameters")
     else:
         method = "full"
-        reasons.append(f"{examples:,} examples (> 100K): enough data for full fine-tuning")
+        reasons.append(f"{size} (<= {FULL_AT_MOST:,}): enough data for full fine-tuning")
+    hint = {"head_only": "peft: {methods: [{method: head_only}]}",
+            "lora": "peft: {methods: [{method: lora, targets: [in_proj, x_proj, out_proj], rank: 8}]}",
+            "full": "peft: {methods: []}  (full fine-tuning)"}
+    if not gpu_memory_gib:
+        reasons.append("on a CPU: fp32; memory rarely limits a model this size, time does: every method runs the "
+                       "whole forward and backward pass, so a smaller model (e.g. a shipped one, `mambatune models`) "
+                       "or shorter inputs save the most time")
+        return Advice(method, hint[method], "fp32", False, reasons)
     budget = gpu_memory_gib * GIB * HEADROOM
     full_need = params * FULL_BYTES_PER_PARAM
     frozen_need = params * FROZEN_BYTES_PER_PARAM
@@ -68,7 +89,4 @@ def advise(examples: int, gpu_memory_gib: float, params: float = 130e6) -> Advic
     elif method == "full" or params * FROZEN_BYTES_PER_PARAM > budget / 4:
         checkpointing = True
         reasons.append("little memory left for activations: gradient checkpointing per block")
-    hint = {"head_only": "peft: {methods: [{method: head_only}]}",
-            "lora": "peft: {methods: [{method: lora, targets: [in_proj, x_proj, out_proj], rank: 8}]}",
-            "full": "peft: {methods: []}  (full fine-tuning)"}[method]
-    return Advice(method, hint, precision, checkpointing, reasons)
+    return Advice(method, hint[method], precision, checkpointing, reasons)

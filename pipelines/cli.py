@@ -25,6 +25,7 @@ EPILOG = """examples:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mambatune", description="Fine-tune Mamba models from recipes.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"mambatune {package_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the shipped recipes and the commands that run them")
     sub.add_parser("models", help="the shipped pretrained models (model.pretrained takes their names)")
@@ -43,10 +44,14 @@ def parser() -> argparse.ArgumentParser:
                     "time series: a long CSV / parquet (item_id, timestamp, target) or GluonTS JSON lines")
     pr.add_argument("--output", "-o", default=None, help="write CSV (TSV when it ends in .tsv) here instead of stdout")
     pr.add_argument("--genome", default=None, help="genomics: the reference FASTA that regions and variants refer to")
-    a = sub.add_parser("advise", help="recommend full / PEFT / head-only from data size and GPU memory")
+    a = sub.add_parser("advise", help="recommend full / PEFT / head-only from data size, model size and GPU memory")
     a.add_argument("--examples", type=int, required=True, help="number of training examples")
-    a.add_argument("--gpu-memory", type=float, required=True, help="GPU memory in GiB")
-    a.add_argument("--params", type=float, default=130e6, help="model parameters (default 130e6)")
+    a.add_argument("--gpu-memory", type=float, default=None, help="GPU memory in GiB (leave out, or 0, on a CPU)")
+    a.add_argument("--params", type=float, default=130e6, help="model parameters (default 130e6; the shipped "
+                   "models' sizes: `mambatune models`)")
+    c = sub.add_parser("cp", help="copy a shipped recipe to a file of your own, to edit and run")
+    c.add_argument("recipe", help="a shipped recipe name (see `mambatune list`)")
+    c.add_argument("dest", help="the new YAML file (must not exist)")
     x = sub.add_parser("export", help="write a standalone model folder (LoRA merged) from a run")
     x.add_argument("run_dir")
     x.add_argument("out")
@@ -58,11 +63,58 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("mambatune")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def recipe_summary(path: Path) -> dict:
+    """task, method and model of a shipped recipe, read from the file itself."""
+    import yaml
+    raw = yaml.safe_load(path.read_text()) or {}
+    data, model = raw.get("data") or {}, raw.get("model") or {}
+    methods = [m.get("method") for m in (raw.get("peft") or {}).get("methods") or []]
+    task = data.get("task") or ("classify" if raw.get("pipeline") == "sequence_classification" else "")
+    config = model.get("config") or {}
+    shape = f"new d{config['d_model']}x{config.get('n_layer', '?')}" if config.get("d_model") else "new"
+    method = "+".join(m for m in methods if m) or "full"
+    if "pretrain" in task:
+        method = "pretraining"
+    elif "zeroshot" in task:
+        method = "zero-shot"
+    return {"task": task, "method": method,
+            "model": model.get("pretrained") or shape}
+
+
 def cmd_list() -> int:
     from .recipe import RECIPES_DIR, list_recipes, recipe_command
+    print(f"{'recipe':40s} {'task':14s} {'method':10s} {'model':18s} command")
     for path in list_recipes():
         name = path.relative_to(RECIPES_DIR).with_suffix("")
-        print(f"{str(name):45s} {recipe_command(path)}")
+        info = recipe_summary(path)
+        print(f"{str(name):40s} {info['task']:14s} {info['method']:10s} {str(info['model']):18s} "
+              f"{recipe_command(path)}")
+    print("start one of your own: mambatune cp <recipe> my.yaml, edit it, then mambatune run my.yaml")
+    return 0
+
+
+def cmd_cp(args) -> int:
+    from .recipe import resolve_recipe_path
+    source = resolve_recipe_path(args.recipe)
+    dest = Path(args.dest)
+    if dest.exists():
+        raise FileExistsError(f"{dest} exists; choose a new file name")
+    if dest.suffix.lower() not in (".yaml", ".yml"):
+        raise ValueError(f"{dest}: name the copy with a .yaml ending")
+    text = source.read_text()
+    lines = text.splitlines(keepends=True)
+    if lines and lines[0].startswith("# mambatune run "):
+        lines[0] = f"# mambatune run {dest}\n"
+    dest.write_text(f"".join(lines))
+    print(f"copied {source} to {dest}; run it with: mambatune run {dest}")
     return 0
 
 
@@ -214,15 +266,23 @@ def cmd_ensemble(args) -> int:
     return 0
 
 
+def quiet_third_party_warnings() -> None:
+    """Warnings of libraries about their own setup, which users cannot act on, stay off the console."""
+    import warnings
+    warnings.filterwarnings("ignore", message=r"Using `json`-module for json-handling", category=UserWarning)
+
+
 def main(argv: list[str] | None = None) -> int:
     from .recipe import RecipeError
     args = parser().parse_args(argv)
-    commands = {"list": lambda: cmd_list(), "models": lambda: cmd_models(), "run": lambda: cmd_run(args), "eval": lambda: cmd_eval(args),
+    quiet_third_party_warnings()
+    commands = {"list": lambda: cmd_list(), "models": lambda: cmd_models(), "run": lambda: cmd_run(args),
+                "cp": lambda: cmd_cp(args), "eval": lambda: cmd_eval(args),
                 "predict": lambda: cmd_predict(args), "advise": lambda: cmd_advise(args),
                 "export": lambda: cmd_export(args), "ensemble": lambda: cmd_ensemble(args)}
     try:
         return commands[args.command]()
-    except (RecipeError, FileNotFoundError, KeyError, ValueError) as err:
+    except (RecipeError, FileNotFoundError, FileExistsError, KeyError, ValueError) as err:
         print(f"mambatune {args.command}: error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader closed the pipe (e.g. `mambatune predict ... | head`): stop quietly

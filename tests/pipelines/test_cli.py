@@ -99,6 +99,30 @@ def test_advise_table(examples, gib, params, method):
     assert advise(examples, gib, params).method == method
 
 
+def test_advise_for_a_cpu_and_a_small_model_matches_the_main_job():
+    advice = advise(882, None, 120_000)
+    assert advice.method == "full" and advice.precision == "fp32" and any("CPU" in r for r in advice.reasons)
+    code, out = run_cli(["advise", "--examples", "882", "--gpu-memory", "0", "--params", "120000"])
+    assert code == 0 and "method: full" in out and "136 per example" in out
+
+
+def test_version_list_and_cp(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith("mambatune ")
+    code, out = run_cli(["list"])
+    line = next(x for x in out.splitlines() if x.startswith("genomics/vep_zeroshot"))
+    assert "vep_zeroshot" in line and "zero-shot" in line
+    assert "lora" in next(x for x in out.splitlines() if x.startswith("genomics/promoter_lora"))
+    mine = tmp_path / "mine.yaml"
+    code, out = run_cli(["cp", "generic/sequence_classification_lora", str(mine)])
+    assert code == 0 and mine.read_text().startswith(f"# mambatune run {mine}\n")
+    from mambatune.pipelines.recipe import load_recipe
+    assert load_recipe(str(mine)).pipeline == "sequence_classification"
+    assert main(["cp", "generic/sequence_classification_lora", str(mine)]) == 2
+    assert "exists" in capsys.readouterr().err
+
+
 def test_advise_cli_and_memory_notes():
     code, out = run_cli(["advise", "--examples", "200000", "--gpu-memory", "8", "--params", "2.8e9"])
     assert code == 0 and "method: lora" in out and "do not fit" in out
