@@ -157,7 +157,8 @@ def cmd_models() -> int:
 
 def cmd_run(args) -> int:
     import yaml
-    from .recipe import load_recipe, pipeline_module
+    from .recipe import load_recipe
+    from .registry import get as pipeline_module
     recipe = load_recipe(args.recipe, args.overrides)
     if args.dry_run:
         print(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
@@ -189,7 +190,8 @@ def refuse_cv_folder(run_dir: str, verb: str) -> None:
 def cmd_eval(args) -> int:
     from mambatune.core.atomic import atomic_write_text
 
-    from .recipe import load_resolved, pipeline_module
+    from .recipe import load_resolved
+    from .registry import get as pipeline_module
     refuse_cv_folder(args.run_dir, "eval")
     recipe = load_resolved(args.run_dir)
     split = args.split or recipe.eval.split
@@ -201,13 +203,16 @@ def cmd_eval(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .recipe import load_resolved, pipeline_module
+    from . import registry
+    from .recipe import load_resolved
+    from .registry import get as pipeline_module
     refuse_cv_folder(args.run_dir, "predict")
     recipe = load_resolved(args.run_dir)
     module = pipeline_module(recipe.pipeline)
-    if args.genome and recipe.pipeline != "genomics":
+    options = registry.entry(recipe.pipeline).predict_options
+    if args.genome and "genome" not in options:
         raise ValueError(f"--genome applies to genomics runs; {args.run_dir} is a {recipe.pipeline} run")
-    extra = {"genome": args.genome} if recipe.pipeline == "genomics" else {}
+    extra = {name: getattr(args, name) for name in options}
     rows = module.predict(args.run_dir, module.read_inputs(args.input, recipe, **extra))
     fields = list(dict.fromkeys(k for row in rows for k in row)) or ["text", "label", "probability"]
     out = open(args.output, "w", newline="") if args.output else sys.stdout
@@ -231,7 +236,8 @@ def cmd_advise(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .recipe import load_resolved, pipeline_module
+    from .recipe import load_resolved
+    from .registry import get as pipeline_module
     refuse_cv_folder(args.run_dir, "export")
     recipe = load_resolved(args.run_dir)
     out = pipeline_module(recipe.pipeline).export(args.run_dir, args.out)
@@ -239,27 +245,21 @@ def cmd_export(args) -> int:
     return 0
 
 
-ENSEMBLES = {"documents": ("documents_ensemble", ("accuracy", "micro_f1", "macro_f1")),
-             "genomics": ("genomics_ensemble", ("auroc", "auprc", "accuracy", "macro_f1")),
-             "timeseries": ("timeseries_ensemble", ("MASE", "sMAPE", "wQL"))}
-
-
 def cmd_ensemble(args) -> int:
-    """Dispatches on the runs' pipeline (all the same): documents or genomics ``combine_runs``."""
-    import importlib
-
+    """Dispatches on the runs' pipeline (all the same) to its ensemble module's ``combine_runs``."""
+    from . import registry
     from .recipe import load_resolved
     pipelines = {run: load_resolved(run).pipeline for run in args.runs}
     kinds = sorted(set(pipelines.values()))
     if len(kinds) > 1:
         listed = ", ".join(f"{run} ({p})" for run, p in pipelines.items())
         raise ValueError(f"mambatune ensemble combines runs of one pipeline; these mix {' and '.join(kinds)}: {listed}")
-    if kinds[0] not in ENSEMBLES:
-        raise ValueError(f"mambatune ensemble combines documents classify, genomics promoter / vep or time-series "
-                         f"forecast runs; "
-                         f"{args.runs[0]} is a {kinds[0]} run")
-    module, keys = ENSEMBLES[kinds[0]]
-    out = importlib.import_module(f".{module}", __package__).combine_runs(args.runs, args.out)
+    try:
+        module = registry.ensemble_module(kinds[0])
+    except registry.PipelineError as err:
+        raise ValueError(f"{err} ({args.runs[0]} is a {kinds[0]} run)") from None
+    keys = registry.entry(kinds[0]).ensemble_metrics
+    out = module.combine_runs(args.runs, args.out)
     results = json.loads((out / "results.json").read_text())
     print(json.dumps({"run_dir": str(out), "test": {k: {m: v[m] for m in keys if m in v}
                                                     for k, v in results["test"].items()}}, indent=2, default=float))

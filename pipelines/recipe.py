@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -30,12 +29,6 @@ from mambatune.core.peft import PeftConfig
 from mambatune.core.training import TrainConfig
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
-PIPELINES = {"sequence_classification": "mambatune.pipelines.sequence_classification",
-             "genomics": "mambatune.pipelines.genomics",
-             "documents": "mambatune.pipelines.documents",
-             "timeseries": "mambatune.pipelines.timeseries"}
-
-
 class RecipeError(ConfigError):
     """A recipe that cannot be loaded: unknown key, wrong type, bad override."""
 
@@ -124,9 +117,12 @@ def unknown(where: str, key: str, known: list[str]) -> RecipeError:
 
 
 def pipeline_module(name: str):
-    if name not in PIPELINES:
-        raise unknown("pipeline", name, list(PIPELINES))
-    return importlib.import_module(PIPELINES[name])
+    """The pipeline module a recipe names (see ``registry``); an unknown name is a RecipeError."""
+    from . import registry
+    try:
+        return registry.get(name)
+    except registry.PipelineError as err:
+        raise RecipeError(str(err)) from None
 
 
 # -- typed construction ------------------------------------------------------------------------
