@@ -203,3 +203,15 @@ def test_missing_labels(tmp_path, capsys, missing):
 def test_path_that_does_not_exist(tmp_path, capsys):
     err = bad_run(tmp_path, capsys, f"data.path={tmp_path / 'nope.jsonl'}")
     assert "nope.jsonl" in err and "not found" in err and "data.path" in err
+
+
+def test_your_data_documents_page_runs(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+    page = Path(__file__).resolve().parents[2] / "docs" / "your-data-documents.md"
+    code = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+    assert code, "docs/your-data-documents.md has no python example"
+    monkeypatch.chdir(tmp_path)
+    for i, block in enumerate(code):
+        exec(compile(block, f"your-data-documents.md[python block {i}]", "exec"), {"__name__": f"docs_{i}"})
+    assert (tmp_path / "runs" / "contracts" / "splits.csv").is_file()
