@@ -170,22 +170,30 @@ def time_one(fn, x, grad: bool, budget_s: float):
     return ms, peak_mib, extra_mib, reps
 
 
+def short_kernel(x):
+    """triton.py's short-chunk kernel, which backend="triton" no longer picks for time-varying B/C."""
+    from mambatune.kernels.selective_scan.spec import ScanInputs
+    from mambatune.kernels.selective_scan.triton import selective_scan_triton
+
+    p = ScanInputs(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True)
+    return selective_scan_triton(p)[0]
+
+
 def run_gpu(args) -> list[dict]:
     anchors = load_anchors(args.anchors).get("scan", {})
     rows = []
-    wanted = set(args.backends.split(","))
-    backends = [(k, f) for k, f in (("triton", ours("triton")), ("triton_channels_last", ours("triton", channels_last_views)),
-                                    ("chunked", ours("chunked")), ("reference", ours("reference"))) if k in wanted]
-    if "mambapy_pscan" in wanted:
+    wanted = args.backends.split(",")
+    makers = {"triton": lambda: ours("triton"), "triton_channels_last": lambda: ours("triton", channels_last_views),
+              "triton_short": lambda: short_kernel, "chunked": lambda: ours("chunked"),
+              "reference": lambda: ours("reference"), "mambapy_pscan": mambapy_scan, "mamba_ssm_cuda": mamba_ssm_scan}
+    backends = []
+    for k in wanted:
         try:
-            backends.append(("mambapy_pscan", mambapy_scan()))
+            backends.append((k, makers[k]()))
         except ImportError as err:
-            print(f"mambapy not importable ({err}); pip install mambapy")
-    if "mamba_ssm_cuda" in wanted:
-        try:
-            backends.append(("mamba_ssm_cuda", mamba_ssm_scan()))
-        except ImportError as err:
-            print(f"mamba_ssm not importable here ({err}); its anchors.json figures are shown instead")
+            print(f"{k} not importable here ({err}): its row is left out (mamba_ssm: anchors.json columns only)")
+    # mamba_ssm first, so that every row of ours can carry the ratio to it from the same run
+    backends.sort(key=lambda kf: kf[0] != "mamba_ssm_cuda")
     for shape in SHAPES:
         batch, dim, length, n_state = shape
         x_plain = make_inputs(*shape, device="cuda")
@@ -193,6 +201,7 @@ def run_gpu(args) -> list[dict]:
         big = batch * dim * length * 2
         name = f"B{batch} D{dim} L{length} N{n_state}"
         anchor = anchors.get(f"scan[mamba_ssm_cuda] {name}", {})
+        live = {}
         for label, fn in backends:
             if label == "reference" and shape != SHAPES[0]:
                 continue  # a Python loop over L: minutes per call at these sizes
@@ -200,7 +209,7 @@ def run_gpu(args) -> list[dict]:
                 continue
             if label == "mambapy_pscan" and batch * dim * length * n_state * 4 * 12 > 60 * 2**30:
                 continue
-            budget = 2.0 if label.startswith("triton") or label == "mamba_ssm_cuda" else 0.5
+            budget = args.budget if label.startswith("triton") or label == "mamba_ssm_cuda" else 0.5
             x = x_cl if label == "triton_channels_last" else x_plain
             try:
                 f_ms, _, _, f_how = time_one(fn, x, grad=False, budget_s=budget)
@@ -209,9 +218,17 @@ def run_gpu(args) -> list[dict]:
                 print(f"{label} {name}: out of memory")
                 torch.cuda.empty_cache()
                 continue
+            except Exception as err:  # one failing row must not lose the others
+                print(f"{label} {name}: failed ({type(err).__name__}: {err})")
+                continue
             row = dict(shape=name, backend=label, fwd_ms=f_ms, fwdbwd_ms=fb_ms, peak_MiB=peak, extra_MiB=extra,
                        fwd_GBps=BIG_TENSORS_FWD * big / f_ms / 1e6, fwdbwd_GBps=BIG_TENSORS_FWDBWD * big / fb_ms / 1e6,
                        timing=f"{f_how}/{fb_how}")
+            if label == "mamba_ssm_cuda":
+                live = row
+            elif live:
+                row.update(live_fwd_ms=live["fwd_ms"], live_fwdbwd_ms=live["fwdbwd_ms"], live_peak_MiB=live["peak_MiB"],
+                           live_fwd_ratio=f_ms / live["fwd_ms"], live_fwdbwd_ratio=fb_ms / live["fwdbwd_ms"])
             if anchor:
                 row.update(anchor_fwd_ms=anchor["fwd_ms"], anchor_fwdbwd_ms=anchor["fwdbwd_ms"],
                            anchor_peak_MiB=anchor["peak_MiB"], fwd_ratio=f_ms / anchor["fwd_ms"],
@@ -223,45 +240,49 @@ def run_gpu(args) -> list[dict]:
     return rows
 
 
-SWEEP = {  # (BD forward, BD backward, BT, num_warps) tiles tried by --sweep, per padded d_state
-    16: [(4, 2, 16, 1), (2, 2, 16, 1), (1, 1, 16, 1), (4, 4, 16, 1), (2, 2, 32, 1), (4, 2, 32, 2)],
-    64: [(2, 2, 32, 4), (2, 2, 32, 2), (1, 1, 32, 2), (2, 1, 32, 2), (4, 2, 32, 4)],
-}
+SWEEP = [  # (BD, BT, num_warps) of triton_long.py tried by --sweep, on contiguous and channels-last inputs
+    (1, 1024, 4), (1, 2048, 4), (1, 2048, 8), (1, 512, 2), (1, 512, 4), (2, 512, 4), (2, 1024, 8),
+    (4, 256, 4), (8, 128, 4), (8, 256, 8),
+]
 
 
 def run_sweep(args) -> None:
-    """Times the Triton scan with other tile shapes (the kernels read them from ``_config``)."""
-    from mambatune.kernels.selective_scan import triton as scan_triton
+    """Times triton_long.py with other tiles (its launchers read them from ``_config``)."""
+    from mambatune.kernels.selective_scan import triton_long
 
-    default = scan_triton._config
+    default = triton_long._config
     for shape in SHAPES:
-        x = make_inputs(*shape, device="cuda")
-        for BDf, BDb, BT, warps in SWEEP.get(shape[3], []):
-            scan_triton._config = lambda batch, dim, n, backward, BDf=BDf, BDb=BDb, BT=BT, w=warps: dict(
-                BD=BDb if backward else BDf, BN=max(2, 1 << (n - 1).bit_length()), BT=BT, num_warps=w)
-            try:
-                f_ms, _, _, _ = time_one(ours("triton"), x, grad=False, budget_s=0.3)
-                fb_ms, peak, _, _ = time_one(ours("triton"), x, grad=True, budget_s=0.3)
-                print(f"sweep {shape} BD={BDf}/{BDb} BT={BT} warps={warps}: fwd {f_ms:.3f} ms, fwd+bwd {fb_ms:.3f} ms, "
-                      f"peak {peak:.0f} MiB", flush=True)
-            except Exception as err:  # a tile that does not compile or fit is reported, not fatal
-                print(f"sweep {shape} BD={BDf}/{BDb} BT={BT} warps={warps}: failed ({type(err).__name__}: {err})")
-        scan_triton._config = default
-        del x
+        for layout in ("contiguous", "channels_last"):
+            if layout == "contiguous":
+                x, fn = make_inputs(*shape, device="cuda"), ours("triton")
+            else:
+                x, fn = make_channels_last_bases(*shape, device="cuda"), ours("triton", channels_last_views)
+            for BD, BT, warps in SWEEP:
+                triton_long._config = lambda p, c=dict(BD=BD, BT=BT, num_warps=warps): c
+                try:
+                    f_ms, _, _, _ = time_one(fn, x, grad=False, budget_s=0.2)
+                    fb_ms, peak, _, _ = time_one(fn, x, grad=True, budget_s=0.2)
+                    print(f"sweep {shape} {layout} BD={BD} BT={BT} warps={warps}: fwd {f_ms:.3f} ms, "
+                          f"fwd+bwd {fb_ms:.3f} ms, peak {peak:.0f} MiB", flush=True)
+                except Exception as err:  # a tile that does not compile or fit is reported, not fatal
+                    print(f"sweep {shape} {layout} BD={BD} BT={BT} warps={warps}: failed ({type(err).__name__}: {err})")
+            triton_long._config = default
+            del x
 
 
 def print_table(rows: list[dict], copy_tbps: float) -> None:
-    head = ("shape", "backend", "fwd ms", "fwd+bwd ms", "peak MiB", "fwd GB/s", "%copy", "mamba_ssm fwd", "fwd+bwd",
-            "peak", "ratio fwd", "ratio f+b")
+    head = ("shape", "backend", "fwd ms", "fwd+bwd ms", "peak MiB", "fwd GB/s (%copy)",
+            "mamba_ssm live fwd / f+b / peak", "ours / live fwd", "ours / live f+b",
+            "anchors fwd / f+b", "ours / anchors f+b")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
-        a = r.get("anchor_fwd_ms")
+        a, lv = r.get("anchor_fwd_ms"), r.get("live_fwd_ms")
         cells = [r["shape"], r["backend"], f"{r['fwd_ms']:.3f}", f"{r['fwdbwd_ms']:.3f}", f"{r['peak_MiB']:.0f}",
-                 f"{r['fwd_GBps']:.0f}", f"{100 * r['fwd_GBps'] / (copy_tbps * 1e3):.0f}%",
-                 f"{a:.3f}" if a else "-", f"{r['anchor_fwdbwd_ms']:.3f}" if a else "-",
-                 f"{r['anchor_peak_MiB']}" if a else "-",
-                 f"{r['fwd_ratio']:.2f}x" if a else "-", f"{r['fwdbwd_ratio']:.2f}x" if a else "-"]
+                 f"{r['fwd_GBps']:.0f} ({100 * r['fwd_GBps'] / (copy_tbps * 1e3):.0f}%)",
+                 f"{lv:.3f} / {r['live_fwdbwd_ms']:.3f} / {r['live_peak_MiB']:.0f}" if lv else "-",
+                 f"{r['live_fwd_ratio']:.2f}x" if lv else "-", f"{r['live_fwdbwd_ratio']:.2f}x" if lv else "-",
+                 f"{a:.3f} / {r['anchor_fwdbwd_ms']:.3f}" if a else "-", f"{r['fwdbwd_ratio']:.2f}x" if a else "-"]
         print("| " + " | ".join(cells) + " |")
 
 
@@ -293,7 +314,9 @@ def main() -> None:
     ap.add_argument("--cpu-ref-length", type=int, default=0, help="run the CPU reference at this L and scale")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--sweep", action="store_true", help="also time other Triton tile shapes")
-    ap.add_argument("--backends", default="triton,triton_channels_last,chunked,reference,mambapy_pscan,mamba_ssm_cuda",
+    ap.add_argument("--budget", type=float, default=1.0, help="seconds of timing per fast row and direction")
+    ap.add_argument("--backends", default="mamba_ssm_cuda,triton,triton_channels_last,triton_short,chunked,reference,"
+                                          "mambapy_pscan",
                     help="comma-separated rows to time (the slow peers take most of the run)")
     ap.add_argument("--json", type=str, default="", help="write the GPU rows here")
     ap.add_argument("--anchors", type=str, default="", help="path of anchors.json (default: ../shared/anchors.json)")
@@ -307,9 +330,9 @@ def main() -> None:
     rows = run_gpu(args)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
-    print_table(rows, load_anchors(args.anchors).get("limits", {}).get("hbm_copy_TBps", 2.97))
     if args.sweep:
         run_sweep(args)
+    print_table(rows, load_anchors(args.anchors).get("limits", {}).get("hbm_copy_TBps", 2.97))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ resets where ``seq_idx`` changes and identity steps where ``mask`` is 0 (see
 
 - ``reference``: a plain fp32 loop, the ground truth (slow);
 - ``chunked``: plain PyTorch with a hand-written backward, the CPU default;
-- ``triton``: fused GPU kernels (when available), the CUDA default.
+- ``triton``: fused GPU kernels (when available), the CUDA default: ``triton_long.py`` (one program per
+  channel, long time chunks, states walked one by one) for time-varying B and C, ``triton.py`` (short
+  chunks, [BD, N, 16] tiles) for time-invariant B or C.
 """
 from __future__ import annotations
 
@@ -74,7 +76,10 @@ def selective_scan(
         from .chunked import selective_scan_chunked as fn
     else:
         try:
-            from .triton import selective_scan_triton as fn
+            from . import triton_long
+            from .triton import selective_scan_triton
+
+            fn = triton_long.selective_scan_triton_long if triton_long.supports(p) else selective_scan_triton
         except ImportError as err:
             raise RuntimeError(
                 "selective_scan backend 'triton' is not available here "

@@ -13,7 +13,8 @@ import torch
 
 if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
-    for _name in ("mambatune.kernels.selective_scan.triton", "mambatune.kernels.causal_conv1d.triton"):
+    for _name in ("mambatune.kernels.selective_scan.triton", "mambatune.kernels.selective_scan.triton_long",
+                  "mambatune.kernels.causal_conv1d.triton"):
         if _name in sys.modules:
             importlib.reload(sys.modules[_name])
 
@@ -58,3 +59,14 @@ def nan_empty(monkeypatch):
 
     monkeypatch.setattr(torch, "empty", empty)
     monkeypatch.setattr(torch, "empty_like", empty_like)
+
+
+@pytest.fixture(params=["long", "short"])
+def scan_kernel(request, monkeypatch):
+    """Runs a test once per Triton scan kernel: ``long`` (triton_long.py, what backend="triton" picks for
+    time-varying B and C) and ``short`` (triton.py, forced by declaring the inputs unsupported by the other)."""
+    if request.param == "short":
+        from mambatune.kernels.selective_scan import triton_long
+
+        monkeypatch.setattr(triton_long, "supports", lambda p: False)
+    return request.param

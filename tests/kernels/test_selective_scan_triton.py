@@ -91,7 +91,7 @@ CPU_CASES = {
 
 
 @pytest.mark.parametrize("case", list(CPU_CASES))
-def test_scan_matches_reference_small(case, nan_empty, assert_close):
+def test_scan_matches_reference_small(case, scan_kernel, nan_empty, assert_close):
     kw = CPU_CASES[case]
     tol = 2e-2 if kw.get("dtype", torch.float32) != torch.float32 else 1e-4
     check(assert_close, *make_inputs(**kw), tol=tol, softplus=case != "groups-2")
@@ -103,7 +103,7 @@ def test_scan_matches_reference_small(case, nan_empty, assert_close):
 # variant costs seconds)
 @pytest.mark.parametrize("length,n_state", [(1, 16), (1, 64), (63, 1), (63, 24), (63, 64), (1000, 1), (1000, 16),
                                             (1000, 24)])
-def test_scan_matches_reference_gpu(length, n_state, nan_empty, assert_close):
+def test_scan_matches_reference_gpu(length, n_state, scan_kernel, nan_empty, assert_close):
     check(assert_close, *make_inputs(2, 96, length, n_state, seq=True, mask=True, seed=length + n_state), tol=1e-4,
           ref=reference_for(length))
 
@@ -125,7 +125,7 @@ GPU_OPTION_CASES = {
 @pytest.mark.gpu
 @gpu
 @pytest.mark.parametrize("case", list(GPU_OPTION_CASES))
-def test_scan_options_gpu(case, nan_empty, assert_close):
+def test_scan_options_gpu(case, scan_kernel, nan_empty, assert_close):
     kw = dict(batch=2, dim=96, length=1000, n_state=16)
     kw.update(GPU_OPTION_CASES[case])
     tol = 2e-2 if kw.get("dtype", torch.float32) != torch.float32 else 1e-4
@@ -140,7 +140,7 @@ def test_auto_backend_is_triton_on_cuda():
     assert resolve_backend("auto", torch.device("cuda")) == "triton"
 
 
-def test_forward_without_grad_matches(nan_empty, assert_close):
+def test_forward_without_grad_matches(scan_kernel, nan_empty, assert_close):
     x, seq_idx, pad, _, _ = make_inputs(1, 4, 13, 3, seq=True, mask=True, seed=3)
     args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"])
     kw = dict(delta_bias=x["delta_bias"], delta_softplus=True, initial_state=x["initial_state"],
@@ -220,7 +220,7 @@ VIEW_CPU_CASES = {
 
 
 @pytest.mark.parametrize("case", list(VIEW_CPU_CASES))
-def test_scan_channels_last_views_small(case, nan_empty, assert_close):
+def test_scan_channels_last_views_small(case, scan_kernel, nan_empty, assert_close):
     kw = VIEW_CPU_CASES[case]
     tol = 2e-2 if kw.get("dtype", torch.float32) != torch.float32 else 1e-4
     check_views(assert_close, *make_views(**kw), tol=tol, ref="reference")
@@ -230,7 +230,19 @@ def test_scan_channels_last_views_small(case, nan_empty, assert_close):
 @gpu
 @pytest.mark.parametrize("length,n_state,dtype", [(63, 16, torch.float32), (1000, 16, torch.bfloat16),
                                                   (1000, 64, torch.float32)])
-def test_scan_channels_last_views_gpu(length, n_state, dtype, nan_empty, assert_close):
+def test_scan_channels_last_views_gpu(length, n_state, dtype, scan_kernel, nan_empty, assert_close):
     tol = 2e-2 if dtype != torch.float32 else 1e-4
     check_views(assert_close, *make_views(2, 96, length, n_state, dtype=dtype, seq=True, mask=True, seed=length),
                 tol=tol, ref=reference_for(length))
+
+
+# -- triton_long.py with short chunks, so that CPU runs cross chunk boundaries ----------------
+
+@pytest.mark.parametrize("BD,BT,case", [(2, 8, "all-options"), (1, 4, "groups-2"), (4, 16, "two-chunks-bf16")])
+def test_long_kernel_carries_across_chunks_small(BD, BT, case, monkeypatch, nan_empty, assert_close):
+    from mambatune.kernels.selective_scan import triton_long
+
+    monkeypatch.setattr(triton_long, "_config", lambda p: dict(BD=BD, BT=BT, num_warps=1))
+    kw = CPU_CASES[case]
+    tol = 2e-2 if kw.get("dtype", torch.float32) != torch.float32 else 1e-4
+    check(assert_close, *make_inputs(**kw), tol=tol, softplus=case != "groups-2")

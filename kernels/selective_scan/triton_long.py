@@ -1,0 +1,380 @@
+"""Selective scan in Triton, long time chunks: one program per channel, states walked one by one.
+
+The design of mamba_ssm's CUDA kernel, in plain ``tl``. One program owns one
+batch row and BD channels (BD = 1 for contiguous inputs) and walks the sequence
+in chunks of BT steps (hundreds to a thousand). Inside a chunk it loops over the
+N states: for state n, ``h[t] = a[t] * h[t-1] + b[t]`` over the chunk is one
+``tl.associative_scan`` along a [BD, BT] tile whose time axis Triton spreads over
+the threads in runs of consecutive steps, so each thread scans its run serially
+and only the run ends cross lanes and warps. y accumulates over the states in
+registers (no reduction over N), and exp2 takes A pre-multiplied by log2(e).
+
+Carries between chunks go through memory: the last thread of a state's scan
+stores the chunk-end state into a (batch, chunks + 1, dim, N) fp32 buffer that
+the next chunk reads after a barrier. That buffer is also all the forward saves
+for the backward (one state per chunk: with BT = 1024, 1/512 of a bf16 u's bytes
+for N = 16), and its last slot is the final state.
+
+The backward walks the chunks in reverse. Per chunk and state it recomputes the
+forward scan from the saved chunk-start state, runs the adjoint
+``g[t] = gy[t] C[t] + a[t+1] g[t+1]`` as a reverse scan (the carry from the next
+chunk passes through a second buffer the same way), and forms the gradients:
+du, ddelta and dz accumulate over the states in registers; dB and dC of the
+state are summed over the program's BD channels and added with relaxed fp32
+atomics (one add per step and state per program: B*D/BD adds per element);
+dA goes to a per-batch partial sum the host adds up.
+
+Supports time-varying B and C (any number of groups), D, z gating, delta_bias
+with softplus, seq_idx resets, mask, initial and final state, any strides.
+Time-invariant (dim, N) B or C go to ``triton.py``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from .spec import ScanInputs
+from .triton import _affine_combine, _big_strides, _load_dt, _load_keep
+
+LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _long_fwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, seq_ptr, mask_ptr,
+    y_ptr, state_ptr,
+    dim, length, n_state, n_chunks, dpg_B, dpg_C,
+    su_b, su_d, su_t, sdl_b, sdl_d, sdl_t, sz_b, sz_d, sz_t, sy_b, sy_d, sy_t,
+    sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    HAS_SEQ: tl.constexpr, HAS_MASK: tl.constexpr, BD: tl.constexpr, BT: tl.constexpr,
+):
+    i_d, i_b = tl.program_id(0), tl.program_id(1)
+    o_d = i_d * BD + tl.arange(0, BD)  # [BD]; BD divides dim and the channels per group
+    o_t = tl.arange(0, BT)
+    m_d = o_d < dim
+    i_b64, o_d64 = i_b.to(tl.int64), o_d.to(tl.int64)[:, None]
+    p_u = u_ptr + i_b64 * su_b + o_d64 * su_d  # [BD, 1]
+    p_delta = delta_ptr + i_b64 * sdl_b + o_d64 * sdl_d
+    if HAS_Z:
+        p_z = z_ptr + i_b64 * sz_b + o_d64 * sz_d
+    p_y = y_ptr + i_b64 * sy_b + o_d64 * sy_d
+    p_B = B_ptr + i_b64 * sB_b + ((i_d * BD) // dpg_B).to(tl.int64) * sB_g
+    p_C = C_ptr + i_b64 * sC_b + ((i_d * BD) // dpg_C).to(tl.int64) * sC_g
+    p_A = A_ptr + o_d * n_state  # [BD]
+    slot = dim * n_state  # one chunk's states in the state buffer
+    p_h = state_ptr + i_b64 * (n_chunks + 1) * slot + o_d.to(tl.int64) * n_state  # [BD]
+    p_hst = p_h[:, None] + o_t[None, :] * 0  # [BD, BT], all alike: where the last column stores
+    m_last = m_d[:, None] & (o_t == BT - 1)[None, :]
+    if HAS_D:
+        b_Dk = tl.load(D_ptr + o_d).to(tl.float32)
+
+    for i_c in range(0, n_chunks):
+        o_tt = i_c * BT + o_t
+        m_t = o_tt < length
+        o_tl = o_tt.to(tl.int64)
+        m = m_d[:, None] & m_t[None, :]
+        b_dt, _ = _load_dt(p_delta, bias_ptr, mask_ptr, i_b, o_d, m_d, o_tt, m_t, sdl_t, length,
+                           HAS_BIAS, SOFTPLUS, HAS_MASK)  # [BD, BT]
+        b_u = tl.load(p_u + o_tl[None, :] * su_t, mask=m, other=0.0).to(tl.float32)
+        b_keep = _load_keep(seq_ptr, i_b, o_tt, length, HAS_SEQ)[None, :]
+        b_dtu = b_dt * b_u
+        if HAS_D:
+            b_y = b_Dk[:, None] * b_u
+        else:
+            b_y = tl.zeros([BD, BT], dtype=tl.float32)
+        p_hc = p_h + i_c * slot
+        p_hs = p_hst + (i_c + 1) * slot
+        for i_n in range(0, n_state):
+            b_A2 = tl.load(p_A + i_n).to(tl.float32) * 1.4426950408889634  # [BD]
+            b_h0 = tl.load(p_hc + i_n)[:, None]  # [BD, 1]: the chunk-start state
+            b_B = tl.load(p_B + i_n * sB_n + o_tl * sB_t, mask=m_t, other=0.0).to(tl.float32)  # [BT]
+            b_C = tl.load(p_C + i_n * sC_n + o_tl * sC_t, mask=m_t, other=0.0).to(tl.float32)
+            b_a = tl.exp2(b_dt * b_A2[:, None]) * b_keep  # [BD, BT]
+            b_x = b_dtu * b_B[None, :]
+            b_ac, b_xc = tl.associative_scan((b_a, b_x), axis=1, combine_fn=_affine_combine)
+            b_hs = b_ac * b_h0 + b_xc
+            b_y += b_hs * b_C[None, :]
+            # padded steps are identity steps, so column BT - 1 holds the chunk's last state
+            tl.store(p_hs + i_n, b_hs, mask=m_last)
+        if HAS_Z:
+            b_z = tl.load(p_z + o_tl[None, :] * sz_t, mask=m, other=0.0).to(tl.float32)
+            b_y *= b_z * tl.sigmoid(b_z)
+        if HAS_MASK:
+            b_y *= tl.load(mask_ptr + i_b * length + o_tt, mask=m_t, other=0.0)[None, :]
+        tl.store(p_y + o_tl[None, :] * sy_t, b_y.to(y_ptr.dtype.element_ty), mask=m)
+        tl.debug_barrier()  # the next chunk reads the states this one stored
+
+
+@triton.jit
+def _long_bwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, seq_ptr, mask_ptr, state_ptr,
+    gy_ptr, gstate_ptr,
+    gu_ptr, gdelta_ptr, gz_ptr, gB_ptr, gC_ptr, gA_ptr, gD_ptr, gbias_ptr,
+    dim, length, n_state, n_chunks, dpg_B, dpg_C, n_groups_B, n_groups_C,
+    su_b, su_d, su_t, sdl_b, sdl_d, sdl_t, sz_b, sz_d, sz_t, sgy_b, sgy_d, sgy_t,
+    sgu_b, sgu_d, sgu_t, sgdl_b, sgdl_d, sgdl_t, sgz_b, sgz_d, sgz_t,
+    sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    HAS_SEQ: tl.constexpr, HAS_MASK: tl.constexpr, BD: tl.constexpr, BN: tl.constexpr, BT: tl.constexpr,
+):
+    i_d, i_b = tl.program_id(0), tl.program_id(1)
+    o_d = i_d * BD + tl.arange(0, BD)
+    o_t = tl.arange(0, BT)
+    o_n = tl.arange(0, BN)
+    m_d = o_d < dim
+    i_b64, o_d64 = i_b.to(tl.int64), o_d.to(tl.int64)[:, None]
+    p_u = u_ptr + i_b64 * su_b + o_d64 * su_d  # [BD, 1]
+    p_delta = delta_ptr + i_b64 * sdl_b + o_d64 * sdl_d
+    p_gy = gy_ptr + i_b64 * sgy_b + o_d64 * sgy_d
+    p_gu = gu_ptr + i_b64 * sgu_b + o_d64 * sgu_d
+    p_gdelta = gdelta_ptr + i_b64 * sgdl_b + o_d64 * sgdl_d
+    if HAS_Z:
+        p_z = z_ptr + i_b64 * sz_b + o_d64 * sz_d
+        p_gz = gz_ptr + i_b64 * sgz_b + o_d64 * sgz_d
+    i_gB = (i_d * BD) // dpg_B
+    i_gC = (i_d * BD) // dpg_C
+    p_B = B_ptr + i_b64 * sB_b + i_gB.to(tl.int64) * sB_g
+    p_C = C_ptr + i_b64 * sC_b + i_gC.to(tl.int64) * sC_g
+    # dB, dC: contiguous fp32 (batch, groups, N, L)
+    p_gB = gB_ptr + (i_b64 * n_groups_B + i_gB) * n_state * length
+    p_gC = gC_ptr + (i_b64 * n_groups_C + i_gC) * n_state * length
+    p_A = A_ptr + o_d * n_state
+    slot = dim * n_state
+    p_h = state_ptr + i_b64 * (n_chunks + 1) * slot + o_d.to(tl.int64) * n_state  # [BD]
+    p_g = gstate_ptr + i_b64 * (n_chunks + 1) * slot + o_d.to(tl.int64) * n_state
+    p_gst = p_g[:, None] + o_t[None, :] * 0  # [BD, BT], all alike: where the first column stores
+    m_first = m_d[:, None] & (o_t == 0)[None, :]
+    if HAS_D:
+        b_Dk = tl.load(D_ptr + o_d).to(tl.float32)
+        b_gD = tl.zeros([BD], dtype=tl.float32)
+    if HAS_BIAS:
+        b_gbias = tl.zeros([BD], dtype=tl.float32)
+    b_gA = tl.zeros([BD, BN], dtype=tl.float32)
+
+    for i_r in range(0, n_chunks):
+        i_c = n_chunks - 1 - i_r
+        o_tt = i_c * BT + o_t
+        m_t = o_tt < length
+        o_tl = o_tt.to(tl.int64)
+        m = m_d[:, None] & m_t[None, :]
+        b_dt, b_pre = _load_dt(p_delta, bias_ptr, mask_ptr, i_b, o_d, m_d, o_tt, m_t, sdl_t, length,
+                               HAS_BIAS, SOFTPLUS, HAS_MASK)
+        b_u = tl.load(p_u + o_tl[None, :] * su_t, mask=m, other=0.0).to(tl.float32)
+        b_keep = _load_keep(seq_ptr, i_b, o_tt, length, HAS_SEQ)[None, :]
+        # a[t + 1] for the adjoint; 1 at the chunk's last column, whose successor's factor the carry holds
+        o_tn = o_tt + 1
+        m_tn = (o_tn < length) & (o_t < BT - 1)
+        b_dtn, _ = _load_dt(p_delta, bias_ptr, mask_ptr, i_b, o_d, m_d, o_tn, m_tn, sdl_t, length,
+                            HAS_BIAS, SOFTPLUS, HAS_MASK)
+        b_keepn = _load_keep(seq_ptr, i_b, tl.where(m_tn, o_tn, 0), length, HAS_SEQ)[None, :]
+        b_dtu = b_dt * b_u
+        b_go = tl.load(p_gy + o_tl[None, :] * sgy_t, mask=m, other=0.0).to(tl.float32)
+        if HAS_MASK:
+            b_go *= tl.load(mask_ptr + i_b * length + o_tt, mask=m_t, other=0.0)[None, :]
+        if HAS_Z:
+            b_z = tl.load(p_z + o_tl[None, :] * sz_t, mask=m, other=0.0).to(tl.float32)
+            b_sig = tl.sigmoid(b_z)
+            b_gy = b_go * b_z * b_sig
+            if HAS_D:
+                b_ypre = b_Dk[:, None] * b_u
+            else:
+                b_ypre = tl.zeros([BD, BT], dtype=tl.float32)
+        else:
+            b_gy = b_go
+        b_sB = tl.zeros([BD, BT], dtype=tl.float32)  # sum over states of g[t] B[t]
+        b_sdA = tl.zeros([BD, BT], dtype=tl.float32)  # sum over states of d loss / d (dt A)[t] * A
+        p_hc = p_h + i_c * slot
+        p_gc = p_g + (i_c + 1) * slot
+        p_gs = p_gst + i_c * slot
+        for i_n in range(0, n_state):
+            b_A = tl.load(p_A + i_n).to(tl.float32)  # [BD]
+            b_A2 = b_A * 1.4426950408889634
+            b_h0 = tl.load(p_hc + i_n)[:, None]  # [BD, 1]: state before the chunk
+            b_g = tl.load(p_gc + i_n)[:, None]  # [BD, 1]: d loss / d state after the chunk
+            b_B = tl.load(p_B + i_n * sB_n + o_tl * sB_t, mask=m_t, other=0.0).to(tl.float32)  # [BT]
+            b_C = tl.load(p_C + i_n * sC_n + o_tl * sC_t, mask=m_t, other=0.0).to(tl.float32)
+            b_a = tl.exp2(b_dt * b_A2[:, None]) * b_keep
+            b_x = b_dtu * b_B[None, :]
+            b_ac, b_xc = tl.associative_scan((b_a, b_x), axis=1, combine_fn=_affine_combine)
+            b_hs = b_ac * b_h0 + b_xc  # [BD, BT]: state after each step
+            if HAS_Z:
+                b_ypre += b_hs * b_C[None, :]
+            b_an = tl.exp2(b_dtn * b_A2[:, None]) * b_keepn
+            b_gc, b_sc = tl.associative_scan((b_an, b_gy * b_C[None, :]), axis=1, combine_fn=_affine_combine,
+                                             reverse=True)
+            b_gs = b_gc * b_g + b_sc  # [BD, BT]: d loss / d h[t]
+            tl.store(p_gs + i_n, b_gs * b_a, mask=m_first)  # d loss / d state before the chunk
+            b_gda = b_gs * (b_hs - b_x)  # d loss / d (dt A)[t] = g[t] a[t] h[t-1]
+            b_sdA += b_gda * b_A[:, None]
+            b_sB += b_gs * b_B[None, :]
+            b_gA += tl.where(o_n[None, :] == i_n, tl.sum(b_gda * b_dt, axis=1)[:, None], 0.0)
+            tl.atomic_add(p_gB + i_n * length + o_tl, tl.sum(b_gs * b_dtu, axis=0), mask=m_t, sem="relaxed")
+            tl.atomic_add(p_gC + i_n * length + o_tl, tl.sum(b_gy * b_hs, axis=0), mask=m_t, sem="relaxed")
+        b_gu = b_sB * b_dt
+        if HAS_D:
+            b_gu += b_gy * b_Dk[:, None]
+            b_gD += tl.sum(b_gy * b_u, axis=1)
+        tl.store(p_gu + o_tl[None, :] * sgu_t, b_gu.to(gu_ptr.dtype.element_ty), mask=m)
+        b_gdt = b_sdA + b_sB * b_u
+        if HAS_MASK:
+            b_gdt *= tl.load(mask_ptr + i_b * length + o_tt, mask=m_t, other=0.0)[None, :]
+        if SOFTPLUS:
+            b_gdt *= tl.sigmoid(b_pre)
+        b_gdt = tl.where(m, b_gdt, 0.0)
+        if HAS_BIAS:
+            b_gbias += tl.sum(b_gdt, axis=1)
+        tl.store(p_gdelta + o_tl[None, :] * sgdl_t, b_gdt.to(gdelta_ptr.dtype.element_ty), mask=m)
+        if HAS_Z:
+            b_gz = b_go * b_ypre * b_sig * (1.0 + b_z * (1.0 - b_sig))
+            tl.store(p_gz + o_tl[None, :] * sgz_t, b_gz.to(gz_ptr.dtype.element_ty), mask=m)
+        tl.debug_barrier()  # the previous chunk reads the carries this one stored
+
+    # per-batch partial sums of the parameters shared across the batch; the host adds them up
+    p_dn = i_b64 * dim * n_state + o_d64 * n_state + o_n[None, :]
+    tl.store(gA_ptr + p_dn, b_gA, mask=m_d[:, None] & (o_n < n_state)[None, :])
+    if HAS_D:
+        tl.store(gD_ptr + i_b * dim + o_d, b_gD, mask=m_d)
+    if HAS_BIAS:
+        tl.store(gbias_ptr + i_b * dim + o_d, b_gbias, mask=m_d)
+
+
+def supports(p: ScanInputs) -> bool:
+    """Whether this kernel takes these inputs: time-varying B and C, at least one step."""
+    return p.B.dim() == 4 and p.C.dim() == 4 and p.u.shape[2] > 0
+
+
+def _config(p: ScanInputs) -> dict:
+    """Channels per program BD, chunk length BT and warps (sweeps: benchmarks/scan.py --sweep).
+
+    BD = 1 for time-contiguous inputs; the (batch, L, dim) views the mixer passes get BD = 8 so
+    that a program reads 8 adjacent channels (16 bytes in bf16) per step. BD must divide the
+    channels of every group."""
+    batch, dim, length = p.u.shape
+    dpg = math.gcd(dim // p.B.shape[1], dim // p.C.shape[1])
+    channels_last = p.u.stride(2) != 1 and p.u.stride(1) == 1
+    BD = 8 if channels_last else 1
+    while dpg % BD:
+        BD //= 2
+    BT = min(1024 // BD, max(16, triton.next_power_of_2(length)))
+    num_warps = max(1, min(4, BD * BT // 256))
+    return dict(BD=BD, BT=BT, num_warps=num_warps)
+
+
+def _bc_strides(t: torch.Tensor) -> tuple[int, int, int, int]:
+    return tuple(t.stride())
+
+
+def _common(p: ScanInputs, cfg: dict):
+    batch, dim, length = p.u.shape
+    n_state = p.A.shape[1]
+    seq = p.seq_idx.to(torch.int32).contiguous() if p.seq_idx is not None else None
+    mask = p.mask.to(torch.float32).contiguous() if p.mask is not None else None
+    D = p.D.contiguous() if p.D is not None else None
+    bias = p.delta_bias.contiguous() if p.delta_bias is not None else None
+    n_chunks = triton.cdiv(length, cfg["BT"])
+    flags = dict(HAS_D=D is not None, HAS_Z=p.z is not None, HAS_BIAS=bias is not None, SOFTPLUS=p.delta_softplus,
+                 HAS_SEQ=seq is not None, HAS_MASK=mask is not None, BD=cfg["BD"], BT=cfg["BT"],
+                 num_warps=cfg["num_warps"])
+    return dict(A=p.A.contiguous(), D=D, bias=bias, seq=seq, mask=mask, n_chunks=n_chunks, n_state=n_state,
+                dpg_B=dim // p.B.shape[1], dpg_C=dim // p.C.shape[1]), flags
+
+
+def _empty_like_layout(t: torch.Tensor, dtype=None) -> torch.Tensor:
+    """An empty (batch, dim, L) tensor laid out as t: channels-last when t is a (batch, L, dim) view."""
+    from .triton import empty_in_layout_of
+
+    return empty_in_layout_of(t, dtype)
+
+
+def scan_fwd(p: ScanInputs, cfg: dict | None = None):
+    """y in u's layout and dtype, and the (batch, chunks + 1, dim, N) fp32 chunk-start states (the last is
+    the final state)."""
+    cfg = cfg or _config(p)
+    c, flags = _common(p, cfg)
+    batch, dim, length = p.u.shape
+    y = _empty_like_layout(p.u)
+    states = torch.empty(batch, c["n_chunks"] + 1, dim, c["n_state"], device=p.u.device, dtype=torch.float32)
+    if p.initial_state is not None:
+        states[:, 0] = p.initial_state
+    else:
+        states[:, 0] = 0.0
+    grid = (dim // cfg["BD"], batch)
+    _long_fwd_kernel[grid](
+        p.u, p.delta, c["A"], p.B, p.C, c["D"], p.z, c["bias"], c["seq"], c["mask"], y, states,
+        dim, length, c["n_state"], c["n_chunks"], c["dpg_B"], c["dpg_C"],
+        *_big_strides(p.u), *_big_strides(p.delta), *_big_strides(p.z), *_big_strides(y),
+        *_bc_strides(p.B), *_bc_strides(p.C), **flags,
+    )
+    return y, states
+
+
+def scan_bwd(p: ScanInputs, states: torch.Tensor, g_y: torch.Tensor | None, g_hT: torch.Tensor | None,
+             cfg: dict | None = None) -> dict:
+    cfg = cfg or _config(p)
+    c, flags = _common(p, cfg)
+    batch, dim, length = p.u.shape
+    n_state, dev, f32 = c["n_state"], p.u.device, torch.float32
+    g_y = torch.zeros_like(p.u) if g_y is None else g_y
+    g_u = _empty_like_layout(p.u)
+    g_delta = _empty_like_layout(p.delta)
+    g_z = _empty_like_layout(p.z) if p.z is not None else None
+    g_states = torch.empty(batch, c["n_chunks"] + 1, dim, n_state, device=dev, dtype=f32)
+    if g_hT is not None:
+        g_states[:, -1] = g_hT
+    else:
+        g_states[:, -1] = 0.0
+    g_B = torch.zeros(p.B.shape, device=dev, dtype=f32)
+    g_C = torch.zeros(p.C.shape, device=dev, dtype=f32)
+    g_A = torch.empty(batch, dim, n_state, device=dev, dtype=f32)
+    g_D = torch.empty(batch, dim, device=dev, dtype=f32) if c["D"] is not None else None
+    g_bias = torch.empty(batch, dim, device=dev, dtype=f32) if c["bias"] is not None else None
+    grid = (dim // cfg["BD"], batch)
+    _long_bwd_kernel[grid](
+        p.u, p.delta, c["A"], p.B, p.C, c["D"], p.z, c["bias"], c["seq"], c["mask"], states,
+        g_y, g_states, g_u, g_delta, g_z, g_B, g_C, g_A, g_D, g_bias,
+        dim, length, n_state, c["n_chunks"], c["dpg_B"], c["dpg_C"], p.B.shape[1], p.C.shape[1],
+        *_big_strides(p.u), *_big_strides(p.delta), *_big_strides(p.z), *_big_strides(g_y),
+        *_big_strides(g_u), *_big_strides(g_delta), *_big_strides(g_z),
+        *_bc_strides(p.B), *_bc_strides(p.C), BN=max(2, triton.next_power_of_2(n_state)), **flags,
+    )
+    return dict(u=g_u, delta=g_delta, z=g_z, B=g_B, C=g_C, h0=g_states[:, 0], A=g_A.sum(0),
+                D=None if g_D is None else g_D.sum(0), bias=None if g_bias is None else g_bias.sum(0))
+
+
+class _LongScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, p: ScanInputs, u_, delta_, A_, B_, C_, D_, z_, bias_, h0_):
+        cfg = _config(p)
+        y, states = scan_fwd(p, cfg)
+        ctx.p, ctx.cfg = p, cfg
+        ctx.save_for_backward(states)
+        return y, states[:, -1].clone()
+
+    @staticmethod
+    def backward(ctx, g_y, g_hT):
+        p: ScanInputs = ctx.p
+        (states,) = ctx.saved_tensors
+        g = scan_bwd(p, states, g_y, g_hT, ctx.cfg)
+
+        def cast(grad, ref):
+            return None if grad is None or ref is None or not ref.requires_grad else grad.to(ref.dtype)
+
+        return (None, cast(g["u"], p.u), cast(g["delta"], p.delta), cast(g["A"], p.A), cast(g["B"], p.B),
+                cast(g["C"], p.C), cast(g["D"], p.D), cast(g["z"], p.z), cast(g["bias"], p.delta_bias),
+                cast(g["h0"], p.initial_state))
+
+
+def selective_scan_triton_long(p: ScanInputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns ``(y, final_state)``: y (batch, dim, L) in u's dtype and layout, final state (batch, dim, N) fp32.
+    Needs ``supports(p)``."""
+    if torch.is_grad_enabled() and any(
+        x is not None and x.requires_grad
+        for x in (p.u, p.delta, p.A, p.B, p.C, p.D, p.z, p.delta_bias, p.initial_state)
+    ):
+        return _LongScan.apply(p, p.u, p.delta, p.A, p.B, p.C, p.D, p.z, p.delta_bias, p.initial_state)
+    y, states = scan_fwd(p)
+    return y, states[:, -1].clone()
