@@ -7,8 +7,8 @@ What a run leaves and what the verbs rebuild from it: ``classify`` saves ``label
 ``overflow`` (truncate / chunk + pooling) and batching are the recipe's, as in the run.
 
 ``predict`` reads a folder of ``.txt`` / ``.md`` files (recursively; id = the relative path), one
-``.txt`` / ``.md`` file (one document), or a JSONL / CSV / TSV / parquet table with the recipe's text
-column (id = its ``id`` column, else the row number). Every document is one output row; an empty
+``.txt`` / ``.md`` file (one document), or a table (JSON lines / CSV / TSV / parquet / JSON, ``.gz`` too)
+with the recipe's text column (id = the recipe's ``data.id_column`` or an ``id`` column, else the file row). Every document is one output row; an empty
 one keeps its row with a ``note`` and no prediction.
 
 An ensemble run (``data.ensemble`` > 1, or made by ``mambatune ensemble``) holds its classifiers in
@@ -33,6 +33,7 @@ from mambatune.core.checkpoints import load_pretrained
 from mambatune.core.training.distributed import pick_device
 from mambatune.domains.documents import DocumentDataset, DocumentTable, LabelVocabulary, LoadReport
 from mambatune.domains.documents.metrics import classification_metrics, multilabel_metrics
+from mambatune.domains import tables
 from mambatune.domains.documents.tokenizer_file import check_tokenizer
 from mambatune.domains.documents.training import DocumentClassifier, lm_windows, predict_scores
 
@@ -202,41 +203,24 @@ def read_inputs(source: str, recipe) -> DocumentInputs:
     if not path.is_file():
         raise FileNotFoundError(f"input {source} not found; documents predict reads a folder of text files, a "
                                 ".txt file, or a JSONL / CSV / TSV / parquet table with a text column")
-    suffix = path.suffix.lower()
-    if suffix in TEXT_SUFFIXES:
+    if path.suffix.lower() in TEXT_SUFFIXES:
         return DocumentInputs([path.name], [decode_text(path.read_bytes())[0]])
-    frame = read_frame(path)
-    column = recipe.data.text_column if recipe.data.text_column in frame.columns else "text"
-    if column not in frame.columns:
-        raise KeyError(f"{path} has no text column {recipe.data.text_column!r} (columns: {', '.join(frame.columns)})")
-    if frame.height == 0:
-        raise ValueError(f"{path} has no rows")
+    cfg = recipe.data
+    frame = tables.read_table(path, encoding=cfg.encoding)  # any table format, .gz too; errors name file and row
+    column = cfg.text_column if cfg.text_column in frame.columns else "text"
+    tables.require_columns(frame, {"data.text_column": column}, f"predict input {path}")
     text = pl.col(column)
     if isinstance(frame.schema[column], (pl.List, pl.Array)):  # paragraphs, joined as the run's loader does
         text = text.list.join("\n\n")
     texts = frame.select(text.cast(pl.String))[column].to_list()
-    ids = [str(v) for v in frame["id"].to_list()] if "id" in frame.columns else [str(i) for i in range(len(texts))]
+    id_column = next((c for c in (cfg.id_column, "id") if c and c in frame.columns), None)
+    ids = [str(v) for v in frame[id_column].to_list()] if id_column else [str(r) for r in frame[tables.ROW].to_list()]
     return DocumentInputs(ids, [t or "" for t in texts])
 
 
 def decode_text(data: bytes) -> tuple[str, int]:
     from mambatune.domains.documents.data import decode_utf8
     return decode_utf8(data, "replace")
-
-
-def read_frame(path: Path) -> pl.DataFrame:
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".jsonl", ".ndjson"):
-            return pl.read_ndjson(path)
-        if suffix in (".csv", ".tsv"):
-            return pl.read_csv(path, separator="\t" if suffix == ".tsv" else ",", infer_schema_length=0)
-        if suffix == ".parquet":
-            return pl.read_parquet(path)
-    except pl.exceptions.PolarsError as err:
-        raise ValueError(f"cannot read {path}: {err}") from err
-    raise ValueError(f"{path}: unknown suffix {suffix!r}; give a folder of text files, a .txt file, or a .jsonl, "
-                     ".csv, .tsv or .parquet table")
 
 
 def length_note(tokens: int, cfg) -> str:
