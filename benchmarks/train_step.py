@@ -4,9 +4,11 @@
 
 Model: d_model 768, 24 layers, vocab 50277 (the 130m shape), LM loss on random
 tokens, AdamW. Modes: fp32 full, bf16-autocast full, bf16-autocast head-only
-(only the final norm trains: with a tied LM head that is the "head"). The
-mamba_ssm and Hugging Face figures come from shared/anchors.json (measured on an
-H100 in the same configurations) and are printed side by side with our ratio.
+(only the final norm trains: with a tied LM head that is the "head"). fp32 runs
+its matrix products in TF32 unless ``--no-tf32`` (the trainer's default,
+``TrainConfig.tf32``). Where mamba_ssm imports (the peers' wheels), its
+MambaLMHeadModel of the same shape is measured in the same run ("live" columns);
+the anchors' mamba_ssm and Hugging Face figures (an H100) stay beside them.
 """
 from __future__ import annotations
 
@@ -70,15 +72,49 @@ def measure(batch: int, length: int, precision: str, method, backend: str, steps
     opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
     ids = torch.randint(0, SHAPE["vocab_size"], (batch, length), device="cuda")
     labels = torch.zeros(batch, dtype=torch.long, device="cuda") if classify else None
+    return _time_steps(lambda: step_fn(model, opt, ids, precision, labels), batch, length, params, steps, warmup,
+                       model, opt)
+
+
+def measure_mamba_ssm(batch: int, length: int, precision: str, method: str, steps: int = 8, warmup: int = 3):
+    """mamba_ssm's own 130m-shape LM (Mamba1 layers, RMSNorm, fused add+norm, fp32 residual), same loop."""
+    import torch.nn.functional as F
+    from mamba_ssm.models.config_mamba import MambaConfig as SsmConfig
+    from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel
+
+    torch.manual_seed(0)
+    cfg = SsmConfig(d_model=SHAPE["d_model"], n_layer=SHAPE["n_layer"], vocab_size=SHAPE["vocab_size"],
+                    ssm_cfg={"layer": "Mamba1"}, rms_norm=True, residual_in_fp32=True, fused_add_norm=True,
+                    pad_vocab_size_multiple=8)
+    model = MambaLMHeadModel(cfg, device="cuda")
+    if method == "head-only":
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith("backbone.norm_f"))
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
+    ids = torch.randint(0, SHAPE["vocab_size"], (batch, length), device="cuda")
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16-autocast"):
+            logits = model(ids).logits
+            loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten())
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return _time_steps(step, batch, length, params, steps, warmup, model, opt)
+
+
+def _time_steps(step, batch, length, params, steps, warmup, *owned):
     for _ in range(warmup):
-        step_fn(model, opt, ids, precision, labels)
+        step()
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(steps):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        step_fn(model, opt, ids, precision, labels)
+        step()
         end.record()
         torch.cuda.synchronize()
         times.append(start.elapsed_time(end))
@@ -86,7 +122,7 @@ def measure(batch: int, length: int, precision: str, method, backend: str, steps
     res = {"step_ms": round(ms, 1), "tok_per_s": round(batch * length / (ms / 1e3)),
            "peak_GiB": round(torch.cuda.max_memory_allocated() / 2**30, 2),
            "trainable": sum(p.numel() for p in params)}
-    del model, opt
+    del owned
     torch.cuda.empty_cache()
     return res
 
@@ -97,37 +133,58 @@ def main(argv=None) -> int:
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--json", default=None)
     ap.add_argument("--anchors", default=None, help="path of anchors.json (default: shared/anchors.json found upwards)")
+    ap.add_argument("--no-tf32", action="store_true", help="fp32 matrix products in full fp32 (default: TF32)")
+    ap.add_argument("--configs", default="fp32:full,bf16-autocast:full,bf16-autocast:head-only")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("train_step benchmark needs a CUDA GPU", file=sys.stderr)
         return 2
+    from mambatune.core.training.precision import set_tf32
+
+    set_tf32(not args.no_tf32)
+    try:
+        import mamba_ssm  # noqa: F401
+
+        live = True
+    except ImportError as err:
+        print(f"mamba_ssm not importable ({err}): anchors.json columns only")
+        live = False
     anchors = find_anchors(args.anchors).get("train", {})
     device = torch.cuda.get_device_name()
     rows = []
+
+    def guarded(fn, *a):
+        try:
+            return fn(*a)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            return {"step_ms": None, "tok_per_s": None, "peak_GiB": "OOM", "trainable": None}
+
     for shape in args.shapes.split(","):
         b, l = (int(v) for v in shape.split("x"))
-        for precision, method in [("fp32", "full"), ("bf16-autocast", "full"), ("bf16-autocast", "head-only")]:
-            try:
-                ours = measure(b, l, precision, method, args.backend)
-            except torch.cuda.OutOfMemoryError:
-                ours = {"step_ms": None, "tok_per_s": None, "peak_GiB": "OOM", "trainable": None}
-                torch.cuda.empty_cache()
+        for precision, method in (c.split(":") for c in args.configs.split(",")):
+            ours = guarded(measure, b, l, precision, method, args.backend)
+            peer = guarded(measure_mamba_ssm, b, l, precision, method) if live else {}
             key = f"[mamba_ssm {precision} {method}] B{b} L{l}"
             ms = anchors.get("train" + key, {})
             hf = anchors.get(f"train[hf kernels {precision} {method}] B{b} L{l}", {})
-            rows.append({"config": f"{precision} {method} B{b}xL{l}", "ours": ours, "mamba_ssm": ms, "hf": hf})
-    print(f"\ndevice: {device}; torch {torch.__version__}\n")
-    hdr = f"{'config':34} {'ours tok/s':>11} {'mamba_ssm':>10} {'ratio':>6} {'hf':>8} {'ratio':>6} {'ours GiB':>9} {'ssm GiB':>8}"
-    print(hdr)
-    print("-" * len(hdr))
+            rows.append({"config": f"{precision} {method} B{b}xL{l}", "ours": ours, "mamba_ssm_live": peer,
+                         "mamba_ssm": ms, "hf": hf})
+            print(json.dumps(rows[-1]), flush=True)
+    print(f"\ndevice: {device}; torch {torch.__version__}; fp32 matmuls in {'fp32' if args.no_tf32 else 'TF32'}\n")
+    print("| config | ours tok/s | mamba_ssm live tok/s | ratio | ours GiB | live GiB | anchors tok/s | ratio | HF anchors | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+
+    def ratio(o, m):
+        return f"{o['tok_per_s'] / m['tok_per_s']:.2f}" if o.get("tok_per_s") and m.get("tok_per_s") else "-"
+
     for r in rows:
-        o, m, h = r["ours"], r["mamba_ssm"], r["hf"]
-        rm = f"{o['tok_per_s'] / m['tok_per_s']:.2f}" if o["tok_per_s"] and m else "-"
-        rh = f"{o['tok_per_s'] / h['tok_per_s']:.2f}" if o["tok_per_s"] and h else "-"
-        print(f"{r['config']:34} {o['tok_per_s'] or '-':>11} {m.get('tok_per_s', '-'):>10} {rm:>6} "
-              f"{h.get('tok_per_s', '-'):>8} {rh:>6} {o['peak_GiB']:>9} {m.get('peak_GiB', '-'):>8}")
+        o, p, m, h = r["ours"], r["mamba_ssm_live"], r["mamba_ssm"], r["hf"]
+        print(f"| {r['config']} | {o['tok_per_s'] or '-'} | {p.get('tok_per_s', '-')} | {ratio(o, p)} | "
+              f"{o['peak_GiB']} | {p.get('peak_GiB', '-')} | {m.get('tok_per_s', '-')} | {ratio(o, m)} | "
+              f"{h.get('tok_per_s', '-')} | {ratio(o, h)} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": device, "rows": rows}, indent=2))
+        Path(args.json).write_text(json.dumps({"device": device, "tf32": not args.no_tf32, "rows": rows}, indent=2))
     return 0
 
 

@@ -28,6 +28,18 @@ def fp32_parameter_names(model: nn.Module) -> list[str]:
     return out
 
 
+def set_tf32(enabled: bool) -> None:
+    """fp32 matrix products and convolutions on TF32 tensor cores (10-bit mantissa inputs, fp32
+    accumulation), or full fp32 when disabled. Applies process-wide; the trainer sets it from
+    ``TrainConfig.tf32``. No effect on CPUs or on bf16 / fp16 autocast products."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+
+
+def tf32_enabled() -> bool:
+    return bool(torch.backends.cuda.matmul.allow_tf32)
+
+
 class Precision:
     """One precision policy: ``with policy.autocast(): loss = ...``; ``policy.backward(loss)``;
     ``policy.unscale(opt)`` before clipping; ``policy.step(opt)`` (returns False if skipped)."""
@@ -71,6 +83,12 @@ class Precision:
         self.scaler.step(optimizer)
         self.scaler.update()
         return self.scaler.get_scale() >= scale
+
+    def skip(self) -> None:
+        """A step not taken (non-finite gradients or loss): under fp16 the loss scale still updates, so an
+        overflow lowers it as a skipped ``scaler.step`` would."""
+        if self.scaler is not None:
+            self.scaler.update()
 
     def state_dict(self) -> dict:
         return self.scaler.state_dict() if self.scaler is not None else {}

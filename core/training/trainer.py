@@ -33,11 +33,15 @@ from . import run_state
 from .metrics_log import MetricsLog, plot_curves
 from .monitor import SSMMonitor
 from .optim import build_optimizer, build_scheduler
-from .precision import Precision
+from .precision import Precision, set_tf32
+
+
+NONFINITE_POLICIES = ("skip", "stop")
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or Inf; training stopped (the last complete checkpoint is intact)."""
+    """Training stopped on non-finite (NaN/Inf) losses, gradients or weights; the message names the
+    checkpoint that is intact (complete, with finite weights), or says that none is."""
 
 
 @dataclass
@@ -61,6 +65,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.1
     max_grad_norm: float = 1.0
     precision: str = "fp32"
+    tf32: bool = True  # fp32 matrix products on TF32 tensor cores (as mamba_ssm's and HF's fp32 figures use)
     gradient_checkpointing: bool = False
     offload_checkpoints: bool = False  # with gradient_checkpointing: block inputs wait in host memory
     eval_every: int = 0
@@ -82,6 +87,11 @@ class TrainConfig:
     num_workers: int = 0
     device: str = "auto"
     distributed: str = "auto"
+    # a step whose loss or gradients hold NaN/Inf is never applied: "skip" drops it (counted in metrics.jsonl)
+    # and stops after max_nonfinite_skips of them in a row; "stop" stops at the first (under fp16 an overflow
+    # is the loss scaler's to handle: it is skipped either way)
+    nonfinite: str = "skip"
+    max_nonfinite_skips: int = 10
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "grad_accum"):
@@ -97,6 +107,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.betas must be two numbers, got {self.betas}")
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise ValueError(f"TrainConfig.precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        if self.nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"TrainConfig.nonfinite must be one of {NONFINITE_POLICIES}, got {self.nonfinite!r}")
         if self.distributed not in dist_utils.STRATEGIES:
             raise ValueError(f"TrainConfig.distributed must be one of {dist_utils.STRATEGIES}, got {self.distributed!r}")
 
@@ -152,6 +164,7 @@ class Trainer:
         self.env = dist_utils.setup(config.distributed, config.device)
         self.device = self.env.device
         self.precision = Precision(config.precision, self.device.type)
+        set_tf32(config.tf32)
         model = self.precision.prepare(model.to(self.device))
         backbone = getattr(model, "backbone", None)
         if backbone is not None and hasattr(backbone, "gradient_checkpointing"):
@@ -176,7 +189,9 @@ class Trainer:
         warmup = config.warmup_steps if config.warmup_steps is not None else int(config.warmup_ratio * self.total_steps)
         self.scheduler = build_scheduler(self.optimizer, warmup, self.total_steps, config.min_lr_ratio)
         self.state: dict[str, Any] = {"step": 0, "epoch": 0, "micro_in_epoch": 0, "best_metric": None,
-                                      "best_step": None, "bad_evals": 0, "tokens": 0, "last_eval": {}}
+                                      "best_step": None, "bad_evals": 0, "tokens": 0, "last_eval": {},
+                                      "nonfinite_skips": 0, "nonfinite_in_a_row": 0}
+        self.last_skip: dict | None = None  # what the last _step skipped, for the log
         self.monitor = None
         if config.monitor_every > 0 and backbone is not None and hasattr(backbone, "layers"):
             self.monitor = SSMMonitor(dist_utils.unwrap(self.model), config.monitor_layers)
@@ -197,6 +212,11 @@ class Trainer:
         weights = dist_utils.model_state(self.model, self.env)
         if self.trainable_only:
             weights = {k: v for k, v in weights.items() if k in self.trainable_names}
+        bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if dist_utils.max_across_ranks(len(bad), self.env):  # every rank stops together
+            raise NonFiniteLossError(
+                f"the weights hold NaN/Inf at step {self.state['step']} ({', '.join(bad[:5]) or 'on rank 0'}); "
+                f"no checkpoint was written. {run_state.describe_intact(self.ckpt_dir)}")
         optim = {"optimizer": dist_utils.optimizer_state(self.model, self.optimizer, self.env),
                  "scheduler": self.scheduler.state_dict(), "scaler": self.precision.state_dict()}
         folder = None
@@ -333,17 +353,25 @@ class Trainer:
                 while (self.state["step"] < self.total_steps
                        and self.micro_per_epoch - self.state["micro_in_epoch"] >= cfg.grad_accum):
                     loss, tokens, grad_norm = self._step(batches)
-                    window["loss"] += loss
-                    window["n"] += 1
-                    window["tokens"] += tokens
                     step = self.state["step"]
+                    if self.last_skip is not None:
+                        if log is not None:
+                            log.log({"step": step, "event": "nonfinite_skip", **self.last_skip,
+                                     "nonfinite_skips": self.state["nonfinite_skips"]})
+                        self._stop_if_nonfinite_policy_says()
+                    else:
+                        window["loss"] += loss
+                        window["n"] += 1
+                    window["tokens"] += tokens
                     if bar is not None:
                         elapsed = max(time.time() - window["t0"], 1e-9)
                         bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{window['tokens'] / elapsed:,.0f}")
                         bar.update(1)
                     if log is not None and (step % cfg.log_every == 0 or step == self.total_steps):
                         elapsed = max(time.time() - window["t0"], 1e-9)
-                        log.log({"step": step, "epoch": self.state["epoch"], "train/loss": window["loss"] / window["n"],
+                        log.log({"step": step, "epoch": self.state["epoch"],
+                                 "train/loss": window["loss"] / window["n"] if window["n"] else math.nan,
+                                 "nonfinite_skips": self.state["nonfinite_skips"],
                                  "lr": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
                                  "tokens_per_s": window["tokens"] * env.world_size / elapsed,
                                  "tokens": self.state["tokens"], "peak_memory_mb": peak_memory_mb(self.device)})
@@ -421,12 +449,8 @@ class Trainer:
                 with self.precision.autocast():
                     out = self.model(**batch)
                 loss = out.loss
-                if not torch.isfinite(loss.detach()).all():
-                    raise NonFiniteLossError(
-                        f"loss is {float(loss.detach())} at optimizer step {step + 1} (micro-batch {i + 1}/{cfg.grad_accum}, "
-                        f"epoch {self.state['epoch']}, lr {self.scheduler.get_last_lr()[0]:.3g}); training stopped. "
-                        "Try a lower lr, bf16 instead of fp16, a longer warmup, or check the data for bad labels/values; "
-                        f"the last complete checkpoint in {self.ckpt_dir} is intact")
+                # backward runs whatever the loss (under DDP every rank must reach the gradient all-reduce);
+                # the step is judged once every rank's loss and the global gradient norm are known
                 self.precision.backward(loss / cfg.grad_accum)
             loss_sum += float(loss.detach())
             tokens += count_tokens(batch)
@@ -434,13 +458,48 @@ class Trainer:
         if self.monitor is not None:
             self.monitor.active = False
         self.precision.unscale(self.optimizer)
-        grad_norm = dist_utils.clip_grad_norm(self.model, cfg.max_grad_norm)
-        self.precision.step(self.optimizer)
+        grad_norm = dist_utils.clip_grad_norm(self.model, cfg.max_grad_norm)  # NaN/Inf when any gradient is
+        mean_loss = dist_utils.mean_across_ranks(loss_sum / cfg.grad_accum, env)  # NaN/Inf when any rank's is
+        self.last_skip = None
+        if not (math.isfinite(grad_norm) and math.isfinite(mean_loss)):
+            # the update would carry NaN/Inf into the weights (and every later checkpoint): drop it
+            self.precision.skip()
+            self.state["nonfinite_skips"] += 1
+            self.state["nonfinite_in_a_row"] += 1
+            self.last_skip = {"loss": mean_loss, "grad_norm": grad_norm, "lr": self.scheduler.get_last_lr()[0],
+                              "what": "loss" if not math.isfinite(mean_loss) else "gradients"}
+        elif self.precision.step(self.optimizer):
+            self.state["nonfinite_in_a_row"] = 0
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.state["step"] = step + 1
         self.state["tokens"] += tokens * env.world_size
-        return dist_utils.mean_across_ranks(loss_sum / cfg.grad_accum, env), tokens, grad_norm
+        return mean_loss, tokens, grad_norm
+
+    def _stop_if_nonfinite_policy_says(self) -> None:
+        """After a skipped step: raises :class:`NonFiniteLossError` when the weights themselves are not finite
+        (skipping cannot help), under ``nonfinite="stop"`` (fp32/bf16), or after ``max_nonfinite_skips`` in a row."""
+        cfg, skip = self.config, self.last_skip
+        bad_weights = [n for n, p in self.model.named_parameters() if not bool(torch.isfinite(p.detach()).all())]
+        if dist_utils.max_across_ranks(len(bad_weights), self.env) and not bad_weights:
+            bad_weights = ["on another rank"]  # every rank must stop together
+        in_a_row = self.state["nonfinite_in_a_row"]
+        if bad_weights:
+            why = f"the weights themselves hold NaN/Inf ({', '.join(bad_weights[:5])})"
+        elif cfg.nonfinite == "stop" and self.precision.mode != "fp16":
+            why = "train.nonfinite=stop"
+        elif in_a_row >= cfg.max_nonfinite_skips:
+            why = f"{in_a_row} steps in a row were skipped (train.max_nonfinite_skips={cfg.max_nonfinite_skips})"
+        else:
+            return
+        hint = ("in fp16 the activations overflowed (fp16 holds values up to 65504): use precision=bf16 or fp32"
+                if self.precision.mode == "fp16" else
+                "try a lower lr, a longer warmup, max_grad_norm > 0, or check the data for bad labels/values")
+        raise NonFiniteLossError(
+            f"the {skip['what']} became non-finite (loss {skip['loss']}, gradient norm {skip['grad_norm']}) at optimizer "
+            f"step {self.state['step']} (epoch {self.state['epoch']}, lr {skip['lr']:.3g}); training stopped because "
+            f"{why}; no step with non-finite values was applied ({self.state['nonfinite_skips']} skipped in this run). "
+            f"{hint}. {run_state.describe_intact(self.ckpt_dir)}")
 
     def _eval_and_log(self, log: MetricsLog | None) -> bool:
         metrics = self.evaluate(split_across_ranks=True)
