@@ -60,6 +60,19 @@ def parser() -> argparse.ArgumentParser:
                        "probabilities), time-series forecast runs (pooled forecasts)")
     n.add_argument("runs", nargs="+", metavar="RUN", help="run folders; an ensemble run contributes its members")
     n.add_argument("--out", required=True, help="the new ensemble run folder (must not exist, or be empty)")
+    s = sub.add_parser("search", help="search hybrid PEFT methods and learning rate for a recipe (Optuna; see docs/search.md)")
+    s.add_argument("recipe")
+    s.add_argument("overrides", nargs="*", help="dotted key=value applied to every trial, e.g. train.epochs=3")
+    s.add_argument("--trials", type=int, default=20, help="trials in the study in all (a resumed search runs the rest)")
+    s.add_argument("--timeout", type=float, default=None, help="seconds after which no new trial starts")
+    s.add_argument("--storage", default=None, help="an Optuna storage URL (default: sqlite in the search folder)")
+    s.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    s.add_argument("--pruner", default="median", choices=["median", "hyperband", "none"])
+    s.add_argument("--budget", type=float, default=None, help="most parameters the PEFT methods may train (head not counted)")
+    s.add_argument("--methods", default=None, help="comma-separated switches to search (default all: "
+                   "lora,lorap,prompt,affix,additional_scan,partial,parallel_adapter)")
+    s.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    s.add_argument("--out", default=None, help="the search folder (default: the recipe's train.output_dir + '-search')")
     return p
 
 
@@ -266,6 +279,17 @@ def cmd_ensemble(args) -> int:
     return 0
 
 
+def cmd_search(args) -> int:
+    from .recipe import load_recipe
+    from .search import Search, run_search
+    out = args.out or load_recipe(args.recipe, args.overrides).train.output_dir.rstrip("/") + "-search"
+    run_search(Search(recipe=args.recipe, overrides=args.overrides, out=out, trials=args.trials, timeout=args.timeout,
+                      storage=args.storage, workers=args.workers, pruner=args.pruner,
+                      budget=int(args.budget) if args.budget is not None else None,
+                      methods=args.methods.split(",") if args.methods else None, seed=args.seed))
+    return 0
+
+
 def quiet_third_party_warnings() -> None:
     """Warnings of libraries about their own setup, which users cannot act on, stay off the console."""
     import warnings
@@ -279,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"list": lambda: cmd_list(), "models": lambda: cmd_models(), "run": lambda: cmd_run(args),
                 "cp": lambda: cmd_cp(args), "eval": lambda: cmd_eval(args),
                 "predict": lambda: cmd_predict(args), "advise": lambda: cmd_advise(args),
-                "export": lambda: cmd_export(args), "ensemble": lambda: cmd_ensemble(args)}
+                "export": lambda: cmd_export(args), "ensemble": lambda: cmd_ensemble(args),
+                "search": lambda: cmd_search(args)}
     try:
         return commands[args.command]()
     except (RecipeError, FileNotFoundError, FileExistsError, KeyError, ValueError) as err:
