@@ -41,7 +41,8 @@ from .partial import (
 from .prompt import PromptConfig, apply_prompt
 
 ADAPTER_WEIGHTS = "adapter.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_CONFIG = "mambatune_adapter.json"
+LEGACY_CONFIG = "adapter_config.json"  # our config's name before Hugging Face PEFT's files were written beside it
 
 METHODS: dict[str, tuple[type[MethodConfig], Callable[[nn.Module, Any], list[nn.Parameter]]]] = {
     "lora": (LoRAConfig, apply_lora),
@@ -111,6 +112,7 @@ class PeftState:
 
     config: PeftConfig
     params: dict[str, list[str]]
+    hf_note: str | None = None  # why the last save_adapter wrote no Hugging Face PEFT files (None: it wrote them)
 
 
 def peft_state(model: nn.Module) -> PeftState:
@@ -195,9 +197,14 @@ def trainable_summary(model: nn.Module, file: TextIO | str | None = STDOUT) -> s
     return text
 
 
-def save_adapter(model: nn.Module, path: str | os.PathLike) -> Path:
-    """Writes ``adapter.safetensors`` (the trained parameters only) and ``adapter_config.json``
-    into the folder ``path``. Returns the folder."""
+def save_adapter(model: nn.Module, path: str | os.PathLike, base_model: str | None = None) -> Path:
+    """Writes ``adapter.safetensors`` (the trained parameters only) and ``mambatune_adapter.json`` (the PEFT
+    config) into the folder ``path``; when the adapter is LoRA on the backbone, also Hugging Face PEFT's
+    ``adapter_config.json`` + ``adapter_model.safetensors`` (``PeftModel.from_pretrained`` loads them onto
+    transformers' ``MambaForCausalLM``; ``base_model`` names that model in the config). Returns the folder;
+    ``model.peft_state.hf_note`` says why PEFT's files were not written, when they were not."""
+    from .hf_format import PEFT_CONFIG, PEFT_WEIGHTS, hf_lora
+
     state = peft_state(model)
     if any(layer.merged for layer in lora_layers(model)):
         raise ValueError("save_adapter: LoRA is merged into the base weights; call unmerge(model) first")
@@ -207,16 +214,38 @@ def save_adapter(model: nn.Module, path: str | os.PathLike) -> Path:
     atomic_write(folder / ADAPTER_WEIGHTS, lambda f: save_file(tensors, f, metadata={"format": "pt"}))
     text = json.dumps(state.config.to_dict(), indent=2)
     atomic_write(folder / ADAPTER_CONFIG, lambda f: Path(f).write_text(text + "\n"))
+    hf = hf_lora(model, base_model)
+    state.hf_note = hf if isinstance(hf, str) else None
+    if isinstance(hf, str):
+        for stale in (PEFT_CONFIG, PEFT_WEIGHTS):  # an earlier save's PEFT files would no longer match
+            (folder / stale).unlink(missing_ok=True)
+    else:
+        config, hf_tensors = hf
+        atomic_write(folder / PEFT_WEIGHTS, lambda f: save_file(hf_tensors, f, metadata={"format": "pt"}))
+        hf_text = json.dumps(config, indent=2)
+        atomic_write(folder / PEFT_CONFIG, lambda f: Path(f).write_text(hf_text + "\n"))
     return folder
+
+
+def adapter_config_file(folder: Path) -> Path:
+    """Our config of an adapter folder (``mambatune_adapter.json``; folders written before it hold our config as
+    ``adapter_config.json``, the name PEFT's own config now takes)."""
+    if (folder / ADAPTER_CONFIG).is_file():
+        return folder / ADAPTER_CONFIG
+    legacy = folder / LEGACY_CONFIG
+    if legacy.is_file() and "peft_type" not in json.loads(legacy.read_text()):
+        return legacy
+    raise FileNotFoundError(f"{folder} has no {ADAPTER_WEIGHTS} and {ADAPTER_CONFIG}; was it written by save_adapter? "
+                            "(a Hugging Face PEFT folder alone loads with peft.PeftModel.from_pretrained)")
 
 
 def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Loads an adapter folder written by ``save_adapter``: applies its config to a model without
     adapters (or checks that the model's config is the same) and copies the weights in."""
     folder = Path(path)
-    if not (folder / ADAPTER_WEIGHTS).is_file() or not (folder / ADAPTER_CONFIG).is_file():
+    if not (folder / ADAPTER_WEIGHTS).is_file():
         raise FileNotFoundError(f"{folder} has no {ADAPTER_WEIGHTS} and {ADAPTER_CONFIG}; was it written by save_adapter?")
-    cfg = PeftConfig.from_dict(json.loads((folder / ADAPTER_CONFIG).read_text()))
+    cfg = PeftConfig.from_dict(json.loads(adapter_config_file(folder).read_text()))
     if getattr(model, "peft_state", None) is None:
         apply(model, cfg)
     elif peft_state(model).config.to_dict() != cfg.to_dict():
