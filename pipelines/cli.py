@@ -187,10 +187,27 @@ def cmd_run(args) -> int:
     run_dir = module.run(recipe)
     if not is_main_process():  # under torchrun this rank trained; rank 0 scores and writes results.json
         return 0
-    results = json.loads((run_dir / "results.json").read_text())
-    print(json.dumps({"run_dir": str(run_dir), "test": results.get("test"), "baselines": results.get("baselines")},
-                     indent=2))
+    print(results_table(run_dir))
     return 0
+
+
+def results_table(run_dir: Path) -> str:
+    """A few lines for the console: each model's main test metrics (ours first, then the same-run baselines) and
+    where the run folder is; everything else is in results.json and report.md."""
+    from .cross_validation import key_metrics, test_metrics
+
+    results = json.loads((Path(run_dir) / "results.json").read_text())
+    models = test_metrics(results)
+    metrics = key_metrics(models) if models else []
+    lines = []
+    if metrics:
+        width = max(len(m) for m in models) + 2
+        lines.append("test" + " " * (width - 4) + "".join(f"{m:>12s}" for m in metrics))
+        for model, values in models.items():
+            lines.append(f"{model:<{width}s}" + "".join(f"{values[m]:>12.4g}" if m in values else " " * 12
+                                                          for m in metrics))
+    lines.append(f"run folder: {run_dir} (report.md, results.json)")
+    return "\n".join(lines)
 
 
 def refuse_cv_folder(run_dir: str, verb: str) -> None:

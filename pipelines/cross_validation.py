@@ -84,10 +84,11 @@ def report_table(summary: dict, metrics: list[str]) -> str:
 
 
 def key_metrics(summary: dict, limit: int = 5) -> list[str]:
-    preferred = ("auroc", "auprc", "accuracy", "macro_f1", "micro_f1", "pearson", "spearman", "r2", "mse", "mae")
+    preferred = ("auroc", "auprc", "accuracy", "macro_f1", "micro_f1", "pearson", "spearman", "r2", "mse", "mae",
+                 "MASE", "sMAPE", "wQL", "bits_per_base", "bits_per_byte")
     ours = next(iter(summary.values()), {})
     chosen = [m for m in preferred if m in ours]
-    chosen += [m for m in ours if m not in chosen and not m.endswith(("_lo", "_hi")) and m != "loss"]
+    chosen += [m for m in ours if m not in chosen and not m.endswith(("_lo", "_hi")) and m not in ("loss", "n", "positives", "examples", "threshold")]
     return chosen[:limit]
 
 

@@ -37,7 +37,7 @@ def test_domain_recipe_under_ddp_scores_and_fits_baselines_on_rank_0_only(tmp_pa
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]  # rank 1 exited 0 too
     # both ranks write to this stdout: the baselines were fitted once, the results printed once
     assert proc.stdout.count("baselines: fitting 6-mer logistic regression") == 1, proc.stdout[-3000:]
-    assert proc.stdout.count('"run_dir"') == 1
+    assert proc.stdout.count("run folder: ") == 1
     results = json.loads((out / "results.json").read_text())
     # the model, its scratch baseline (trained by both ranks, in a second process group) and the k-mer baseline
     assert list(results["test"]) == ["mamba pretrained (lora)", "same model from scratch (full)",
@@ -64,7 +64,7 @@ def test_forecaster_under_fsdp_matches_ddp(tmp_path):
                f"train.output_dir={out}"]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-        assert proc.stdout.count('"run_dir"') == 1
+        assert proc.stdout.count("run folder: ") == 1
         results = json.loads((out / "results.json").read_text())
         assert {"mamba fine-tuned (lora)", "mamba from scratch (full, same budget)"} <= set(results["test"])
         assert (out / "predictor" / "model.safetensors").is_file()
