@@ -2,20 +2,23 @@
 
 GPU (default)::
 
-    python benchmarks/scan.py [--json results.json] [--backends triton,triton_channels_last]
+    python benchmarks/scan.py [--json results.json] [--backends mamba_ssm_cuda,triton,triton_channels_last]
+                              [--anchors anchors.json] [--sweep]
 
 times forward and forward+backward (median of CUDA-event timings after warm-up,
 through ``triton.testing.do_bench``, which flushes L2 between runs) and the peak
 memory of one forward+backward, for (B, D, L, N) = (4, 1536, 2048, 16),
 (4, 1536, 8192, 16), (1, 1536, 32768, 16), (4, 1536, 2048, 64) in bf16 with the
 inputs of ``shared/anchors.json`` (u, delta, z, B, C bf16, time-varying B/C of
-one group; A, D, delta_bias fp32; delta_softplus). Rows: ``triton`` (ours),
-``triton_channels_last`` (ours on the transposed views the mixer passes: u, z
-sliced from one (B, L, 2D) tensor, B, C from a (B, L, 48 + 2N) one, no copies),
-``reference`` (a Python loop: only at the smallest shape, few repeats),
-``chunked`` (plain PyTorch, where affordable), mambapy's ``pscan`` (PyPI
-``mambapy``) and mamba_ssm's CUDA kernel when importable; the anchors' mamba_ssm
-figures are fixed columns with our ratio to them.
+one group; A, D, delta_bias fp32; delta_softplus). Rows: ``mamba_ssm_cuda``
+(mamba_ssm's CUDA kernel, live in the same run when it imports: the peers'
+wheels), ``triton`` (ours, ``backend="triton"``), ``triton_channels_last`` (ours
+on the transposed views the mixer passes: u, z sliced from one (B, L, 2D)
+tensor, B, C from a (B, L, 48 + 2N) one), ``triton_short`` (triton.py's
+short-chunk kernel, forced), ``reference`` (a Python loop: only at the smallest
+shape), ``chunked`` (plain PyTorch, where affordable) and mambapy's ``pscan``.
+Each row of ours carries its ratio to the live mamba_ssm row and to the
+anchors' figures (an H100). ``--sweep`` also times triton_long.py's other tiles.
 
 CPU::
 
@@ -240,9 +243,8 @@ def run_gpu(args) -> list[dict]:
     return rows
 
 
-SWEEP = [  # (BD, BT, num_warps) of triton_long.py tried by --sweep, on contiguous and channels-last inputs
-    (1, 1024, 4), (1, 2048, 4), (1, 2048, 8), (1, 512, 2), (1, 512, 4), (2, 512, 4), (2, 1024, 8),
-    (4, 256, 4), (8, 128, 4), (8, 256, 8),
+SWEEP = [  # (BD, BT, num_warps) of triton_long.py tried by --sweep (the first run's wider list: RESULTS.md)
+    (1, 1024, 4), (1, 512, 2), (1, 256, 1),
 ]
 
 

@@ -12,7 +12,7 @@ resets where ``seq_idx`` changes and identity steps where ``mask`` is 0 (see
 - ``chunked``: plain PyTorch with a hand-written backward, the CPU default;
 - ``triton``: fused GPU kernels (when available), the CUDA default: ``triton_long.py`` (one program per
   channel, long time chunks, states walked one by one) for time-varying B and C, ``triton.py`` (short
-  chunks, [BD, N, 16] tiles) for time-invariant B or C.
+  chunks, [BD, N, 16] tiles) for time-invariant B or C and where it measured faster (``pick_triton_kernel``).
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from .step import selective_state_update
 
 BACKENDS = ("auto", "triton", "chunked", "reference")
 
-__all__ = ["selective_scan", "selective_state_update", "resolve_backend", "BACKENDS", "ScanInputs"]
+__all__ = ["selective_scan", "selective_state_update", "resolve_backend", "pick_triton_kernel", "BACKENDS",
+           "ScanInputs"]
 
 
 def triton_available() -> bool:
@@ -41,6 +42,25 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     if backend == "auto":
         return "triton" if device.type == "cuda" and triton_available() else "chunked"
     return backend
+
+
+def pick_triton_kernel(p: ScanInputs) -> str:
+    """``"long"`` (triton_long.py) or ``"short"`` (triton.py) for these inputs.
+
+    long needs time-varying B and C. On the (batch, L, dim) views the mixer passes it first copies
+    u, delta, z to time-contiguous tensors; measured on an H200 (RESULTS.md, seventh session) that
+    makes it slower than short for d_state <= 32 when batch * dim gives short enough programs
+    (B4 D1536 L2048 N16: 3.14 against 2.71 ms forward+backward), and faster at N = 64 (7.9 against
+    12.6 ms) and at B1 D1536 L32768 (13.6 against 15.8 ms)."""
+    from . import triton_long
+
+    if not triton_long.supports(p):
+        return "short"
+    batch, dim, _ = p.u.shape
+    channels_last = p.u.stride(2) != 1 and p.u.stride(1) == 1
+    if channels_last and p.A.shape[1] <= 32 and batch * dim >= 4096:
+        return "short"
+    return "long"
 
 
 def selective_scan(
@@ -79,7 +99,7 @@ def selective_scan(
             from . import triton_long
             from .triton import selective_scan_triton
 
-            fn = triton_long.selective_scan_triton_long if triton_long.supports(p) else selective_scan_triton
+            fn = triton_long.selective_scan_triton_long if pick_triton_kernel(p) == "long" else selective_scan_triton
         except ImportError as err:
             raise RuntimeError(
                 "selective_scan backend 'triton' is not available here "

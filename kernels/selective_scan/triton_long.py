@@ -30,8 +30,6 @@ Time-invariant (dim, N) B or C go to ``triton.py``.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import triton
 import triton.language as tl
@@ -39,7 +37,9 @@ import triton.language as tl
 from .spec import ScanInputs
 from .triton import _affine_combine, _big_strides, _load_dt, _load_keep
 
-LOG2E = 1.4426950408889634
+# y and the gradients of u, delta, z in their inputs' layouts (channels-last for the mixer's views, so its
+# transposes back are free), else contiguous (batch, dim, L)
+OUTPUTS_IN_INPUT_LAYOUT = True
 
 
 @triton.jit
@@ -248,20 +248,22 @@ def supports(p: ScanInputs) -> bool:
 
 
 def _config(p: ScanInputs) -> dict:
-    """Channels per program BD, chunk length BT and warps (sweeps: benchmarks/scan.py --sweep).
+    """Channels per program BD, chunk length BT and warps, from sweeps on an H200 (benchmarks/scan.py
+    --sweep): 8 steps per thread (BT = 256 per warp) won; wider BD made the backward 2-3x slower."""
+    length = p.u.shape[2]
+    BT = min(1024, max(16, triton.next_power_of_2(length)))
+    return dict(BD=1, BT=BT, num_warps=max(1, min(4, BT // 256)))
 
-    BD = 1 for time-contiguous inputs; the (batch, L, dim) views the mixer passes get BD = 8 so
-    that a program reads 8 adjacent channels (16 bytes in bf16) per step. BD must divide the
-    channels of every group."""
-    batch, dim, length = p.u.shape
-    dpg = math.gcd(dim // p.B.shape[1], dim // p.C.shape[1])
-    channels_last = p.u.stride(2) != 1 and p.u.stride(1) == 1
-    BD = 8 if channels_last else 1
-    while dpg % BD:
-        BD //= 2
-    BT = min(1024 // BD, max(16, triton.next_power_of_2(length)))
-    num_warps = max(1, min(4, BD * BT // 256))
-    return dict(BD=BD, BT=BT, num_warps=num_warps)
+
+def _time_contiguous(p: ScanInputs) -> ScanInputs:
+    """p with u, delta, z, B and C contiguous along time (copies only of those that are not), so each
+    program reads its channel's steps in 16-byte runs: the (batch, L, dim) views the mixer passes would
+    otherwise cost one 32-byte sector per 2-byte step (measured 2-3x slower: RESULTS.md)."""
+    def tc(t):
+        return t if t is None or t.stride(-1) == 1 else t.contiguous()
+
+    return ScanInputs(tc(p.u), tc(p.delta), p.A, tc(p.B), tc(p.C), p.D, tc(p.z), p.delta_bias, p.delta_softplus,
+                      p.initial_state, p.seq_idx, p.mask)
 
 
 def _bc_strides(t: torch.Tensor) -> tuple[int, int, int, int]:
@@ -290,13 +292,13 @@ def _empty_like_layout(t: torch.Tensor, dtype=None) -> torch.Tensor:
     return empty_in_layout_of(t, dtype)
 
 
-def scan_fwd(p: ScanInputs, cfg: dict | None = None):
-    """y in u's layout and dtype, and the (batch, chunks + 1, dim, N) fp32 chunk-start states (the last is
-    the final state)."""
+def scan_fwd(p: ScanInputs, cfg: dict | None = None, out_like: torch.Tensor | None = None):
+    """y in the layout of ``out_like`` (default u) and u's dtype, and the (batch, chunks + 1, dim, N) fp32
+    chunk-start states (the last is the final state)."""
     cfg = cfg or _config(p)
     c, flags = _common(p, cfg)
     batch, dim, length = p.u.shape
-    y = _empty_like_layout(p.u)
+    y = _empty_like_layout(p.u if out_like is None else out_like, p.u.dtype)
     states = torch.empty(batch, c["n_chunks"] + 1, dim, c["n_state"], device=p.u.device, dtype=torch.float32)
     if p.initial_state is not None:
         states[:, 0] = p.initial_state
@@ -313,15 +315,17 @@ def scan_fwd(p: ScanInputs, cfg: dict | None = None):
 
 
 def scan_bwd(p: ScanInputs, states: torch.Tensor, g_y: torch.Tensor | None, g_hT: torch.Tensor | None,
-             cfg: dict | None = None) -> dict:
+             cfg: dict | None = None, grads_like: ScanInputs | None = None) -> dict:
+    """Every input's gradient; those of u, delta and z in the layouts of ``grads_like``'s (default p's)."""
     cfg = cfg or _config(p)
     c, flags = _common(p, cfg)
     batch, dim, length = p.u.shape
     n_state, dev, f32 = c["n_state"], p.u.device, torch.float32
-    g_y = torch.zeros_like(p.u) if g_y is None else g_y
-    g_u = _empty_like_layout(p.u)
-    g_delta = _empty_like_layout(p.delta)
-    g_z = _empty_like_layout(p.z) if p.z is not None else None
+    g_y = torch.zeros_like(p.u) if g_y is None else (g_y if g_y.stride(-1) == 1 else g_y.contiguous())
+    like = p if grads_like is None else grads_like
+    g_u = _empty_like_layout(like.u, p.u.dtype)
+    g_delta = _empty_like_layout(like.delta, p.delta.dtype)
+    g_z = _empty_like_layout(like.z, p.z.dtype) if p.z is not None else None
     g_states = torch.empty(batch, c["n_chunks"] + 1, dim, n_state, device=dev, dtype=f32)
     if g_hT is not None:
         g_states[:, -1] = g_hT
@@ -349,7 +353,7 @@ class _LongScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, p: ScanInputs, u_, delta_, A_, B_, C_, D_, z_, bias_, h0_):
         cfg = _config(p)
-        y, states = scan_fwd(p, cfg)
+        y, states = scan_fwd(_time_contiguous(p), cfg, out_like=p.u if OUTPUTS_IN_INPUT_LAYOUT else None)
         ctx.p, ctx.cfg = p, cfg
         ctx.save_for_backward(states)
         return y, states[:, -1].clone()
@@ -358,7 +362,8 @@ class _LongScan(torch.autograd.Function):
     def backward(ctx, g_y, g_hT):
         p: ScanInputs = ctx.p
         (states,) = ctx.saved_tensors
-        g = scan_bwd(p, states, g_y, g_hT, ctx.cfg)
+        g = scan_bwd(_time_contiguous(p), states, g_y, g_hT, ctx.cfg,
+                     grads_like=p if OUTPUTS_IN_INPUT_LAYOUT else None)
 
         def cast(grad, ref):
             return None if grad is None or ref is None or not ref.requires_grad else grad.to(ref.dtype)
@@ -376,5 +381,5 @@ def selective_scan_triton_long(p: ScanInputs) -> tuple[torch.Tensor, torch.Tenso
         for x in (p.u, p.delta, p.A, p.B, p.C, p.D, p.z, p.delta_bias, p.initial_state)
     ):
         return _LongScan.apply(p, p.u, p.delta, p.A, p.B, p.C, p.D, p.z, p.delta_bias, p.initial_state)
-    y, states = scan_fwd(p)
+    y, states = scan_fwd(_time_contiguous(p), out_like=p.u if OUTPUTS_IN_INPUT_LAYOUT else None)
     return y, states[:, -1].clone()

@@ -246,3 +246,22 @@ def test_long_kernel_carries_across_chunks_small(BD, BT, case, monkeypatch, nan_
     kw = CPU_CASES[case]
     tol = 2e-2 if kw.get("dtype", torch.float32) != torch.float32 else 1e-4
     check(assert_close, *make_inputs(**kw), tol=tol, softplus=case != "groups-2")
+
+
+def test_pick_triton_kernel():
+    """long for time-varying B/C, except the mixer's channels-last views at small d_state and many channels
+    (where triton.py measured faster); short for time-invariant B/C."""
+    from mambatune.kernels.selective_scan import ScanInputs, pick_triton_kernel
+
+    def inputs(batch, dim, n_state, channels_last, time_varying=True):
+        shape = (batch, 2, dim) if channels_last else (batch, dim, 2)
+        u = torch.zeros(shape)
+        u = u.transpose(1, 2) if channels_last else u
+        bc = torch.zeros(batch, 1, n_state, 2) if time_varying else torch.zeros(dim, n_state)
+        return ScanInputs(u, u, -torch.ones(dim, n_state), bc, bc)
+
+    assert pick_triton_kernel(inputs(4, 1536, 16, channels_last=False)) == "long"
+    assert pick_triton_kernel(inputs(4, 1536, 16, channels_last=True)) == "short"
+    assert pick_triton_kernel(inputs(4, 1536, 64, channels_last=True)) == "long"
+    assert pick_triton_kernel(inputs(1, 1536, 16, channels_last=True)) == "long"
+    assert pick_triton_kernel(inputs(2, 8, 4, channels_last=False, time_varying=False)) == "short"
