@@ -167,10 +167,11 @@ def load_splits(cfg: DataConfig, recipe_source: str | None = None) -> dict[str, 
 
 def split_user_data(cfg: DataConfig, recipe_source: str | None) -> DocumentData:
     search = (Path(recipe_source).parent,) if recipe_source else ()
+    n_read: dict[str, int] = {}
     if cfg.user_path is None:  # K-fold on the built-in licences: every licence, folded
         frame, source_notes = licence_frame(cfg), []
     else:
-        frame, source_notes = read_documents(cfg, cfg.user_path, search, "data.path")
+        frame, source_notes = read_documents(cfg, cfg.user_path, search, "data.path", n_read)
     split_cfg, how_prefix = cfg, ""
     if cfg.split_column is None and cfg.fold is None and not cfg.test_path:
         if "split" in frame.columns:  # a file made for the old loader, or any file with a split column
@@ -180,7 +181,7 @@ def split_user_data(cfg: DataConfig, recipe_source: str | None) -> DocumentData:
     frame = frame.drop(FILE_SPLIT, strict=False) if split_cfg.split_column != FILE_SPLIT else frame
     test = None
     if cfg.test_path:
-        test, test_notes = read_documents(cfg, cfg.test_path, search, "data.test_path")
+        test, test_notes = read_documents(cfg, cfg.test_path, search, "data.test_path", n_read)
         source_notes += [f"test file: {n}" for n in test_notes]
         test = test.drop(FILE_SPLIT, strict=False)
         missing = set(frame.columns) - set(test.columns) - {cfg.split_column, cfg.group_column}
@@ -191,7 +192,9 @@ def split_user_data(cfg: DataConfig, recipe_source: str | None) -> DocumentData:
     splits = split_rows(frame, split_cfg, label_column=None if cfg.task != "classify" else "label", test_df=test,
                         where=f"data.path {cfg.user_path or DEMO}")
     how = how_prefix + splits.how
-    report = LoadReport(source=str(cfg.user_path or DEMO), n_read=frame.height, notes=source_notes)
+    kept = frame.height + (test.height if test is not None else 0)
+    read = sum(n_read.values()) or kept
+    report = LoadReport(source=str(cfg.user_path or DEMO), n_read=read, n_empty_dropped=read - kept, notes=source_notes)
     out = {s: DocumentTable(splits.frames[s], multi, report) for s in SPLITS}
     return DocumentData(out, how, source_notes + splits.notes, splits, multi)
 
@@ -204,10 +207,12 @@ def licence_frame(cfg: DataConfig) -> pl.DataFrame:
                         tables.ROW)
 
 
-def read_documents(cfg: DataConfig, path: str, search_dirs, key: str) -> tuple[pl.DataFrame, list[str]]:
+def read_documents(cfg: DataConfig, path: str, search_dirs, key: str, n_read: dict | None = None
+                   ) -> tuple[pl.DataFrame, list[str]]:
     """One source's documents as a frame of ``text``, ``label`` (str, or list of str when multi-label),
     ``id``, the FILE / ROW columns and any split / group column; and notes on what was changed."""
     where = f"{key} {path}"
+    n_read = {} if n_read is None else n_read
     if cfg.labels_path:
         from .documents_files import read_text_folder_with_labels
         raw, file_notes = read_text_folder_with_labels(path, cfg.labels_path, file_column=cfg.file_column,
@@ -218,6 +223,7 @@ def read_documents(cfg: DataConfig, path: str, search_dirs, key: str) -> tuple[p
         raw, file_notes = tables.read_table(path, encoding=cfg.encoding, search_dirs=search_dirs), []
     frame, notes = document_frame(raw, cfg, where)
     notes = file_notes + notes
+    n_read[key] = raw.height  # rows before empty documents were left out
     files = raw[tables.FILE].unique().to_list()
     if len(files) > 1 and all(split_of_file(f) for f in files):
         frame = frame.with_columns(pl.col(tables.FILE).map_elements(split_of_file, return_dtype=pl.String)

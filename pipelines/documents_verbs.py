@@ -34,7 +34,7 @@ from mambatune.core.training.distributed import pick_device
 from mambatune.domains.documents import DocumentDataset, DocumentTable, LabelVocabulary, LoadReport
 from mambatune.domains.documents.metrics import classification_metrics, multilabel_metrics
 from mambatune.domains import tables
-from mambatune.domains.documents.tokenizer_file import check_tokenizer
+from mambatune.domains.documents.tokenizer_file import check_tokenizer, save_tokenizer
 from mambatune.domains.documents.training import DocumentClassifier, lm_windows, predict_scores
 
 from . import documents as d
@@ -305,6 +305,10 @@ def export(run_dir, out) -> Path:
         domain_run.export_model(wrapped.model, out, meta)
     if cfg.tokenizer != "byte" and Path(cfg.tokenizer).is_file():
         shutil.copyfile(cfg.tokenizer, Path(out) / "tokenizer.json")
+    tok = d.make_tokenizer(cfg)
+    for folder in [Path(out) / "model", *sorted(Path(out).glob("member-*/model"))]:
+        if folder.is_dir():  # the exported model keeps the ids it was trained on
+            save_tokenizer(tok, folder)
     return Path(out)
 
 

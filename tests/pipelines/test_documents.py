@@ -209,6 +209,7 @@ def test_classify_eval_predict_export(tmp_path, single_label, method, capsys):
     assert main(["export", str(out), str(tmp_path / "exported")]) == 0
     manifest = json.loads((tmp_path / "exported" / "export.json").read_text())
     assert set(manifest["written"]) == {"model", "head", "hf"} and manifest["labels"] == labels
+    assert json.loads((tmp_path / "exported" / "model" / "tokenizer.json").read_text())["kind"] == "byte"
 
 
 def test_multilabel_predict_uses_tuned_thresholds(tmp_path, ecthr_like):

@@ -183,7 +183,7 @@ def test_empty_texts_counted_or_refused(tmp_path, capsys, no_split):
     assert "2 empty document(s)" in err and "gaps.jsonl, row 4" in err and "data.empty_texts=drop" in err
     from mambatune.pipelines.documents_data import DataConfig, load_data
     data = load_data(DataConfig(path=str(path), text_column="body", label_column="licence", id_column="doc_id"))
-    assert sum(len(t) for t in data.tables.values()) == 38
+    assert sum(len(t) for t in data.tables.values()) == 38 and data.tables["train"].report.n_empty_dropped == 2
     assert any("2 empty document(s) left out" in n and "gaps.jsonl, row 8" in n for n in data.notes)
 
 
