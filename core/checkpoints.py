@@ -67,16 +67,38 @@ def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | os.Pat
     atomic_write(path, lambda tmp: save_file(out, tmp, metadata=metadata))
 
 
+def shard_files(folder: Path, index: Path) -> list[Path]:
+    """The shard files an index names, each a file inside ``folder`` (an entry reaching outside it, through
+    ``..``, an absolute path or a link, is refused: an index must not make us read other files)."""
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+        names = sorted(set(weight_map.values()))
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"{index} is not a valid index (a JSON object with a weight_map): {err}") from None
+    root = folder.resolve()
+    out = []
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise CheckpointError(f"{index} names a shard {name!r}; expected a file name")
+        path = (folder / name).resolve()
+        if os.path.isabs(name) or root not in path.parents:
+            raise CheckpointError(f"{index} names the shard {name!r}, which lies outside the model folder {folder}; "
+                                  "shards must be files inside the folder")
+        out.append(folder / name)
+    return out
+
+
 def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
     """All tensors of a checkpoint folder: safetensors (single or sharded) first, else .bin files."""
     index = folder / "model.safetensors.index.json"
     if (folder / "model.safetensors").exists():
         return load_file(folder / "model.safetensors")
     if index.exists():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
         out: dict[str, torch.Tensor] = {}
-        for s in shards:
-            out.update(load_file(folder / s))
+        for shard in shard_files(folder, index):
+            if not shard.is_file():
+                raise CheckpointError(f"{index} names {shard.name}, which is not in {folder}")
+            out.update(load_file(shard))
         return out
     bins = sorted(folder.glob("pytorch_model*.bin"))
     if bins:
@@ -95,14 +117,51 @@ def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
     )
 
 
+def looks_local(path: str) -> bool:
+    """Whether a missing ``path`` was meant as a local folder, not a hub id: it starts with ``./`` ``../``
+    ``/`` or ``~``, or its first part is a folder that exists here (``models/my-model`` beside ``models/``)."""
+    if path.startswith(("./", "../", "/", "~", ".\\", "..\\")) or path in (".", ".."):
+        return True
+    first = path.replace("\\", "/").split("/", 1)[0]
+    return "/" in path and Path(first).is_dir()
+
+
+def nonfinite_tensors(sd: dict[str, torch.Tensor]) -> dict[str, int]:
+    """``{name: count}`` of the floating tensors holding NaN or Inf values."""
+    out = {}
+    for name, t in sd.items():
+        if t.is_floating_point() or t.is_complex():
+            bad = int((~torch.isfinite(t)).sum())
+            if bad:
+                out[name] = bad
+    return out
+
+
+def check_finite(sd: dict[str, torch.Tensor], where: str,
+                 advice: str = "use an earlier checkpoint (or pass allow_nonfinite=True to load it anyway)") -> None:
+    """Raises :class:`CheckpointError` naming every tensor of ``sd`` that holds NaN or Inf."""
+    bad = nonfinite_tensors(sd)
+    if bad:
+        listed = ", ".join(f"{k} ({n} of {sd[k].numel()})" for k, n in list(bad.items())[:20])
+        more = f" and {len(bad) - 20} more" if len(bad) > 20 else ""
+        raise CheckpointError(
+            f"{where} holds non-finite (NaN/Inf) weights in {len(bad)} tensor(s): {listed}{more}. A model with "
+            f"them gives NaN outputs; {advice}")
+
+
 def resolve_path(path_or_id: str | os.PathLike, revision: str | None = None) -> Path:
-    """A local folder as is; otherwise a hub id downloaded with huggingface_hub (needs network)."""
-    p = Path(path_or_id)
+    """A local folder as is; otherwise a hub id downloaded with huggingface_hub (needs network).
+    A missing path that looks local (see :func:`looks_local`) is "no such folder", never a download."""
+    p = Path(path_or_id).expanduser()
     if p.exists():
         if not p.is_dir():
             raise CheckpointError(f"{p} is a file; pass the checkpoint folder (with config.json) instead")
         return p
     s = str(path_or_id)
+    if looks_local(s):
+        parent = next((q for q in p.absolute().parents if q.is_dir()), None)
+        raise CheckpointError(f"checkpoint {s!r} not found: no such folder ({p.absolute()}; "
+                              f"the nearest existing folder is {parent})")
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", s):
         raise CheckpointError(f"checkpoint {s!r} not found: no such folder, and it is not a hub id like 'state-spaces/mamba-130m-hf'")
     try:
@@ -203,7 +262,13 @@ def config_from_caduceus(c: dict) -> MambaConfig:
     )
 
 
-def config_to_hf(cfg: MambaConfig) -> dict:
+def config_to_hf(cfg: MambaConfig, dtype: torch.dtype = torch.float32) -> dict:
+    """The ``config.json`` of a Hugging Face ``MambaForCausalLM`` holding ``cfg``'s weights (stored as ``dtype``).
+
+    Only fields that describe the trained weights are carried over. ``rescale_prenorm_residual`` is an
+    initialisation rule, and transformers (5.x) applies it at ``from_pretrained`` too, dividing every loaded
+    ``out_proj.weight`` by sqrt(n_layer): the export always writes false, so the weights load unchanged.
+    ``dtype`` makes transformers load the weights in the dtype they were saved in."""
     if cfg.bidirectional or cfg.rc_equivariant != "none" or not cfg.rms_norm:
         raise CheckpointError("Hugging Face MambaForCausalLM holds causal RMSNorm models only; this model is "
                               + ("bidirectional" if cfg.bidirectional else "RC-equivariant" if cfg.rc_equivariant != "none" else "LayerNorm"))
@@ -215,8 +280,9 @@ def config_to_hf(cfg: MambaConfig) -> dict:
         "residual_in_fp32": cfg.residual_in_fp32, "use_bias": cfg.bias, "use_conv_bias": cfg.conv_bias,
         "hidden_act": "silu", "time_step_min": cfg.dt_min, "time_step_max": cfg.dt_max,
         "time_step_init_scheme": cfg.dt_init, "time_step_scale": cfg.dt_scale, "time_step_floor": cfg.dt_init_floor,
-        "initializer_range": cfg.initializer_range, "rescale_prenorm_residual": cfg.rescale_prenorm_residual,
+        "initializer_range": cfg.initializer_range, "rescale_prenorm_residual": False,
         "tie_word_embeddings": cfg.tie_embeddings, "pad_token_id": cfg.pad_token_id, "use_cache": True,
+        "dtype": str(dtype).removeprefix("torch."),
     }
 
 
@@ -255,16 +321,25 @@ def to_hf(sd: dict[str, torch.Tensor], tie: bool) -> dict[str, torch.Tensor]:
         out[k.replace("backbone.embedding.", "backbone.embeddings.")] = v
     if tie:
         out.pop("lm_head.weight", None)
+    elif "lm_head.weight" in out:
+        # our untied head has vocab_size rows, HF's the embedding's padded count: the extra ids get zero logits
+        head, rows = out["lm_head.weight"], out["backbone.embeddings.weight"].shape[0]
+        if head.shape[0] < rows:
+            out["lm_head.weight"] = torch.cat([head, head.new_zeros(rows - head.shape[0], head.shape[1])])
     return out
 
 
 # -- public API ----------------------------------------------------------------------------
 
-def save_pretrained(model: MambaForTask, path: str | os.PathLike, meta: dict | None = None) -> Path:
-    """Writes ``config.json`` + ``model.safetensors`` (our format) into ``path``."""
+def save_pretrained(model: MambaForTask, path: str | os.PathLike, meta: dict | None = None,
+                    allow_nonfinite: bool = False) -> Path:
+    """Writes ``config.json`` + ``model.safetensors`` (our format) into ``path``; NaN / Inf weights are
+    refused (nothing is written) unless ``allow_nonfinite``."""
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     sd = {k: v for k, v in model.state_dict().items()}
+    if not allow_nonfinite:
+        check_finite(sd, "the model to save", "nothing was written (allow_nonfinite=True writes it anyway)")
+    path.mkdir(parents=True, exist_ok=True)
     atomic_save_safetensors(sd, path / "model.safetensors", metadata={"format": FORMAT})
     cfg = {"format": FORMAT, "version": FORMAT_VERSION, "model": model.config.to_dict(),
            "head": dict(model.head.spec), "meta": meta or {}}
@@ -279,8 +354,8 @@ def export_hf(model: MambaForTask, path: str | os.PathLike) -> Path:
     if not isinstance(model.head, LMHead):
         raise CheckpointError("Hugging Face export needs a language model (LM head); this model has a "
                               f"{model.head.kind} head. Save it with save_pretrained instead.")
-    hf_cfg = config_to_hf(model.config)
     sd = model.state_dict()
+    hf_cfg = config_to_hf(model.config, sd["backbone.embedding.weight"].dtype)
     extra = [k for k in sd if not re.match(r"(backbone\.(embedding|norm_f|layers\.\d+\.(norm|mixer\.(in_proj|x_proj|dt_proj|out_proj|conv1d)))\.(weight|bias)"
                                           r"|backbone\.layers\.\d+\.mixer\.(A_log|D)|head\.weight)$", k)]
     if extra:
@@ -315,6 +390,7 @@ def load_pretrained(
     dtype: torch.dtype | None = None,
     device: str | torch.device | None = None,
     config_overrides: dict | None = None,
+    allow_nonfinite: bool = False,
 ) -> MambaForTask:
     """Loads a checkpoint into a ``MambaForTask``.
 
@@ -322,7 +398,7 @@ def load_pretrained(
     checkpoints); a Head (or a spec dict like ``{"kind": "classification",
     "num_labels": 2}``) replaces it and is reported as newly initialised.
     ``model.load_report`` says what happened. Missing or unexpected backbone
-    keys and shape mismatches raise, listing them.
+    keys and shape mismatches raise, listing them; so do NaN / Inf weights, unless ``allow_nonfinite``.
     """
     user_head = head is not None
     folder = resolve_path(path_or_id)
@@ -334,6 +410,8 @@ def load_pretrained(
             d["backend"] = backend
         config = MambaConfig.from_dict(d)
     sd = read_state_dict(folder)
+    if not allow_nonfinite:
+        check_finite(sd, f"checkpoint {folder}")
     if fmt != "mambatune":
         sd = to_ours(sd, fmt, config)
     probe = MambaForTask(config)

@@ -204,12 +204,14 @@ def plain_model(model):
     return model
 
 
-def export_model(model, out, meta: dict) -> dict:
+def export_model(model, out, meta: dict, tokenizer_spec: dict | None = None) -> dict:
     """Writes ``out/hf`` (the backbone as a Hugging Face ``MambaForCausalLM``: the model's own LM head
     when it is a language model, else an LM head tied to the embedding), ``out/head`` (a task head:
     ``head.json`` with its spec + ``head.safetensors``) and, for a ``MambaForTask``, ``out/model`` (our
     format, what ``load_pretrained`` reads). Returns the manifest written to ``out/export.json``;
-    an architecture Hugging Face Mamba cannot hold (bidirectional, RC-equivariant) is named there."""
+    an architecture Hugging Face Mamba cannot hold (bidirectional, RC-equivariant) is named there.
+    ``hf/`` gets the tokenizer as Hugging Face tokenizer files: ``tokenizer_spec`` (a mambatune-tokenizer
+    dict), else the run's own (``<run_dir>/model/tokenizer.json`` or ``<run_dir>/tokenizer.json``)."""
     import dataclasses
 
     from safetensors.torch import save_file
@@ -240,12 +242,35 @@ def export_model(model, out, meta: dict) -> dict:
                                               backbone=model.backbone)
         export_hf(lm, out / "hf")
         manifest["written"].append("hf")
+        export_hf_tokenizer(out / "hf", tokenizer_spec, meta.get("run_dir"), manifest)
         if not is_lm:
             manifest["hf_note"] = "the LM head of hf/ is tied to the embedding: use hf/ as a backbone"
     except CheckpointError as err:
         manifest["hf_skipped"] = str(err)
     atomic_write_json(out / "export.json", manifest)
     return manifest
+
+
+def export_hf_tokenizer(folder: Path, spec: dict | None, run_dir: str | None, manifest: dict) -> None:
+    """Writes ``spec`` (else the run's saved tokenizer spec) into ``folder`` as Hugging Face tokenizer files;
+    ``manifest`` says what was written or why not."""
+    from mambatune.core.hf_tokenizer import TokenizerExportError, save_hf_tokenizer
+
+    for candidate in ([] if spec is not None or not run_dir else
+                      [Path(run_dir) / "model" / "tokenizer.json", Path(run_dir) / "tokenizer.json"]):
+        if candidate.is_file():
+            found = json.loads(candidate.read_text())
+            if isinstance(found, dict) and found.get("format") == "mambatune-tokenizer":
+                spec = found
+                break
+    if spec is None:
+        manifest["hf_tokenizer_skipped"] = "the run holds no mambatune-tokenizer file"
+        return
+    try:
+        save_hf_tokenizer(spec, folder)
+        manifest["hf_tokenizer"] = spec.get("kind")
+    except TokenizerExportError as err:
+        manifest["hf_tokenizer_skipped"] = str(err)
 
 
 def report_skipped(what: str, counts: dict[str, int]) -> None:

@@ -183,3 +183,72 @@ def test_caduceus_rcps_is_refused_clearly(tmp_path):
     caduceus_folder(MambaForTask(cfg), tmp_path, rcps=True)
     with pytest.raises(CheckpointError, match="RCPS"):
         load_pretrained(tmp_path)
+
+
+def tiny_folder(path):
+    m = MambaForTask(MambaConfig(d_model=16, n_layer=1, vocab_size=8, d_state=4))
+    export_hf(m, path)
+    return path
+
+
+@pytest.mark.parametrize("shard", ["../outside.safetensors", "ABS", "sub/../../outside.safetensors"])
+def test_index_entries_outside_the_folder_are_refused(tmp_path, shard):
+    from safetensors.torch import load_file, save_file
+
+    model_dir = tiny_folder(tmp_path / "model")
+    sd = load_file(model_dir / "model.safetensors")
+    save_file(sd, tmp_path / "outside.safetensors")
+    (model_dir / "model.safetensors").unlink()
+    shard = str(tmp_path / "outside.safetensors") if shard == "ABS" else shard
+    (model_dir / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {k: shard for k in sd}}))
+    with pytest.raises(CheckpointError, match="outside the model folder"):
+        load_pretrained(model_dir)
+
+
+def test_sharded_index_inside_the_folder_loads(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model_dir = tiny_folder(tmp_path / "model")
+    sd = load_file(model_dir / "model.safetensors")
+    (model_dir / "model.safetensors").unlink()
+    names = sorted(sd)
+    save_file({k: sd[k] for k in names[:3]}, model_dir / "a.safetensors")
+    save_file({k: sd[k] for k in names[3:]}, model_dir / "b.safetensors")
+    weight_map = {k: ("a.safetensors" if i < 3 else "b.safetensors") for i, k in enumerate(names)}
+    (model_dir / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    assert load_pretrained(model_dir).load_report.source_format == "hf"
+
+
+@pytest.mark.parametrize("path", ["models/my-model", "./my-model", "../nowhere/model", "~/no-such-mambatune-model"])
+def test_missing_local_path_is_no_such_folder(tmp_path, monkeypatch, path):
+    import huggingface_hub
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: pytest.fail("tried the hub"))
+    with pytest.raises(CheckpointError, match="no such folder"):
+        load_pretrained(path)
+
+
+def test_nonfinite_weights_are_refused_at_load(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model_dir = tiny_folder(tmp_path / "model")
+    sd = load_file(model_dir / "model.safetensors")
+    sd["backbone.layers.0.mixer.D"][3] = float("nan")
+    sd["backbone.norm_f.weight"][0] = float("inf")
+    save_file(sd, model_dir / "model.safetensors")
+    with pytest.raises(CheckpointError, match="non-finite") as err:
+        load_pretrained(model_dir)
+    assert "backbone.layers.0.mixer.D (1 of" in str(err.value) and "backbone.norm_f.weight" in str(err.value)
+    model = load_pretrained(model_dir, allow_nonfinite=True)
+    assert torch.isnan(model.backbone.layers[0].mixer.D).any()
+
+
+def test_nonfinite_weights_are_never_saved(tmp_path):
+    m = MambaForTask(MambaConfig(d_model=16, n_layer=1, vocab_size=8, d_state=4))
+    with torch.no_grad():
+        m.backbone.layers[0].mixer.A_log[0, 0] = float("inf")
+    with pytest.raises(CheckpointError, match=r"A_log \(1 of .*nothing was written"):
+        save_pretrained(m, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
