@@ -178,6 +178,9 @@ def split_user_data(cfg: DataConfig, recipe_source: str | None) -> DocumentData:
             split_cfg, how_prefix = dataclasses.replace(cfg, split_column="split"), "the data's 'split' column; "
         elif FILE_SPLIT in frame.columns:
             split_cfg, how_prefix = dataclasses.replace(cfg, split_column=FILE_SPLIT), "train / val / test files; "
+    elif cfg.split_column is None and "split" in frame.columns:
+        source_notes.append("the data's 'split' column is not used: " + ("data.cv_folds makes the folds"
+                            if cfg.fold is not None else "data.test_path gives the test documents"))
     frame = frame.drop(FILE_SPLIT, strict=False) if split_cfg.split_column != FILE_SPLIT else frame
     test = None
     if cfg.test_path:
