@@ -149,6 +149,37 @@ def latest_checkpoint(root: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
+def read_trainer_state(folder: Path) -> dict:
+    """``trainer_state.json`` of a checkpoint (step, data position, the run identity, ...)."""
+    return json.loads((Path(folder) / "trainer_state.json").read_text())
+
+
+def has_finite_weights(folder: Path) -> bool:
+    """Whether every floating tensor of a complete checkpoint's weights file is finite."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        weights = load_file(folder / manifest["weights"])
+    except (OSError, ValueError, KeyError):
+        return False
+    return all(bool(torch.isfinite(t).all()) for t in weights.values() if t.is_floating_point())
+
+
+def intact_checkpoint(root: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint whose weights are all finite (what a resume can trust), or None."""
+    for folder in reversed(list_checkpoints(root)):
+        if has_finite_weights(folder):
+            return folder
+    return None
+
+
+def describe_intact(root: str | os.PathLike) -> str:
+    """A sentence naming the checkpoint a user can go back to, or saying that there is none."""
+    folder = intact_checkpoint(root)
+    if folder is None:
+        return f"No intact checkpoint exists in {root} (none was saved with finite weights)."
+    return f"The newest intact checkpoint is {folder} (step {int(folder.name[len(STEP_PREFIX):])})."
+
+
 def load_checkpoint(folder: str | os.PathLike, map_location="cpu") -> dict:
     """Returns ``{"weights", "trainable_only", "optim", "rng", "trainer_state"}`` of a complete checkpoint."""
     folder = Path(folder)

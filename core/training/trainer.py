@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import math
 import resource
+import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -29,11 +31,12 @@ from torch.utils.data import DataLoader, Dataset
 from mambatune.core.config import check_known_keys
 
 from . import distributed as dist_utils
-from . import run_state
+from . import identity, run_state
 from .metrics_log import MetricsLog, plot_curves
 from .monitor import SSMMonitor
 from .optim import build_optimizer, build_scheduler
 from .precision import Precision, set_tf32
+from .ranges import check_ranges
 
 
 NONFINITE_POLICIES = ("skip", "stop")
@@ -77,6 +80,7 @@ class TrainConfig:
     early_stopping_min_delta: float = 0.0
     load_best_at_end: bool = True
     resume: bool = True
+    resume_force: bool = False  # resume although optimizer settings changed (never shapes); recorded in the run
     seed: int = 0
     log_every: int = 10
     monitor_every: int = 50
@@ -94,17 +98,7 @@ class TrainConfig:
     max_nonfinite_skips: int = 10
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "grad_accum"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"TrainConfig.max_steps must be >= 1 or None, got {self.max_steps}")
-        if self.max_minutes is not None and self.max_minutes <= 0:
-            raise ValueError(f"TrainConfig.max_minutes must be positive or None, got {self.max_minutes}")
-        if self.lr <= 0:
-            raise ValueError(f"TrainConfig.lr must be positive, got {self.lr}")
-        if len(self.betas) != 2:
-            raise ValueError(f"TrainConfig.betas must be two numbers, got {self.betas}")
+        check_ranges(self)  # every numeric, boolean and text field (ranges.RULES gives each range)
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise ValueError(f"TrainConfig.precision must be fp32, bf16 or fp16, got {self.precision!r}")
         if self.nonfinite not in NONFINITE_POLICIES:
@@ -153,7 +147,10 @@ class Trainer:
     scores evaluations next to the loss."""
 
     def __init__(self, model: nn.Module, config: TrainConfig, train_data: Dataset, eval_data: Dataset | None = None,
-                 collate_fn: Callable | None = None, metrics_fn: Callable[[torch.Tensor, torch.Tensor], dict] | None = None):
+                 collate_fn: Callable | None = None, metrics_fn: Callable[[torch.Tensor, torch.Tensor], dict] | None = None,
+                 identity_extra: dict | None = None):
+        """``identity_extra``: what else makes this run itself (e.g. a pipeline's data fingerprint); it joins
+        the run identity every checkpoint records (see identity.py)."""
         self.config = config
         self.train_data = train_data
         self.eval_data = eval_data
@@ -192,6 +189,8 @@ class Trainer:
                                       "best_step": None, "bad_evals": 0, "tokens": 0, "last_eval": {},
                                       "nonfinite_skips": 0, "nonfinite_in_a_row": 0}
         self.last_skip: dict | None = None  # what the last _step skipped, for the log
+        self.identity = identity.run_identity(config, model, identity_extra)
+        self.state["identity"] = self.identity
         self.monitor = None
         if config.monitor_every > 0 and backbone is not None and hasattr(backbone, "layers"):
             self.monitor = SSMMonitor(dist_utils.unwrap(self.model), config.monitor_layers)
@@ -330,14 +329,29 @@ class Trainer:
         cfg, env = self.config, self.env
         start = time.time()
         latest = run_state.latest_checkpoint(self.ckpt_dir) if cfg.resume else None
+        moved_to, forced = None, []
+        if not cfg.resume:
+            moved_to = self._set_aside_previous_run()
         if latest is not None:
+            saved = run_state.read_trainer_state(latest).get("identity")
+            forced = identity.check_resume(saved, self.identity, cfg.resume_force, latest)
             self.resume(latest)
+            if forced:
+                identity.apply_settings(self.optimizer, self.scheduler, cfg)
+                self._adopt_batch_size(saved["train"]["batch_size"])
+                self.state["forced_changes"] = self.state.get("forced_changes", []) + [
+                    {"step": self.state["step"], "changes": forced}]
+            self.state["identity"] = self.identity
         else:
             torch.manual_seed(cfg.seed + env.rank)
         log = MetricsLog(self.run_dir, cfg.tensorboard, resume_step=self.state["step"] if latest else None) \
             if env.is_main else None
         if log is not None and latest is not None:
             log.log({"step": self.state["step"], "event": "resumed", "from": str(latest)})
+        if log is not None and forced:
+            log.log({"step": self.state["step"], "event": "resume_forced", "changes": forced})
+        if log is not None and moved_to is not None:
+            log.log({"step": 0, "event": "previous_run_moved", "to": str(moved_to)})
         bar = None
         if env.is_main and cfg.progress:
             from tqdm.auto import tqdm
@@ -423,6 +437,24 @@ class Trainer:
         return TrainResult(self.state["step"], self.state["best_step"], self.state["best_metric"], stopped_early,
                            last_eval, str(self.run_dir), time.time() - start, out_of_time)
 
+    def _set_aside_previous_run(self) -> Path | None:
+        """``resume=false`` into a folder holding checkpoints: the old run's checkpoints and logs move to
+        ``previous-<time>/`` (printed), so the two runs never mix. Returns where they went."""
+        moved = None
+        if self.env.is_main and self.ckpt_dir.is_dir() and any(self.ckpt_dir.iterdir()):
+            owned = [self.ckpt_dir, self.run_dir / "metrics.jsonl", self.run_dir / "tensorboard", self.run_dir / "plots"]
+            moved = identity.set_aside(self.run_dir, owned)
+            print(f"train.resume=false: {self.run_dir} held another run's checkpoints; they and its logs were moved "
+                  f"to {moved}", file=sys.stderr, flush=True)
+        dist_utils.barrier(self.env)
+        return moved
+
+    def _adopt_batch_size(self, old: int) -> None:
+        """A forced resume with another batch size: the data position, counted in micro-batches, is
+        converted so that the same examples are not read twice."""
+        if old != self.config.batch_size:
+            self.state["micro_in_epoch"] = self.state["micro_in_epoch"] * old // self.config.batch_size
+
     def _out_of_time(self, start: float) -> bool:
         """Whether ``max_minutes`` is spent; under torchrun every rank takes rank 0's answer, so all stop
         at the same step."""
@@ -470,7 +502,9 @@ class Trainer:
                               "what": "loss" if not math.isfinite(mean_loss) else "gradients"}
         elif self.precision.step(self.optimizer):
             self.state["nonfinite_in_a_row"] = 0
-        self.scheduler.step()
+        with warnings.catch_warnings():  # a skipped first step makes torch warn that the schedule runs ahead
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
+            self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.state["step"] = step + 1
         self.state["tokens"] += tokens * env.world_size
@@ -492,9 +526,9 @@ class Trainer:
             why = f"{in_a_row} steps in a row were skipped (train.max_nonfinite_skips={cfg.max_nonfinite_skips})"
         else:
             return
-        hint = ("in fp16 the activations overflowed (fp16 holds values up to 65504): use precision=bf16 or fp32"
+        hint = ("In fp16 the activations overflowed (fp16 holds values up to 65504): use precision=bf16 or fp32"
                 if self.precision.mode == "fp16" else
-                "try a lower lr, a longer warmup, max_grad_norm > 0, or check the data for bad labels/values")
+                "Try a lower lr, a longer warmup, max_grad_norm > 0, or check the data for bad labels/values")
         raise NonFiniteLossError(
             f"the {skip['what']} became non-finite (loss {skip['loss']}, gradient norm {skip['grad_norm']}) at optimizer "
             f"step {self.state['step']} (epoch {self.state['epoch']}, lr {skip['lr']:.3g}); training stopped because "

@@ -17,7 +17,8 @@ def test_nan_loss_stops_with_clear_message(fast_cfg):
     with torch.no_grad():
         model.head.score.bias.fill_(float("nan"))
     trainer = Trainer(model, cfg, data, None, collate, accuracy)
-    with pytest.raises(NonFiniteLossError, match=r"loss is nan at optimizer step 1 .*lower lr"):
+    with pytest.raises(NonFiniteLossError, match=r"loss became non-finite .* at optimizer step 1 .*weights themselves"
+                                                 r".*No intact checkpoint exists"):
         trainer.train()
 
 
@@ -36,7 +37,7 @@ def test_nan_guard_after_some_steps_keeps_checkpoint(fast_cfg, tmp_path):
         return original(batches)
 
     trainer._step = poisoned
-    with pytest.raises(NonFiniteLossError, match="step 3"):
+    with pytest.raises(NonFiniteLossError, match=r"step 3 .*newest intact checkpoint is .*step-00000002"):
         trainer.train()
     assert [p.name for p in list_checkpoints(tmp_path / "run" / "checkpoints")][-1] == "step-00000002"
 
