@@ -11,6 +11,15 @@ from pathlib import Path
 from typing import Callable
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it back at once
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_current_umask()  # what open() gives a new file (0644 under the usual umask 022)
+
+
 def fsync_dir(path: Path) -> None:
     """Makes a rename inside ``path`` durable (best effort: not every filesystem allows it)."""
     try:
@@ -31,6 +40,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None],
     ``before_rename`` runs between the two (a fault-injection point for tests)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600; the file should read like every other file of the run
     os.close(fd)
     try:
         write(tmp)
