@@ -87,16 +87,23 @@ class Search:
 
 # -- the recipe of a trial -------------------------------------------------------------------------
 
-def absolute_data_paths(data: Any, base: Path) -> Any:
-    """The data section with every relative path that exists beside the recipe file made absolute, so
-    a trial's recipe (written elsewhere) reads the same files."""
-    if isinstance(data, dict):
-        return {k: absolute_data_paths(v, base) for k, v in data.items()}
-    if isinstance(data, list):
-        return [absolute_data_paths(v, base) for v in data]
-    if isinstance(data, str) and data and not Path(data).is_absolute() and (base / data).exists():
-        return str((base / data).resolve())
-    return data
+def is_path_key(key: str) -> bool:
+    return key.endswith(("path", "paths")) or key == "genome"
+
+
+def absolute_data_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """The data section with each relative file of a path key (``path``, ``test_path``, ``labels_path``,
+    ``genome``, ...) that exists in the working folder or beside the recipe file (where the pipelines
+    look) made absolute, so trial recipes, written elsewhere, and the best recipe read the same files."""
+    def absolute(value: Any) -> Any:
+        if isinstance(value, list):
+            return [absolute(v) for v in value]
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            for where in (Path(value), base / value):
+                if where.exists():
+                    return str(where.resolve())
+        return value
+    return {k: absolute(v) if is_path_key(k) else v for k, v in (data or {}).items()}
 
 
 def base_recipe(search: Search) -> tuple[dict[str, Any], Any]:
@@ -253,6 +260,7 @@ def worker(search: Search, index: int = 0, pruner=None) -> None:
                     hold.enter_context(file_lock(tdir / "running.lock"))  # taken before the ask lock is let go
                     trial.set_user_attr("host", socket.gethostname())
                     trial.set_user_attr("folder", str(folder.resolve()))
+                    trial.set_user_attr("worker", f"{index}:{os.getpid()}")
             if trial is None:
                 if not running:
                     return

@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from mambatune.core.atomic import atomic_write_text
 from .search_trial import trial_recipe, write_recipe
 
 FIXED = ("number", "state", "value", "kind", "methods", "method_params", "trainable_params", "seconds",
-         "run_dir", "retry_of", "note")
+         "run_dir", "worker", "retry_of", "note")
 
 
 def note_of(t, retried: set[int]) -> str:
@@ -91,7 +92,9 @@ def write_plots(study, folder: Path) -> list[str]:
     for name, plot in (("optimization_history", oplt.plot_optimization_history),
                        ("param_importances", oplt.plot_param_importances)):
         try:
-            ax = plot(study)
+            with warnings.catch_warnings():  # importances of few trials come with caveats the note already makes
+                warnings.simplefilter("ignore")
+                ax = plot(study)
             fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
             fig.tight_layout()
             fig.savefig(out / f"{name}.png", dpi=120)

@@ -14,7 +14,7 @@ One trial switches each method on or off and, for those that are on, picks its s
 
 Every switch names a method of the PEFT registry (``core.peft.METHODS``; LoRAp is its ``lora`` with
 ``output_slice: x``), each trial's choice becomes the method configs that ``peft.apply`` takes, so a
-recipe of any domain runs it. All switches off is head-only tuning (the recipe's ``train_head``).
+recipe of any domain runs it. All switches off is the registry's ``head_only`` (the task head alone).
 The registry's ``top_layers``, ``head_only`` and ``full`` are not switches: they are not adapters
 that combine (head-only is the all-off trial).
 """
@@ -85,6 +85,8 @@ def sample(trial, switches: list[str], base_lr: float) -> tuple[list[dict[str, A
                         "bottleneck": trial.suggest_categorical("parallel_adapter.bottleneck", BOTTLENECKS),
                         "position": trial.suggest_categorical("parallel_adapter.position", ["mixer", "block"])})
     lr = trial.suggest_float("lr", base_lr / 10, base_lr * 10, log=True)
+    if not methods:  # said explicitly: a recipe with no method trains the whole model
+        methods.append({"method": "head_only"})
     for m in methods:
         peft.method_config(m)  # every sampled config is a valid registry config
     return methods, lr
@@ -96,8 +98,9 @@ def method_names(methods: list[dict[str, Any]]) -> list[str]:
 
 
 def kind_of(methods: list[dict[str, Any]]) -> str:
-    """``hybrid`` (two or more methods), ``single`` (one), ``head_only`` (none)."""
-    return {0: "head_only", 1: "single"}.get(len(methods), "hybrid")
+    """``hybrid`` (two or more methods), ``single`` (one), ``head_only`` (none but the head)."""
+    adapters = [m for m in methods if m["method"] != "head_only"]
+    return {0: "head_only", 1: "single"}.get(len(adapters), "hybrid")
 
 
 # -- the budget ------------------------------------------------------------------------------------
@@ -132,6 +135,7 @@ def method_params(shape: MambaConfig, methods: list[dict[str, Any]]) -> int:
     trial trains the same head). Counted on the meta device, so no memory and no time."""
     import torch
     from mambatune.core import MambaModel
+    methods = [m for m in methods if m["method"] != "head_only"]
     if not methods:
         return 0
     with torch.device("meta"):

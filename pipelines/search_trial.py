@@ -81,9 +81,13 @@ def without_children() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def run_cli(recipe_path: str, log_path: str) -> None:
-    """A trial's process: ``mambatune run <recipe>``, its output into the log, in its own process group."""
+def run_cli(recipe_path: str, log_path: str, cwd: str, env: dict[str, str]) -> None:
+    """A trial's process: ``mambatune run <recipe>`` in the worker's folder and environment (the fork
+    server keeps those of its start), its output into the log, in its own process group."""
     os.setsid()
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
     without_children()  # its parent is the fork server, which exits when the worker dies
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
@@ -99,7 +103,7 @@ def fork_server(pipeline_module: str):
     so a trial's process starts in milliseconds instead of importing torch and the pipeline again."""
     import multiprocessing
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["mambatune.pipelines.cli", "mambatune.pipelines.search_trial", pipeline_module])
+    ctx.set_forkserver_preload(["mambatune.pipelines.search_trial", pipeline_module])  # not cli: it may be __main__
     return ctx
 
 
@@ -143,7 +147,7 @@ def run_trial(study, storage, trial, ctx: dict) -> tuple[str, bool]:
     log_path = tdir / "log.txt"
     start, metric, reported, pruned = time.time(), ctx["metric"], {}, False
     log_path.write_text("")
-    proc = ctx["processes"].Process(target=run_cli, args=(str(recipe_path), str(log_path)), daemon=False)
+    proc = ctx["processes"].Process(target=run_cli, args=(str(recipe_path), str(log_path), os.getcwd(), dict(os.environ)))
     proc.start()
     try:
         beat = 0.0
@@ -155,7 +159,7 @@ def run_trial(study, storage, trial, ctx: dict) -> tuple[str, bool]:
             for step, value in eval_scores(run_dir, metric):
                 if step not in reported and math.isfinite(value):
                     trial.report(value, step)
-                    reported.add(step)
+                    reported[step] = value
             if done:
                 break
             if reported and trial.should_prune():
