@@ -202,10 +202,11 @@ def results_table(run_dir: Path) -> str:
     lines = []
     if metrics:
         width = max(len(m) for m in models) + 2
-        lines.append("test" + " " * (width - 4) + "".join(f"{m:>12s}" for m in metrics))
+        cols = [max(12, len(m) + 2) for m in metrics]
+        lines.append("test" + " " * (width - 4) + "".join(f"{m:>{c}s}" for m, c in zip(metrics, cols)))
         for model, values in models.items():
-            lines.append(f"{model:<{width}s}" + "".join(f"{values[m]:>12.4g}" if m in values else " " * 12
-                                                          for m in metrics))
+            lines.append(f"{model:<{width}s}" + "".join(f"{values[m]:>{c}.4g}" if m in values else " " * c
+                                                          for m, c in zip(metrics, cols)))
     lines.append(f"run folder: {run_dir} (report.md, results.json)")
     return "\n".join(lines)
 
