@@ -164,7 +164,10 @@ def records_frame(path: Path, records: list, numbers: list[int], unit: str) -> p
             raise TableError(f"{path}, {unit} {n}: expected an object of fields ({{\"text\": ..., \"label\": ...}}), "
                              f"got {type(rec).__name__}")
     try:
-        frame = pl.DataFrame(records, infer_schema_length=None)
+        try:
+            frame = pl.DataFrame(records, infer_schema_length=None)
+        except Exception:  # a field mixing types ([1.5, 2] or "NaN" beside numbers in a list): keep it, as text
+            frame = pl.DataFrame(records, infer_schema_length=None, strict=False)  # where needed, for the converters
     except Exception as err:  # polars reports mixed types per column, without the row
         raise TableError(f"{path}: the records' fields do not have one type per field ({err}); "
                          "give each field the same type in every record") from None

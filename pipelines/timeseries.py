@@ -32,18 +32,16 @@ import dataclasses
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from mambatune.core.atomic import atomic_write_text
-from mambatune.domains.timeseries.data import TABLE_SUFFIXES
 from mambatune.domains.timeseries.ensemble import EnsemblePredictor, combine
 from mambatune.domains.timeseries.evaluation import METRIC_NAMES, evaluate_by_series
+from mambatune.domains.timeseries.forecast_table import forecast_frame, write_forecasts
 from mambatune.domains.timeseries.evaluation import evaluate as score_forecasts
-from mambatune.domains.timeseries.estimator import WINDOW_SAMPLINGS, MambaEstimator, check_patching
-from mambatune.domains.timeseries.transforms import check_holidays
+from mambatune.domains.timeseries.estimator import MambaEstimator, check_patching
 from mambatune.domains.timeseries.module import FORECASTER_CONFIG, ForecasterConfig, save_forecaster
 
 from . import domain_run
@@ -59,154 +57,15 @@ from .timeseries_problem import (  # noqa: F401  (also used as ts.load_problem, 
     is_series_file,
     load_problem,
 )
+from .timeseries_config import TASKS, DataConfig  # noqa: F401  (the recipe's data section)
 from .timeseries_report import plot_fans, write_report
 
-TASKS = ("forecast", "pretrain")
 DEFAULT_SERIES_MODEL = "runs/pretrain_series/model"  # where `mambatune run timeseries/pretrain_series` leaves it
 # pretrained on a GPU by this project's recipe and shipped in the package (recipe and log beside it)
 SHIPPED_SERIES_MODEL = Path(sys.modules["mambatune.domains.timeseries"].__file__).parent / "pretrained" / \
     "series-mamba-500k"
 HEAD_KEYS = ("kind", "distribution", "quantile_levels")
 MAX_PER_SERIES = 50  # a backtest of more series than this gets no per-series table in the report
-
-
-@dataclass
-class DataConfig:
-    """task: forecast | pretrain; dataset: an hourly series (electricity, sf_traffic, traffic_volume,
-    bike_sharing, solar, wind), a list of them (one item each), m3 | m1, or a file of your own series
-    (a long table .csv / .tsv / .parquet with item_id (optional), timestamp, target and covariate
-    columns, or GluonTS JSON lines), backtested like the hourly series; freq: the file's frequency
-    (a pandas alias; inferred from a table when null, needed for JSON lines); covariates: the table's
-    known covariate columns, which the forecaster reads (values for the horizon too: see
-    ``timeseries_verbs.predict``); static: the table's static categorical columns (constant per
-    item; predict accepts only the categories seen in training); group: the
-    competition group (yearly, quarterly, monthly, other), a list of them, or all; prediction_length: horizon (null: the
-    competition's official one); context_length: steps the model reads (left-padded when longer than
-    the history); windows: rolling backtest windows (hourly); max_series: first N competition series;
-    max_history: keep only the last N steps of each hourly series (quick runs; null: all);
-    patch_length / stride: token size and hop (1 / 1 = per-step tokens); scaling: revin | std | mean |
-    none; time_features: GluonTS calendar features per token; max_train_windows: training windows drawn
-    (seeded) from all cut points; window_sampling: how they are shared among several series when
-    there are more cut points (proportional: by length; balanced: an equal share per series);
-    num_samples: sample paths per forecast; season_length: seasonal naive
-    and Theta's period (null: 168 hourly, the competition's seasonality); mase_seasonality: MASE's period
-    (null: 24 hourly, the competition's); deep_baselines: also DeepAR and PatchTST (GluonTS torch, needs
-    lightning; slower); baseline_epochs: their epochs of 50 batches; pretrain_dataset (a name or a list,
-    like dataset) / pretrain_steps:
-    with ``model.pretrained: default`` and no saved model, pretrain one in this run under ``pretrain/``;
-    scratch_baseline: when fine-tuning, also train the same model from scratch; ensemble: train this many
-    forecasters (seeds seed, seed + 1, ...) and forecast with all of them (pooled sample paths; see
-    ``domains.timeseries.ensemble``), each member with the recipe's budget; ensemble_context_lengths: the
-    members' context lengths, cycled (empty: all read context_length); seasonal_skip: a period P: the
-    forecaster predicts the correction to the seasonal-naive forecast of period P (``season``: the data's
-    seasonal-naive period, 168 hourly and the group's seasonality for M3/M1; null: a pretrained model's
-    setting, else off; 0: off); compare_context_lengths:
-    also train the same model (same budget, windows and seed) at each of these context lengths and
-    report every one (the one equal to context_length is the main model); fan_charts: series
-    plotted; dropout: on the token embeddings; scale_window: the instance scaling's statistics come
-    from the context's last W steps (0: the whole context; null: a pretrained model's setting, else 0), so
-    a long context keeps a short one's view of the recent level; holidays: a holiday calendar (``us``)
-    whose covariates (the day is a holiday, nearness to the closest one) the forecaster reads over the
-    context and the horizon (hourly data; "": none; null: a pretrained model's setting, else none)."""
-
-    task: str = "forecast"
-    dataset: str | list[str] = "electricity"
-    group: str | list[str] = "monthly"
-    prediction_length: int | None = 24
-    context_length: int = 512
-    windows: int = 7
-    max_series: int | None = None
-    max_history: int | None = None
-    patch_length: int = 16
-    stride: int = 8
-    scaling: str = "revin"
-    time_features: bool = True
-    max_train_windows: int = 4096
-    window_sampling: str = "proportional"
-    num_samples: int = 100
-    season_length: int | None = None
-    mase_seasonality: int | None = None
-    deep_baselines: bool = False
-    baseline_epochs: int = 3
-    pretrain_dataset: str | list[str] = "sf_traffic"
-    pretrain_steps: int = 200
-    scratch_baseline: bool = True
-    compare_context_lengths: list[int] = dataclasses.field(default_factory=list)
-    ensemble: int = 1
-    ensemble_context_lengths: list[int] = dataclasses.field(default_factory=list)
-    seasonal_skip: int | str | None = None
-    scale_window: int | None = None
-    holidays: str | None = None
-    freq: str | None = None
-    covariates: list[str] = dataclasses.field(default_factory=list)
-    static: list[str] = dataclasses.field(default_factory=list)
-    fan_charts: int = 4
-    dropout: float = 0.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
-        for name in ("dataset", "pretrain_dataset"):
-            check_datasets(getattr(self, name), name)
-        if self.window_sampling not in WINDOW_SAMPLINGS:
-            raise ValueError(f"window_sampling must be one of {', '.join(WINDOW_SAMPLINGS)}, "
-                             f"got {self.window_sampling!r}")
-        if self.max_history is not None and self.max_history < 2:
-            raise ValueError(f"max_history must be >= 2 or null, got {self.max_history}")
-        for name in ("context_length", "windows", "patch_length", "stride", "max_train_windows", "num_samples",
-                     "pretrain_steps", "ensemble"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.prediction_length is not None and self.prediction_length < 1:
-            raise ValueError(f"prediction_length must be >= 1 or null, got {self.prediction_length}")
-        if any(c < 1 for c in self.compare_context_lengths) or \
-                len(set(self.compare_context_lengths)) != len(self.compare_context_lengths):
-            raise ValueError(f"compare_context_lengths must be distinct positive lengths, "
-                             f"got {self.compare_context_lengths}")
-        if any(c < 1 for c in self.ensemble_context_lengths):
-            raise ValueError(f"ensemble_context_lengths must be positive lengths, got {self.ensemble_context_lengths}")
-        if self.ensemble_context_lengths and self.ensemble == 1:
-            raise ValueError("ensemble_context_lengths needs data.ensemble > 1 (the number of members)")
-        if isinstance(self.seasonal_skip, str) and self.seasonal_skip != "season":
-            raise ValueError(f"seasonal_skip is a period, 0 (off), null or 'season' (the seasonal-naive period of "
-                             f"the data: 168 hourly, the competition group's seasonality), got {self.seasonal_skip!r}")
-        if isinstance(self.seasonal_skip, int):
-            if self.seasonal_skip < 0:
-                raise ValueError(f"seasonal_skip must be a period >= 0 (0 = off) or null, got {self.seasonal_skip}")
-            short = [c for c in [self.context_length, *self.compare_context_lengths, *self.ensemble_context_lengths]
-                     if c < self.seasonal_skip]
-            if short:
-                raise ValueError(f"seasonal_skip={self.seasonal_skip} needs contexts of at least one period; "
-                                 f"got context lengths {short}")
-        if self.scale_window is not None and (isinstance(self.scale_window, bool) or not isinstance(self.scale_window, int)
-                                              or self.scale_window < 0):
-            raise ValueError(f"scale_window is a number of steps >= 0 (0: the whole context) or null, "
-                             f"got {self.scale_window!r}")
-        if self.holidays:
-            check_holidays(self.holidays)
-            if dataset_names(self.dataset)[0] in COMPETITIONS:
-                raise ValueError(f"data.holidays needs daily or finer data; {self.dataset} is a competition set of "
-                                 "yearly to monthly series: set data.holidays to '' or null")
-        if self.ensemble > 1 and self.compare_context_lengths:
-            raise ValueError("compare_context_lengths compares single models: drop data.ensemble for that run")
-        if self.ensemble > 1 and self.task == "pretrain":
-            raise ValueError("data.ensemble is for forecast runs; a pretrain run saves one model")
-        if dataset_names(self.dataset)[0] in COMPETITIONS:
-            groups = competition_groups(self.dataset)
-            bad = [g for g in group_names(self.group, self.dataset) if g not in groups]
-            if bad or not group_names(self.group, self.dataset):
-                raise ValueError(f"group must be one of {', '.join(groups)}, a list of them, or all; "
-                                 f"got {self.group!r}")
-            if len(group_names(self.group, self.dataset)) > 1 and self.compare_context_lengths:
-                raise ValueError("compare_context_lengths works on one problem: pick one group")
-        first = dataset_names(self.dataset)[0]
-        if self.prediction_length is None and (first in HOURLY or is_series_file(first)):
-            raise ValueError("hourly and file datasets need a prediction_length (e.g. 24 or 168)")
-        if (self.covariates or self.static) and not (is_series_file(first)
-                                                      and Path(first).suffix.lower() in TABLE_SUFFIXES):
-            raise ValueError("data.covariates / data.static name columns of a long table given as data.dataset "
-                             "(.csv / .tsv / .parquet); JSON lines carry theirs as feat_dynamic_real / feat_static_cat")
 
 
 # -- models --------------------------------------------------------------------------------------
@@ -368,10 +227,23 @@ def pretrained_architecture(pretrained: str, cfg: DataConfig) -> ForecasterConfi
     return arch
 
 
+def baseline_names(recipe) -> list[str]:
+    """The same-run baselines: ``data.baselines`` (seasonal_naive, theta, each on its own), plus DeepAR and
+    PatchTST with ``data.deep_baselines``; none with ``eval.baselines: false``. A list given as
+    ``eval.baselines`` is taken as the names instead."""
+    chosen = recipe.eval.baselines
+    if chosen is False:
+        return []
+    names = list(chosen) if isinstance(chosen, (list, tuple)) else list(recipe.data.baselines)
+    return names + [n for n in ("deepar", "patchtst") if recipe.data.deep_baselines and n not in names]
+
+
 def run_baselines_scored(recipe, problem: Problem) -> dict:
     from mambatune.domains.timeseries.baselines import TrainingBudget, run_baselines
 
-    names = ["seasonal_naive", "theta"] + (["deepar", "patchtst"] if recipe.data.deep_baselines else [])
+    names = baseline_names(recipe)
+    if not names:
+        return {}
     domain_run.announce_baselines(names)
     budget = TrainingBudget(max_epochs=recipe.data.baseline_epochs)
     results = run_baselines(problem.backtest, problem.season_length, names, recipe.data.context_length, budget,
@@ -434,8 +306,9 @@ def run(recipe) -> Path:
     if scratch is not None:
         s_fc, s_eval, s_train = score_forecaster(*scratch, problem)
         models["mamba from scratch (full, same budget)"] = (s_fc, s_eval, s_train["seconds"])
-    if recipe.eval.baselines:
-        models.update(run_baselines_scored(recipe, problem))
+    models.update(run_baselines_scored(recipe, problem))
+    saved = write_forecasts(forecast_frame({n: fc for n, (fc, _, _) in models.items()}, problem.backtest.test_data),
+                            run_dir, cfg.forecasts_format)
     charts = plot_fans(forecasts, problem, run_dir / "plots", cfg.fan_charts, name)
     test = {n: {k: ev.overall[k] for k in METRIC_NAMES} | {"seconds": sec} for n, (_, ev, sec) in models.items()}
     per_series = None
@@ -450,6 +323,8 @@ def run(recipe) -> Path:
                                       for c, ((_, ev, sec), t) in contexts.items()} or None,
                "baselines": {n: m for n, m in test.items() if n != name}, "training": training,
                "static_categories": dict(zip(cfg.static, problem.static_categories)) or None,
+               "data": {"notes": problem.data_notes, "counts": problem.data_counts} if cfg.path else None,
+               "forecasts": saved.name if saved else None,
                "fan_charts": [str(p.relative_to(run_dir)) for p in charts],
                "mase_seasonality": problem.mase_seasonality, "total_seconds": time.time() - start}
     atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2, default=float) + "\n")

@@ -7,9 +7,12 @@ import json
 import time
 from pathlib import Path
 
+import polars as pl
+
 from mambatune.core.atomic import atomic_write_text
 from mambatune.domains.timeseries.competition import competition_report, group_scores
 from mambatune.domains.timeseries.demo_data import competition_groups
+from mambatune.domains.timeseries.forecast_table import forecast_frame, write_forecasts
 
 from . import domain_run
 from . import timeseries as ts
@@ -40,6 +43,7 @@ def run_competition(recipe, run_dir: Path, name: str, pretrained: str | None, pe
         return run_dir
     evaluations: dict[str, dict] = {}
     horizons, seconds, training, problems = {}, {}, {}, {}
+    tables = []  # every group's backtest forecasts, saved as one table
     for group, (problem, predictor, members, scratch) in trained.items():
         problems[group], horizons[group] = problem.description, problem.prediction_length
         forecasts, evaluation, training[group] = ts.score_main(predictor, members, problem)
@@ -47,8 +51,9 @@ def run_competition(recipe, run_dir: Path, name: str, pretrained: str | None, pe
         if scratch is not None:
             s_fc, s_eval, s_train = ts.score_forecaster(*scratch, problem)
             models["mamba from scratch (full, same budget)"] = (s_fc, s_eval, s_train["seconds"])
-        if recipe.eval.baselines:
-            models.update(ts.run_baselines_scored(recipe, problem))
+        models.update(ts.run_baselines_scored(recipe, problem))
+        tables.append(forecast_frame({n: fc for n, (fc, _, _) in models.items()}, problem.backtest.test_data,
+                                     {"group": group}))
         plot_fans(forecasts, problem, run_dir / "plots" / group, cfg.fan_charts, f"{name} {group}")
         for model, (_, ev, sec) in models.items():
             model = model.split(" (season ")[0]  # the baselines' season differs by group: one name for all
@@ -63,6 +68,8 @@ def run_competition(recipe, run_dir: Path, name: str, pretrained: str | None, pe
                "scores": {model: {g: v.to_dict() for g, v in s.items()} for model, s in scores.items()},
                "per_group": {model: {g: ev.overall for g, ev in evs.items()} for model, evs in evaluations.items()},
                "training": training, "total_seconds": time.time() - start}
+    saved = write_forecasts(pl.concat(tables, how="diagonal"), run_dir, cfg.forecasts_format)
+    results["forecasts"] = saved.name if saved else None
     atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2, default=float) + "\n")
     complete = cfg.max_series is None and set(horizons) == set(competition_groups(dataset))
     table = competition_report(scores, dataset, complete)

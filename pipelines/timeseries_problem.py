@@ -7,14 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mambatune.domains.timeseries import from_gluonts, load_competition, load_hourly, official_split, rolling_origin
-from mambatune.domains.timeseries.data import (
-    JSON_SUFFIXES,
-    TABLE_SUFFIXES,
-    from_polars,
-    read_file,
-    read_long_table,
-    truncate,
+from mambatune.domains.tables import TABLE_SUFFIXES
+from mambatune.domains.timeseries.backtest_data import (
+    check_backtest_length,
+    partial_last_period,
+    season_lengths,
+    trim_missing_ends,
 )
+from mambatune.domains.timeseries.data import truncate
+from mambatune.domains.timeseries.user_data import read_series
 from mambatune.domains.timeseries.demo_data import HOURLY as HOURLY_SERIES
 from mambatune.domains.timeseries.demo_data import competition_groups
 
@@ -34,23 +35,25 @@ def group_names(value: str | list[str], dataset: str) -> list[str]:
 
 
 def is_series_file(name) -> bool:
-    """Whether a ``data.dataset`` value names a file of the user's series (by its suffix)."""
-    return isinstance(name, str) and Path(name).suffix.lower() in TABLE_SUFFIXES + JSON_SUFFIXES
+    """Whether a ``data.dataset`` value names the user's own series (a path: a table suffix, a folder, a glob)
+    rather than a built-in set."""
+    if not isinstance(name, str) or name in HOURLY + COMPETITIONS:
+        return False
+    text = name.lower().removesuffix(".gz")
+    return text.endswith(TABLE_SUFFIXES) or any(ch in name for ch in "/*?[") or Path(name).exists()
 
 
 def check_datasets(value: str | list[str], name: str) -> None:
-    """One hourly series, several distinct ones, one competition, or one file of series."""
+    """One hourly series, several distinct ones, one competition, or one file of series (checked by data.path)."""
     names = dataset_names(value)
     if any(is_series_file(n) for n in names):
         if len(names) > 1:
             raise ValueError(f"{name}: a file of series is used alone, got {value!r}")
-        if not Path(names[0]).is_file():
-            raise ValueError(f"{name}: no such file {names[0]!r}")
         return
     unknown = [n for n in names if n not in HOURLY + COMPETITIONS]
     if unknown or not names:
-        raise ValueError(f"{name} must be one of {', '.join(HOURLY + COMPETITIONS)} or a list of hourly series, "
-                         f"got {value!r}")
+        raise ValueError(f"{name} must be one of {', '.join(HOURLY + COMPETITIONS)} or a list of hourly series "
+                         f"(your own file: data.path), got {value!r}")
     if len(names) > 1 and (any(n in COMPETITIONS for n in names) or len(set(names)) != len(names)):
         raise ValueError(f"{name}: a list must name distinct hourly series ({', '.join(HOURLY)}); a competition "
                          f"({', '.join(COMPETITIONS)}) is used alone, got {value!r}")
@@ -67,6 +70,8 @@ class Problem:
     mase_seasonality: int
     description: str
     static_categories: list = dataclasses.field(default_factory=list)  # a file's static columns' values
+    data_notes: list = dataclasses.field(default_factory=list)  # what reading a user's file changed or counted
+    data_counts: dict = dataclasses.field(default_factory=dict)
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -83,6 +88,8 @@ def load_problem(cfg, dataset: str | list[str] | None = None, group: str | None 
         each = " of each series" if len(names) > 1 else ""
         return Problem(backtest, "h", h, cfg.season_length or 168, cfg.mase_seasonality or 24,
                        f"{what} hourly, last {cfg.windows} windows of {h} h{each} (rolling origin)")
+    if dataset is None and cfg.path is not None:
+        return file_problem(cfg, cfg.path)
     if is_series_file(names[0]):
         return file_problem(cfg, names[0])
     dataset = names[0]
@@ -98,30 +105,31 @@ def load_problem(cfg, dataset: str | list[str] | None = None, group: str | None 
 
 
 def file_problem(cfg, path: str) -> Problem:
-    """A rolling backtest over the user's series in ``path`` (see ``DataConfig.dataset``)."""
-    from gluonts.time_feature import get_seasonality
+    """A rolling backtest over the user's series in ``path`` (``data.path``; see ``DataConfig``): read with the
+    recipe's column keys, missing ends trimmed, an incomplete last day handled, short series named."""
+    from .timeseries_config import columns
 
-    if Path(path).suffix.lower() in JSON_SUFFIXES:
-        if not cfg.freq:
-            raise ValueError(f"{path} is GluonTS JSON lines: set data.freq (a pandas alias such as h, D, W, M)")
-        series = read_file(path, cfg.freq)
-    else:
-        frame = read_long_table(path)
-        missing = [c for c in (*cfg.covariates, *cfg.static) if c not in frame.columns]
-        if missing:
-            raise ValueError(f"data.covariates / data.static name {missing}, which {Path(path).name} lacks (it has "
-                             f"{', '.join(frame.columns)})")
-        series = from_polars(frame, freq=cfg.freq, dynamic_real=cfg.covariates, static_cat=cfg.static)
+    read = read_series(path, columns(cfg), freq=cfg.freq, encoding=cfg.encoding)
+    series, notes, counts = read.series, list(read.notes), dict(read.counts)
+    for step in (trim_missing_ends, lambda s: partial_last_period(s, cfg.partial_period)):
+        series, more_notes, more_counts = step(series)
+        notes += more_notes
+        counts.update(more_counts)
     if cfg.max_history is not None:
         series = last_steps(series, cfg.max_history)
+        notes.append(f"only the last {cfg.max_history} steps of each series used (data.max_history)")
     h = cfg.prediction_length
+    name = Path(path).name if isinstance(path, str) and not any(ch in path for ch in "*?[") else str(path)
+    more_notes, more_counts = check_backtest_length(series, h, cfg.windows, name)
+    notes += more_notes
+    counts.update(more_counts)
     backtest = rolling_origin(series, h, windows=cfg.windows)
-    season = get_seasonality(series.freq)
+    season, mase = season_lengths(series, h * cfg.windows)
     covariates = f", covariates {', '.join(cfg.covariates)}" if cfg.covariates else ""
     covariates += f", static {', '.join(cfg.static)}" if cfg.static else ""
-    return Problem(backtest, series.freq, h, cfg.season_length or season, cfg.mase_seasonality or season,
-                   f"{Path(path).name}: {len(series)} series at {series.freq}{covariates}, last {cfg.windows} "
-                   f"windows of {h} steps (rolling origin)", list(series.static_categories))
+    return Problem(backtest, series.freq, h, cfg.season_length or season, cfg.mase_seasonality or mase,
+                   f"{name}: {len(series)} series at {series.freq}{covariates}, last {cfg.windows} "
+                   f"windows of {h} steps (rolling origin)", list(series.static_categories), notes, counts)
 
 
 def last_steps(collection, n: int):

@@ -74,6 +74,12 @@ def write_report(run_dir: Path, recipe, results: dict, name: str) -> None:
                        "| context | MASE | wQL | sMAPE | steps | seconds |\n|---|---|---|---|---|---|\n" + lengths + "\n")
     if train.get("members"):
         per_series += "\n" + members_table(train["members"], results["test"][name]) + "\n"
+    if results.get("data"):
+        notes = "\n".join(f"- {n}" for n in results["data"]["notes"]) or "- nothing changed or missing"
+        per_series += f"\n## Data\n\nWhat reading `{cfg.path}` changed or counted:\n\n{notes}\n"
+    if results.get("forecasts"):
+        per_series += (f"\nEvery model's backtest forecasts (quantiles, mean, actual per series, window and step): "
+                       f"`{results['forecasts']}`.\n")
     if results.get("per_series"):
         per_series += ("\n## Per series\n\nEach series' own windows (\"mean\": every series weighted equally).\n\n"
                       + per_series_table(results["per_series"]) + "\n")

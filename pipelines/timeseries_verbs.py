@@ -6,14 +6,13 @@ competition run; a ``pretrain`` run leaves ``model/`` (the forecaster), wrapped 
 with the recipe's sample count and seed. Forecasts are seeded, so ``eval`` reproduces the run's
 backtest scores.
 
-``predict`` reads a long table (CSV / TSV / parquet: ``item_id``, ``timestamp``, ``target``; one
-series when there is no ``item_id``) or GluonTS JSON lines (``start``, ``target``, ``item_id``) at
-the predictor's frequency, and forecasts the run's horizon after each series' last step: one row
+``predict`` reads a file shaped like the run's (``domains.timeseries.user_data``, with the run's column
+keys: a long table, one series when there is no item column, or series records such as GluonTS JSON
+lines) at the predictor's frequency, and forecasts the run's horizon after each series' last step: one row
 per series and step with the mean and the 0.1 / 0.5 / 0.9 quantiles.
 """
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from mambatune.core.atomic import atomic_write_json
-from mambatune.domains.timeseries import from_gluonts, from_polars
-from mambatune.domains.timeseries.data import JSON_SUFFIXES, TABLE_SUFFIXES, read_long_table
+from mambatune.domains.tables import TableError, find_files
+from mambatune.domains.timeseries.user_data import read_series
 from mambatune.domains.timeseries.competition import group_scores
 from mambatune.domains.timeseries.ensemble import context_length
 from mambatune.domains.timeseries.ensemble import load_predictor as load_serialized
@@ -33,6 +32,7 @@ from mambatune.domains.timeseries.module import load_forecaster
 
 from . import domain_run
 from . import timeseries as ts
+from .timeseries_config import columns
 
 QUANTILES = (0.1, 0.5, 0.9)
 
@@ -102,33 +102,18 @@ def evaluate(run_dir, split: str | None = None) -> dict:
 
 @dataclass
 class SeriesInputs:
-    """The raw input; it becomes series at the predictor's frequency in :func:`predict`."""
+    """The input file; it is read at the predictor's frequency, with the run's column keys, in :func:`predict`."""
 
     path: Path
-    frame: object = None  # a polars long frame
-    entries: list | None = None  # GluonTS entries
 
 
 def read_inputs(source: str, recipe) -> SeriesInputs:
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"input {source} not found; time-series predict reads a long CSV / TSV / parquet "
-                                "(item_id, timestamp, target) or GluonTS JSON lines (start, target, item_id)")
-    suffix = path.suffix.lower()
-    if suffix in JSON_SUFFIXES:
-        entries = []
-        for lineno, line in enumerate(path.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    entries.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path.name} line {lineno} is not JSON: {err}") from None
-        if not entries:
-            raise ValueError(f"{path} has no series")
-        return SeriesInputs(path, entries=entries)
-    if suffix not in TABLE_SUFFIXES:
-        raise ValueError(f"{path.name}: use a .csv / .tsv / .parquet long table or .json / .jsonl GluonTS lines")
-    return SeriesInputs(path, frame=read_long_table(path))
+    try:
+        find_files(source)
+    except TableError as err:
+        raise FileNotFoundError(f"{err} (time-series predict reads your series with the run's column keys: a long "
+                                "table, or series records with a list-valued target)") from None
+    return SeriesInputs(Path(source))
 
 
 def forecast_rows(forecast, item_id: str, note: str) -> list[dict]:
@@ -161,21 +146,19 @@ def predict(run_dir, inputs: SeriesInputs) -> list[dict]:
     ``data.covariates`` needs them for the horizon: see :func:`split_horizon`."""
     run_dir, recipe, results = open_run(run_dir)
     predictor = single_predictor(run_dir, recipe)
-    if inputs.entries is not None:
-        series = from_gluonts(inputs.entries, freq=predictor.freq)
-    else:
-        known = (results or {}).get("static_categories") or {}
-        lost = [c for c in recipe.data.static if c not in known]
-        if lost:
-            raise ValueError(f"{run_dir}/results.json does not record the categories of the static column(s) {lost}; "
-                             "predict with the run that trained the forecaster")
-        series = from_polars(inputs.frame, freq=predictor.freq, dynamic_real=recipe.data.covariates,
-                             static_cat=recipe.data.static,
-                             static_categories=[known[c] for c in recipe.data.static] if recipe.data.static else None)
-    if recipe.data.covariates and inputs.entries is None:
+    known = (results or {}).get("static_categories") or {}
+    lost = [c for c in recipe.data.static if c not in known]
+    if lost:
+        raise ValueError(f"{run_dir}/results.json does not record the categories of the static column(s) {lost}; "
+                         "predict with the run that trained the forecaster")
+    read = read_series(inputs.path, columns(recipe.data), freq=predictor.freq, encoding=recipe.data.encoding,
+                       static_categories=[known[c] for c in recipe.data.static] if recipe.data.static else None)
+    series = read.series
+    if recipe.data.covariates:
         series = split_horizon(series, predictor.prediction_length, recipe.data.covariates)
     context = context_length(predictor)
-    counts = {"series": len(series), **{f"skipped ({k})": v for k, v in series.skipped.items()}}
+    counts = {"series": len(series), **{f"skipped ({k})": v for k, v in series.skipped.items()},
+              **{k: v for k, v in read.counts.items() if k not in ("rows", "series")}}
     notes = []
     for entry in series.entries:
         observed = np.isfinite(np.asarray(entry["target"], dtype=np.float64)[-context:])

@@ -26,6 +26,7 @@ from gluonts.model.predictor import RepresentablePredictor
 from gluonts.dataset.util import forecast_start
 from scipy import stats
 
+from .frequency import offset_alias
 from .evaluation import DEFAULT_QUANTILES, Backtest, Evaluation, evaluate
 from .lightning_compat import require_lightning
 
@@ -135,7 +136,8 @@ def deepar_estimator(freq: str, prediction_length: int, context_length: int, bud
     require_lightning()
     from gluonts.torch.model.deepar import DeepAREstimator
 
-    return DeepAREstimator(freq=freq, prediction_length=prediction_length, context_length=context_length,
+    # GluonTS reads freq with to_offset (calendar features, lags): the offset alias, valid under pandas 2 and 3
+    return DeepAREstimator(freq=offset_alias(freq), prediction_length=prediction_length, context_length=context_length,
                            lr=budget.learning_rate, batch_size=budget.batch_size,
                            num_batches_per_epoch=budget.num_batches_per_epoch,
                            trainer_kwargs=budget.trainer_kwargs(), **kwargs)

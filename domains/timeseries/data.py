@@ -19,13 +19,14 @@ polars long-format frames (one row per item and timestamp).
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+
+from .frequency import FrequencyError, normalise_freq, step_seconds
 
 RESAMPLE_METHODS = ("mean", "sum", "last", "first", "max", "min")
 
@@ -87,29 +88,13 @@ def check_same_frequency(train: SeriesCollection, test: SeriesCollection) -> Non
             f"(from_polars(..., freq={train.freq!r}, resample='mean'))")
 
 
-_BEGIN_TO_END = {"MonthBegin": "M", "QuarterBegin": "Q", "YearBegin": "Y"}
-_MONTHS = ["DEC", "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV"]
-
-
 def _canonical_freq(freq: str) -> str:
-    """The pandas *period* alias for ``freq`` ('ME' → 'M', 'QS-JAN' → 'Q-DEC', '1h' → 'h')."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        try:
-            return pd.Period("2000-01-01", freq=freq).freqstr
-        except (ValueError, TypeError, AttributeError):
-            pass
-        try:
-            offset = pd.tseries.frequencies.to_offset(freq)
-            kind = type(offset).__name__
-            if kind in _BEGIN_TO_END:
-                month = getattr(offset, "startingMonth", getattr(offset, "month", 1)) or 1
-                alias = _BEGIN_TO_END[kind] + ("" if kind == "MonthBegin" else f"-{_MONTHS[(month - 1) % 12]}")
-                return pd.Period("2000-01-01", freq=alias).freqstr
-            return pd.Period("2000-01-01", freq=offset).freqstr
-        except (ValueError, TypeError, AttributeError) as err:
-            raise TimeSeriesDataError(f"unsupported frequency {freq!r}: use a pandas period alias such as "
-                                      f"'h', '15min', 'D', 'W', 'M', 'Q', 'Y'") from err
+    """The pandas *period* alias for ``freq`` ('ME' → 'M', 'QS-JAN' → 'Q-DEC', '1h' → 'h'), the same under
+    pandas 2 and 3 (see :mod:`.frequency`)."""
+    try:
+        return normalise_freq(freq)
+    except FrequencyError as err:
+        raise TimeSeriesDataError(str(err)) from None
 
 
 def _entry(start: pd.Period, target: np.ndarray, item_id: str, dynamic: np.ndarray | None,
@@ -181,41 +166,6 @@ def read_file(path: str | Path, freq: str, min_length: int = 1) -> SeriesCollect
     if not path.exists():
         raise FileNotFoundError(f"no such file or folder: {path}")
     return from_gluonts(FileDataset(path, freq=freq), freq=freq, min_length=min_length)
-
-
-TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
-JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
-
-
-def read_long_table(path: str | Path):
-    """A long table (``.csv`` / ``.tsv`` / ``.parquet``) as a polars frame with ``item_id`` (a string; one
-    series named ``series`` when the column is missing), a parsed ``timestamp`` and ``target``, plus any
-    other columns. Missing columns, an empty table or unparsable timestamps raise ValueError."""
-    import polars as pl
-
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in TABLE_SUFFIXES:
-        raise ValueError(f"{path.name}: a long table is .csv, .tsv or .parquet")
-    try:
-        frame = pl.read_parquet(path) if suffix == ".parquet" else \
-            pl.read_csv(path, separator="\t" if suffix == ".tsv" else ",", try_parse_dates=True)
-    except pl.exceptions.PolarsError as err:
-        raise ValueError(f"cannot read {path}: {err}") from err
-    missing = [c for c in ("timestamp", "target") if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path.name} lacks column(s) {missing}; a long table has item_id, timestamp, target "
-                         f"(it has {', '.join(frame.columns)})")
-    if frame.height == 0:
-        raise ValueError(f"{path} has no rows")
-    if "item_id" not in frame.columns:
-        frame = frame.with_columns(pl.lit("series").alias("item_id"))
-    if frame.schema["timestamp"] == pl.String:
-        try:
-            frame = frame.with_columns(pl.col("timestamp").str.to_datetime())
-        except pl.exceptions.PolarsError as err:
-            raise ValueError(f"{path.name}: cannot parse the timestamp column ({err})") from err
-    return frame.with_columns(pl.col("item_id").cast(pl.String))
 
 
 def from_polars(frame, freq: str | None = None, *, item_id: str = "item_id", timestamp: str = "timestamp",
@@ -330,11 +280,16 @@ def _check_timestamps(name: str, stamps: pd.DatetimeIndex, periods: pd.PeriodInd
                                   f"frame.unique(['item_id', 'timestamp']) or aggregate them with resample='mean'")
     on_start = periods.to_timestamp(how="start") == stamps
     on_end = periods.to_timestamp(how="end").normalize() == stamps
-    if not periods.is_unique or not (on_start.all() or on_end.all()):
-        off = stamps[~on_start] if not on_start.all() else stamps[periods.duplicated()]
-        where = off[0]
-        raise TimeSeriesDataError(f"item {name!r}: irregular timestamps: {where} is not on the {freq!r} grid; "
-                                  f"pass the right freq=, or resample='mean' to bucket rows into {freq!r} periods")
+    # a week, month, quarter or year is one step wherever in it the row is stamped (sales of March on the 28th)
+    calendar = step_seconds(freq) is None
+    if not periods.is_unique or not (calendar or on_start.all() or on_end.all()):
+        fix = (f"set the right frequency (data.freq, or freq=), or aggregate the rows of each {freq!r} period "
+               "(data.resample=mean, or resample='mean')")
+        if not (calendar or on_start.all() or on_end.all()):
+            raise TimeSeriesDataError(f"item {name!r}: irregular timestamps: {stamps[~on_start][0]} is not on the "
+                                      f"{freq!r} grid; {fix}")
+        raise TimeSeriesDataError(f"item {name!r}: two rows fall in the {freq!r} period of "
+                                  f"{stamps[periods.duplicated()][0]}; {fix}")
 
 
 def _aggregate(ordinals: np.ndarray, values: np.ndarray, length: int, method: str) -> np.ndarray:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .data import SeriesCollection, TimeSeriesDataError
+from .frequency import normalise_freq, offset_alias
 
 SCALINGS = ("mean", "std", "revin", "none")
 
@@ -103,8 +104,8 @@ def time_features(start: pd.Period, length: int, freq: str | None = None) -> np.
     from gluonts.time_feature import time_features_from_frequency_str
 
     freq = freq or start.freqstr
-    index = pd.period_range(start, periods=length, freq=freq)
-    feats = time_features_from_frequency_str(freq)
+    index = pd.period_range(start, periods=length, freq=normalise_freq(freq))
+    feats = time_features_from_frequency_str(offset_alias(freq))  # GluonTS reads it with to_offset
     if not feats:
         return np.zeros((0, length), dtype=np.float32)
     return np.stack([f(index) for f in feats]).astype(np.float32)
@@ -184,7 +185,7 @@ def known_covariates(entry: dict, length: int, freq: str, holidays: str = "", fi
 def num_time_features(freq: str) -> int:
     from gluonts.time_feature import time_features_from_frequency_str
 
-    return len(time_features_from_frequency_str(freq))
+    return len(time_features_from_frequency_str(offset_alias(freq)))
 
 
 # --------------------------------------------------------------------------- tokens

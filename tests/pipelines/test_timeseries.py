@@ -150,7 +150,7 @@ def test_forecast_eval_predict_export(tmp_path, capsys):
     assert len(read_rows(tmp_path / "g.csv")) == 24
     (tmp_path / "bad.csv").write_text("when,value\n2024-01-01,1\n")
     assert main(["predict", str(out), str(tmp_path / "bad.csv")]) == 2
-    assert "lacks column" in capsys.readouterr().err
+    assert "no column 'target' (data.target_column)" in capsys.readouterr().err
 
     assert main(["export", str(out), str(tmp_path / "exported")]) == 0
     exported = MambaPredictor.deserialize(tmp_path / "exported")

@@ -137,7 +137,7 @@ def test_bad_columns_and_types_raise():
     as_text = hourly_frame().with_columns(pl.col("timestamp").cast(pl.String))
     with pytest.raises(TimeSeriesDataError, match="str.to_datetime"):
         from_polars(as_text)
-    with pytest.raises(TimeSeriesDataError, match="unsupported frequency"):
+    with pytest.raises(TimeSeriesDataError, match="unknown frequency"):
         from_polars(hourly_frame(), freq="every tuesday")
     with pytest.raises(TimeSeriesDataError, match="only univariate"):
         from_gluonts([{"start": pd.Period("2024", "Y"), "target": np.ones((2, 5))}])
