@@ -14,9 +14,7 @@ hf_peft = pytest.importorskip("peft")
 
 def lm(seed=0):
     torch.manual_seed(seed)
-    # rescale_prenorm_residual=False: the base export's own exactness is tested in tests/core/test_checkpoints.py
-    return MambaForTask(MambaConfig(d_model=16, n_layer=2, vocab_size=32, d_state=4,
-                                    rescale_prenorm_residual=False)).eval()
+    return MambaForTask(MambaConfig(d_model=16, n_layer=2, vocab_size=32, d_state=4)).eval()
 
 
 def randomise_lora(model):
