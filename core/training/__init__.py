@@ -2,10 +2,11 @@
 from .distributed import DistEnv, ResumableSampler
 from .metrics_log import MetricsLog, plot_curves, read_metrics
 from .monitor import SSMMonitor
+from .nonfinite import NonFiniteLossError
 from .optim import build_optimizer, build_scheduler, param_groups, warmup_cosine
 from .precision import Precision, fp32_parameter_names
 from .run_state import latest_checkpoint, list_checkpoints, load_checkpoint
-from .trainer import NonFiniteLossError, Trainer, TrainConfig, TrainResult
+from .trainer import Trainer, TrainConfig, TrainResult
 
 __all__ = [
     "Trainer", "TrainConfig", "TrainResult", "NonFiniteLossError", "build_optimizer", "build_scheduler",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -136,3 +137,14 @@ def set_aside(run_dir: Path, owned: list[Path]) -> Path | None:
     for p in present:
         p.rename(dest / p.name)
     return dest
+
+
+def set_aside_previous_run(run_dir: Path, ckpt_dir: Path) -> Path | None:
+    """When ``ckpt_dir`` holds anything: the Trainer's files of ``run_dir`` (checkpoints, metrics.jsonl,
+    tensorboard, plots) move to ``previous-<UTC time>/``, said on stderr. Returns where they went."""
+    if not (ckpt_dir.is_dir() and any(ckpt_dir.iterdir())):
+        return None
+    moved = set_aside(run_dir, [ckpt_dir, run_dir / "metrics.jsonl", run_dir / "tensorboard", run_dir / "plots"])
+    print(f"train.resume=false: {run_dir} held another run's checkpoints; they and its logs were moved to {moved}",
+          file=sys.stderr, flush=True)
+    return moved

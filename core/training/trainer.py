@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import resource
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -31,20 +30,12 @@ from torch.utils.data import DataLoader, Dataset
 from mambatune.core.config import check_known_keys
 
 from . import distributed as dist_utils
-from . import identity, run_state
+from . import identity, nonfinite, run_state
 from .metrics_log import MetricsLog, plot_curves
 from .monitor import SSMMonitor
 from .optim import build_optimizer, build_scheduler
 from .precision import Precision, set_tf32
 from .ranges import check_ranges
-
-
-NONFINITE_POLICIES = ("skip", "stop")
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Training stopped on non-finite (NaN/Inf) losses, gradients or weights; the message names the
-    checkpoint that is intact (complete, with finite weights), or says that none is."""
 
 
 @dataclass
@@ -101,8 +92,8 @@ class TrainConfig:
         check_ranges(self)  # every numeric, boolean and text field (ranges.RULES gives each range)
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise ValueError(f"TrainConfig.precision must be fp32, bf16 or fp16, got {self.precision!r}")
-        if self.nonfinite not in NONFINITE_POLICIES:
-            raise ValueError(f"TrainConfig.nonfinite must be one of {NONFINITE_POLICIES}, got {self.nonfinite!r}")
+        if self.nonfinite not in nonfinite.POLICIES:
+            raise ValueError(f"TrainConfig.nonfinite must be one of {nonfinite.POLICIES}, got {self.nonfinite!r}")
         if self.distributed not in dist_utils.STRATEGIES:
             raise ValueError(f"TrainConfig.distributed must be one of {dist_utils.STRATEGIES}, got {self.distributed!r}")
 
@@ -211,11 +202,7 @@ class Trainer:
         weights = dist_utils.model_state(self.model, self.env)
         if self.trainable_only:
             weights = {k: v for k, v in weights.items() if k in self.trainable_names}
-        bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-        if dist_utils.max_across_ranks(len(bad), self.env):  # every rank stops together
-            raise NonFiniteLossError(
-                f"the weights hold NaN/Inf at step {self.state['step']} ({', '.join(bad[:5]) or 'on rank 0'}); "
-                f"no checkpoint was written. {run_state.describe_intact(self.ckpt_dir)}")
+        nonfinite.check_weights_to_save(weights, self.state["step"], self.env, self.ckpt_dir)
         optim = {"optimizer": dist_utils.optimizer_state(self.model, self.optimizer, self.env),
                  "scheduler": self.scheduler.state_dict(), "scaler": self.precision.state_dict()}
         folder = None
@@ -372,7 +359,8 @@ class Trainer:
                         if log is not None:
                             log.log({"step": step, "event": "nonfinite_skip", **self.last_skip,
                                      "nonfinite_skips": self.state["nonfinite_skips"]})
-                        self._stop_if_nonfinite_policy_says()
+                        nonfinite.check_after_skip(self.last_skip, self.state, cfg, self.precision.mode, self.model,
+                                                   env, self.ckpt_dir)
                     else:
                         window["loss"] += loss
                         window["n"] += 1
@@ -440,12 +428,7 @@ class Trainer:
     def _set_aside_previous_run(self) -> Path | None:
         """``resume=false`` into a folder holding checkpoints: the old run's checkpoints and logs move to
         ``previous-<time>/`` (printed), so the two runs never mix. Returns where they went."""
-        moved = None
-        if self.env.is_main and self.ckpt_dir.is_dir() and any(self.ckpt_dir.iterdir()):
-            owned = [self.ckpt_dir, self.run_dir / "metrics.jsonl", self.run_dir / "tensorboard", self.run_dir / "plots"]
-            moved = identity.set_aside(self.run_dir, owned)
-            print(f"train.resume=false: {self.run_dir} held another run's checkpoints; they and its logs were moved "
-                  f"to {moved}", file=sys.stderr, flush=True)
+        moved = identity.set_aside_previous_run(self.run_dir, self.ckpt_dir) if self.env.is_main else None
         dist_utils.barrier(self.env)
         return moved
 
@@ -509,31 +492,6 @@ class Trainer:
         self.state["step"] = step + 1
         self.state["tokens"] += tokens * env.world_size
         return mean_loss, tokens, grad_norm
-
-    def _stop_if_nonfinite_policy_says(self) -> None:
-        """After a skipped step: raises :class:`NonFiniteLossError` when the weights themselves are not finite
-        (skipping cannot help), under ``nonfinite="stop"`` (fp32/bf16), or after ``max_nonfinite_skips`` in a row."""
-        cfg, skip = self.config, self.last_skip
-        bad_weights = [n for n, p in self.model.named_parameters() if not bool(torch.isfinite(p.detach()).all())]
-        if dist_utils.max_across_ranks(len(bad_weights), self.env) and not bad_weights:
-            bad_weights = ["on another rank"]  # every rank must stop together
-        in_a_row = self.state["nonfinite_in_a_row"]
-        if bad_weights:
-            why = f"the weights themselves hold NaN/Inf ({', '.join(bad_weights[:5])})"
-        elif cfg.nonfinite == "stop" and self.precision.mode != "fp16":
-            why = "train.nonfinite=stop"
-        elif in_a_row >= cfg.max_nonfinite_skips:
-            why = f"{in_a_row} steps in a row were skipped (train.max_nonfinite_skips={cfg.max_nonfinite_skips})"
-        else:
-            return
-        hint = ("In fp16 the activations overflowed (fp16 holds values up to 65504): use precision=bf16 or fp32"
-                if self.precision.mode == "fp16" else
-                "Try a lower lr, a longer warmup, max_grad_norm > 0, or check the data for bad labels/values")
-        raise NonFiniteLossError(
-            f"the {skip['what']} became non-finite (loss {skip['loss']}, gradient norm {skip['grad_norm']}) at optimizer "
-            f"step {self.state['step']} (epoch {self.state['epoch']}, lr {skip['lr']:.3g}); training stopped because "
-            f"{why}; no step with non-finite values was applied ({self.state['nonfinite_skips']} skipped in this run). "
-            f"{hint}. {run_state.describe_intact(self.ckpt_dir)}")
 
     def _eval_and_log(self, log: MetricsLog | None) -> bool:
         metrics = self.evaluate(split_across_ranks=True)
