@@ -1,0 +1,165 @@
+"""The chunked and Triton SSD scans and the step update against the reference loop: outputs, final state,
+every gradient. Without a GPU the Triton kernel runs under TRITON_INTERPRET=1 at tiny sizes."""
+import pytest
+import torch
+
+from mambatune.kernels import ssd_scan, ssd_state_update
+
+
+def make_inputs(batch=2, length=37, heads=4, headdim=3, groups=2, n=5, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    t = dict(
+        x=r(batch, length, heads, headdim).to(dtype), dt=(0.5 * r(batch, length, heads)).to(dtype),
+        A=-(torch.rand(heads, generator=g) * 2 + 0.1), B=r(batch, length, groups, n).to(dtype),
+        C=r(batch, length, groups, n).to(dtype), D=r(heads), z=r(batch, length, heads, headdim).to(dtype),
+        dt_bias=r(heads), initial_state=r(batch, heads, headdim, n),
+    )
+    for v in t.values():
+        v.requires_grad_(True)
+    t["seq_idx"] = torch.cumsum((torch.rand(batch, length, generator=g) < 0.1).long(), 1)
+    t["mask"] = torch.rand(batch, length, generator=g) > 0.2
+    return t
+
+
+def run(backend, inputs, seed=1, **kw):
+    for v in inputs.values():
+        if isinstance(v, torch.Tensor) and v.grad is not None:
+            v.grad = None
+    y, h = ssd_scan(**inputs, dt_softplus=True, return_final_state=True, backend=backend, **kw)
+    g = torch.Generator().manual_seed(seed)
+    loss = (y.float() * torch.randn(y.shape, generator=g)).sum() + (h * torch.randn(h.shape, generator=g)).sum()
+    loss.backward()
+    grads = {k: v.grad.clone() for k, v in inputs.items() if isinstance(v, torch.Tensor) and v.requires_grad}
+    return y, h, grads
+
+
+DROP = [(), ("seq_idx",), ("mask",), ("z", "D", "dt_bias", "initial_state"), ("seq_idx", "mask", "z")]
+
+
+@pytest.mark.parametrize("drop", DROP, ids=lambda d: "without_" + "_".join(d) if d else "all")
+@pytest.mark.parametrize("length,chunk,groups", [(1, 16, 1), (63, 16, 2), (100, 32, 1), (100, 16, 4)])
+def test_chunked_matches_reference(nan_empty, assert_close, drop, length, chunk, groups):
+    inputs = make_inputs(length=length, groups=groups)
+    for k in drop:
+        inputs[k] = None
+    y_r, h_r, g_r = run("reference", inputs)
+    y_c, h_c, g_c = run("chunked", inputs, chunk_size=chunk)
+    assert_close("y", y_c, y_r, 1e-5)
+    assert_close("final state", h_c, h_r, 1e-5)
+    assert set(g_c) == set(g_r)
+    for k in g_r:
+        assert_close(f"grad {k}", g_c[k], g_r[k], 1e-4)
+
+
+def test_chunked_dt_limit_and_half_precision(assert_close):
+    inputs = make_inputs(length=40, dtype=torch.bfloat16)
+    y_r, h_r, g_r = run("reference", inputs, dt_limit=(0.05, 0.8))
+    y_c, h_c, g_c = run("chunked", inputs, dt_limit=(0.05, 0.8), chunk_size=16)
+    assert y_c.dtype == torch.bfloat16 and h_c.dtype == torch.float32
+    assert_close("y", y_c, y_r, 1e-2)
+    assert_close("final state", h_c, h_r, 1e-4)
+    for k in g_r:
+        assert_close(f"grad {k}", g_c[k], g_r[k], 2e-2)
+
+
+@pytest.mark.parametrize("backend", ["reference", "chunked"])
+def test_seq_idx_resets_state(assert_close, backend):
+    inputs = make_inputs(batch=1, length=30)
+    for k in ("mask", "initial_state"):
+        inputs[k] = None
+    seq = torch.zeros(1, 30, dtype=torch.long)
+    seq[:, 12:] = 1
+    y, h = ssd_scan(**{**inputs, "seq_idx": seq}, dt_softplus=True, return_final_state=True, chunk_size=8,
+                    backend=backend)
+    parts, last = [], None
+    for s, e in [(0, 12), (12, 30)]:
+        sub = {k: (v[:, s:e] if k in ("x", "dt", "B", "C", "z") else v) for k, v in inputs.items() if k != "seq_idx"}
+        y_part, last = ssd_scan(**sub, dt_softplus=True, return_final_state=True, backend="reference")
+        parts.append(y_part)
+    assert_close("packed vs separate", y, torch.cat(parts, 1), 1e-5)
+    assert_close("final state of the last document", h, last, 1e-5)
+
+
+@pytest.mark.parametrize("backend", ["reference", "chunked"])
+def test_masked_steps_are_identity(assert_close, backend):
+    inputs = make_inputs(batch=1, length=20)
+    for k in ("seq_idx", "initial_state"):
+        inputs[k] = None
+    mask = torch.ones(1, 20, dtype=torch.bool)
+    mask[:, 15:] = False
+    y, h = ssd_scan(**{**inputs, "mask": mask}, dt_softplus=True, return_final_state=True, chunk_size=8,
+                    backend=backend)
+    short = {k: (v[:, :15] if k in ("x", "dt", "B", "C", "z") else v) for k, v in inputs.items() if k != "mask"}
+    y2, h2 = ssd_scan(**short, dt_softplus=True, return_final_state=True, backend="reference")
+    assert_close("valid outputs", y[:, :15], y2, 1e-5)
+    assert_close("state after padding", h, h2, 1e-5)
+    assert torch.count_nonzero(y[:, 15:]) == 0
+
+
+def test_step_update_matches_scan(assert_close):
+    inputs = make_inputs(batch=2, length=9)
+    for k in ("seq_idx", "mask"):
+        inputs[k] = None
+    with torch.no_grad():
+        y, h = ssd_scan(**inputs, dt_softplus=True, dt_limit=(0.0, 1.0), return_final_state=True, backend="reference")
+        state = inputs["initial_state"].clone()
+        ys = [ssd_state_update(state, inputs["x"][:, t], inputs["dt"][:, t], inputs["A"], inputs["B"][:, t],
+                               inputs["C"][:, t], inputs["D"], inputs["z"][:, t], inputs["dt_bias"], dt_softplus=True,
+                               dt_limit=(0.0, 1.0)) for t in range(9)]
+    assert_close("steps", torch.stack(ys, 1), y, 1e-5)
+    assert_close("state", state, h, 1e-5)
+
+
+def test_unknown_backend_and_bad_shapes_raise():
+    inputs = make_inputs(length=8)
+    with pytest.raises(ValueError, match="unknown ssd_scan backend"):
+        ssd_scan(**inputs, backend="cuda")
+    with pytest.raises(ValueError, match="dt must be"):
+        ssd_scan(**{**inputs, "dt": inputs["dt"][:, :4]})
+    with pytest.raises(ValueError, match="one scalar per head"):
+        ssd_scan(**{**inputs, "A": torch.randn(4, 5)})
+    with pytest.raises(ValueError, match="groups, which does not divide"):
+        ssd_scan(**{**inputs, "B": torch.randn(2, 8, 3, 5), "C": torch.randn(2, 8, 3, 5)})
+    with pytest.raises(TypeError, match="seq_idx must be an integer"):
+        ssd_scan(**{**inputs, "seq_idx": inputs["seq_idx"].float()})
+    with pytest.raises(ValueError, match="chunk_size"):
+        ssd_scan(**inputs, chunk_size=0)
+
+
+# -- Triton ------------------------------------------------------------------------------------
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def on_device(inputs):
+    return {k: (v.detach().to(DEVICE).requires_grad_(v.requires_grad) if isinstance(v, torch.Tensor) else v)
+            for k, v in inputs.items()}
+
+
+@pytest.mark.parametrize("length,groups,drop", [(37, 1, ()), (40, 2, ("seq_idx", "mask", "initial_state", "z"))])
+def test_triton_matches_reference(nan_empty, assert_close, length, groups, drop):
+    pytest.importorskip("triton")
+    inputs = make_inputs(batch=1 if drop == () else 2, length=length, groups=groups)
+    for k in drop:
+        inputs[k] = None
+    y_r, h_r, g_r = run("reference", inputs)
+    y_t, h_t, g_t = run("triton", on_device(inputs), chunk_size=16)
+    assert_close("y", y_t.cpu(), y_r, 1e-5)
+    assert_close("final state", h_t.cpu(), h_r, 1e-5)
+    assert set(g_t) == set(g_r)
+    for k in g_r:
+        assert_close(f"grad {k}", g_t[k].cpu(), g_r[k], 1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_triton_matches_chunked_on_gpu(assert_close, dtype):
+    inputs = make_inputs(batch=2, length=1000, heads=8, headdim=64, groups=2, n=64, dtype=dtype)
+    y_c, h_c, g_c = run("chunked", on_device(inputs), chunk_size=64)
+    y_t, h_t, g_t = run("triton", on_device(inputs), chunk_size=64)
+    tol = 1e-4 if dtype == torch.float32 else 1e-2
+    assert_close("y", y_t, y_c, tol)
+    assert_close("final state", h_t, h_c, tol)
+    for k in g_c:
+        assert_close(f"grad {k}", g_t[k], g_c[k], 10 * tol)
