@@ -11,6 +11,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from mambatune.benchmarks.train_step import SHAPE, step_fn
 from mambatune.core import MambaConfig, MambaForTask
+from mambatune.core.training.precision import set_tf32
 
 
 def main(argv=None) -> int:
@@ -19,7 +20,10 @@ def main(argv=None) -> int:
     ap.add_argument("--length", type=int, default=2048)
     ap.add_argument("--precision", default="bf16-autocast")
     ap.add_argument("--rows", type=int, default=30)
+    ap.add_argument("--no-tf32", action="store_true",
+                    help="fp32 matrix products in full fp32 (default: TF32, as the trainer)")
     args = ap.parse_args(argv)
+    set_tf32(not args.no_tf32)
     torch.manual_seed(0)
     model = MambaForTask(MambaConfig(**SHAPE)).cuda()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)

@@ -172,7 +172,8 @@ def main(argv=None) -> int:
                          "mamba_ssm": ms, "hf": hf})
             print(json.dumps(rows[-1]), flush=True)
     print(f"\ndevice: {device}; torch {torch.__version__}; fp32 matmuls in {'fp32' if args.no_tf32 else 'TF32'}\n")
-    print("| config | ours tok/s | mamba_ssm live tok/s | ratio | ours GiB | live GiB | anchors tok/s | ratio | HF anchors | ratio |")
+    print("| config | ours tok/s | mamba_ssm live tok/s | ratio | ours GiB | live GiB | anchors tok/s | ratio "
+          "| HF anchors | ratio |")
     print("|---|---|---|---|---|---|---|---|---|---|")
 
     def ratio(o, m):

@@ -1,7 +1,8 @@
 """Selective scan in Triton, long time chunks: one program per channel, states walked one by one.
 
 The design of mamba_ssm's CUDA kernel, in plain ``tl``. One program owns one
-batch row and BD channels (BD = 1 for contiguous inputs) and walks the sequence
+batch row and BD channels (BD = 1 by default; the kernels take any BD that
+divides the channels of a group) and walks the sequence
 in chunks of BT steps (hundreds to a thousand). Inside a chunk it loops over the
 N states: for state n, ``h[t] = a[t] * h[t-1] + b[t]`` over the chunk is one
 ``tl.associative_scan`` along a [BD, BT] tile whose time axis Triton spreads over
@@ -25,7 +26,10 @@ atomics (one add per step and state per program: B*D/BD adds per element);
 dA goes to a per-batch partial sum the host adds up.
 
 Supports time-varying B and C (any number of groups), D, z gating, delta_bias
-with softplus, seq_idx resets, mask, initial and final state, any strides.
+with softplus, seq_idx resets, mask, initial and final state. The kernels take
+any strides, but the launchers first copy inputs that are not contiguous along
+time (the mixer's (batch, L, dim) views): only a time stride of 1, which Triton
+specialises on, gives each thread 8 consecutive steps in 16-byte loads.
 Time-invariant (dim, N) B or C go to ``triton.py``.
 """
 from __future__ import annotations
