@@ -40,6 +40,7 @@ from .search_trial import HEARTBEAT_S, POLL_S, fork_server, optuna_module, run_t
 PRUNERS = ("median", "hyperband", "none")
 GRACE_S = 30  # a worker on another host is dead after this long without a heartbeat
 MAX_OVER_BUDGET = 50  # consecutive over-budget samples before the search gives up on the budget
+MAX_FAILED = 3  # consecutive failed trials of a worker before it stops (a recipe that cannot run)
 SINGLE_DEFAULTS = {  # each method alone, as the first trials when --trials allows (the report's single-method row)
     "lora": {"lora.targets": "in_proj+x_proj+out_proj", "lora.rank": 8},
     "lorap": {"lorap.rank": 8},
@@ -118,15 +119,14 @@ def base_recipe(search: Search) -> tuple[dict[str, Any], Any]:
     return raw, recipe
 
 
-def study_name(base: dict[str, Any], search: Search) -> str:
-    """The recipe's name and a fingerprint of what defines the search, so workers of one search on
-    another host find the same study in a shared storage."""
-    defining = {k: getattr(search, k) for k in ("budget", "seed")}
-    defining["methods"] = check_switches(search.methods)
-    defining["recipe"] = {k: v for k, v in base.items() if k not in ("overrides",)}
-    defining["recipe"]["train"] = {k: v for k, v in base["train"].items() if k != "output_dir"}
-    digest = hashlib.sha256(json.dumps(defining, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    return f"{base['name']}-{digest}"
+def study_name(recipe_name: str, search: Search) -> str:
+    """The recipe's name and a fingerprint of what the user gave to define the search (not of the
+    resolved recipe, whose defaults and absolute paths differ between versions and machines), so a
+    resumed search, or the same command on another host, finds the same study."""
+    defining = {"name": recipe_name, "overrides": search.overrides, "budget": search.budget,
+                "methods": check_switches(search.methods), "seed": search.seed}
+    digest = hashlib.sha256(json.dumps(defining, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{recipe_name}-{digest}"
 
 
 # -- the study ----------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ def over_budget_violation(trial) -> list[float]:
     return [float(trial.user_attrs.get("over_budget_by", 0))]
 
 
-def open_study(search: Search, name: str, worker: int, pruner=None):
+def open_study(search: Search, name: str, maximize: bool, worker: int = 0, pruner=None):
     optuna = optuna_module()
     import inspect
     kwargs = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S}
@@ -160,9 +160,8 @@ def open_study(search: Search, name: str, worker: int, pruner=None):
     if search.storage_url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
     storage = optuna.storages.RDBStorage(search.storage_url, **kwargs)
-    from .recipe import load_recipe
-    direction = "maximize" if load_recipe(search.recipe, search.overrides).train.higher_is_better() else "minimize"
-    probe = optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
+    probe = optuna.create_study(study_name=name, storage=storage, direction="maximize" if maximize else "minimize",
+                                load_if_exists=True)
     # a seed per worker and per restart, so a resumed or parallel worker does not redraw earlier trials
     seed = search.seed + 7919 * worker + len(probe.get_trials(deepcopy=False))
     sampler = optuna.samplers.TPESampler(seed=seed, constraints_func=over_budget_violation)
@@ -228,8 +227,8 @@ def worker(search: Search, index: int = 0, pruner=None) -> None:
     from optuna.trial import TrialState
     folder = search.folder
     base, recipe = base_recipe(search)
-    name = study_name(base, search)
-    study, storage = open_study(search, name, index, pruner)
+    study, storage = open_study(search, study_name(recipe.name, search), recipe.train.higher_is_better(), index,
+                                pruner)
     shape = model_shape(recipe)
     if search.budget is not None and shape is None:
         raise ValueError(f"--budget: cannot read the shape of model.pretrained={recipe.model.pretrained!r} here; "
@@ -240,7 +239,7 @@ def worker(search: Search, index: int = 0, pruner=None) -> None:
            "shape": shape, "budget": search.budget, "metric": recipe.train.metric_for_best,
            "maximize": recipe.train.higher_is_better()}
     deadline = time.time() + search.timeout if search.timeout else None
-    over_budget_in_a_row = 0
+    in_a_row = {"over_budget": 0, "failed": 0}
     while deadline is None or time.time() < deadline:
         with contextlib.ExitStack() as hold:
             with file_lock(folder / "ask.lock"):
@@ -266,12 +265,14 @@ def worker(search: Search, index: int = 0, pruner=None) -> None:
                     return
                 time.sleep(2 * POLL_S)  # another worker's trial: if its worker dies, its re-run comes back here
                 continue
-            line, over_budget = run_trial(study, storage, trial, ctx)
+            line, end = run_trial(study, storage, trial, ctx)
         print(line, flush=True)
-        over_budget_in_a_row = over_budget_in_a_row + 1 if over_budget else 0
-        if over_budget_in_a_row >= MAX_OVER_BUDGET:
+        in_a_row = {kind: count + 1 if end == kind else 0 for kind, count in in_a_row.items()}
+        if in_a_row["over_budget"] >= MAX_OVER_BUDGET:
             raise ValueError(f"--budget {search.budget:,}: {MAX_OVER_BUDGET} samples in a row exceed it; raise it "
                              "or restrict --methods")
+        if in_a_row["failed"] >= MAX_FAILED:
+            raise ValueError(f"{MAX_FAILED} trials in a row failed; the last: {line}")
 
 
 # -- the command ------------------------------------------------------------------------------------
@@ -325,7 +326,7 @@ def run_search(search: Search, pruner=None) -> Path:
     failed = [i for i, proc in enumerate(extra, 1) if proc.returncode != 0]
     if failed:
         print(f"worker(s) {failed} stopped with an error: see {folder}/worker-<i>.log", file=sys.stderr)
-    study, _ = open_study(search, study_name(base, search), 0, pruner)
+    study, _ = open_study(search, study_name(recipe.name, search), recipe.train.higher_is_better(), 0, pruner)
     return write_outputs(study, search, base, recipe)
 
 

@@ -64,14 +64,14 @@ def eval_scores(run_dir: Path, metric: str) -> list[tuple[int, float]]:
 
 
 def trainable_from_log(log: Path) -> int | None:
-    """The total of the last trainable-parameter table the run printed (the model it trained last)."""
-    found = None
+    """The total of the first trainable-parameter table the run printed: the model it fine-tunes (a run
+    may train baselines after it, e.g. the same model from scratch)."""
     if log.is_file():
         for line in log.read_text(errors="replace").splitlines():
             parts = line.split()
             if len(parts) == 3 and parts[0] == "trainable" and parts[2].endswith("%"):
-                found = int(parts[1].replace(",", ""))
-    return found
+                return int(parts[1].replace(",", ""))
+    return None
 
 
 def without_children() -> None:
@@ -118,9 +118,10 @@ def stop(proc) -> None:
         proc.join()
 
 
-def run_trial(study, storage, trial, ctx: dict) -> tuple[str, bool]:
+def run_trial(study, storage, trial, ctx: dict) -> tuple[str, str]:
     """Samples, checks the budget, runs and scores one trial (asked, locked and attributed by the
-    caller); tells the study its end. Returns (a one-line summary, whether it was over the budget)."""
+    caller); tells the study its end. Returns (a one-line summary, how it ended: complete, pruned,
+    over_budget or failed)."""
     optuna = optuna_module()
     folder: Path = ctx["folder"]
     tdir = trial_dir(folder, trial.number)
@@ -138,7 +139,7 @@ def run_trial(study, storage, trial, ctx: dict) -> tuple[str, bool]:
             trial.set_user_attr("over_budget", True)
             trial.set_user_attr("over_budget_by", count - ctx["budget"])
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            return f"{label}): over the budget of {ctx['budget']:,}, pruned before training", True
+            return f"{label}): over the budget of {ctx['budget']:,}, pruned before training", "over_budget"
     run_dir = tdir / "run"
     recipe_path = tdir / "recipe.yaml"
     write_recipe(trial_recipe(ctx["base"], methods, lr, run_dir), recipe_path,
@@ -178,16 +179,16 @@ def run_trial(study, storage, trial, ctx: dict) -> tuple[str, bool]:
     if pruned:
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         step = max(reported)
-        return f"{label}): pruned at step {step} ({metric} {reported[step]:.4g})", False
+        return f"{label}): pruned at step {step} ({metric} {reported[step]:.4g})", "pruned"
     if proc.exitcode != 0 or not scores:
         tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
         why = " / ".join(tail) if proc.exitcode != 0 else \
             f"no validation {metric} in {run_dir / 'metrics.jsonl'} (the recipe needs a validation split)"
         trial.set_user_attr("error", why[-500:])
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        return f"{label}): failed: {why[-300:]} (log: {log_path})", False
+        return f"{label}): failed: {why[-300:]} (log: {log_path})", "failed"
     best = max(scores) if ctx["maximize"] else min(scores)
     study.tell(trial, best)
-    return f"{label}): {metric} {best:.4g}, {time.time() - start:.0f} s", False
+    return f"{label}): {metric} {best:.4g}, {time.time() - start:.0f} s", "complete"
 
 

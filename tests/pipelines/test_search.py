@@ -51,8 +51,8 @@ class PruneFirstAfterComplete(optuna.pruners.BasePruner):
 
 
 def load(search: Search):
-    base, _ = base_recipe(search)
-    return open_study(search, study_name(base, search), 0)[0]
+    _, recipe = base_recipe(search)
+    return open_study(search, study_name(recipe.name, search), recipe.train.higher_is_better())[0]
 
 
 @pytest.fixture(scope="module")
