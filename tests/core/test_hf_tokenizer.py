@@ -47,3 +47,14 @@ def test_char(tmp_path):
     assert tok("ab é")["input_ids"] == [3, 4, 2, 5]
     assert tok("abz")["input_ids"] == [3, 4, 1]  # an unseen character is 1, unknown
     assert tok.pad_token_id == 0 and tok.unk_token_id == 1
+
+
+def test_embedded_hf_tokenizer_keeps_its_ids_and_pad(tmp_path):
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    inner = Tokenizer(models.WordLevel({"<pad>": 0, "<unk>": 1, "hello": 2, "world": 3}, unk_token="<unk>"))
+    inner.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = load({"kind": "hf", "pad_id": 0, "tokenizer": json.loads(inner.to_str())}, tmp_path)
+    assert tok("hello there world")["input_ids"] == [2, 1, 3] and tok.pad_token_id == 0
