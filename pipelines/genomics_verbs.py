@@ -243,6 +243,9 @@ def evaluate(run_dir, split: str | None = None) -> dict:
     baselines are in results.json)."""
     run_dir, recipe, results = open_run(run_dir)
     split = domain_run.check_split(split, recipe)
+    if recipe.data.path:  # a run on the user's files
+        from . import genomics_user_verbs
+        return genomics_user_verbs.evaluate(run_dir, recipe, results, split)
     cfg, tok = recipe.data, DNATokenizer()
     name = next(iter(results["test"]))
     if cfg.task == "promoter":
@@ -313,6 +316,9 @@ def read_fasta_records(path: Path) -> list[tuple[str, str]]:
 def read_inputs(source: str, recipe, genome: str | None = None) -> GenomicsInputs:
     """Sequences of a FASTA, or of BED / CSV / TSV / parquet regions in ``genome``, or variants of a
     VCF in ``genome``, each prepared as the run prepared its windows (central ``data.window`` bp)."""
+    if recipe.data.path and suffix_of(Path(source)) != ".vcf":  # a run on the user's files: read as it read them
+        from . import genomics_user_verbs
+        return genomics_user_verbs.read_inputs(source, recipe, genome=genome)
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"input {source} not found; genomics predict reads a FASTA, a BED / CSV / TSV / "
@@ -437,6 +443,9 @@ def predict(run_dir, inputs: GenomicsInputs) -> list[dict]:
     bits per base (sequences under an LM run); ``note`` says why a record was not scored."""
     run_dir, recipe, results = open_run(run_dir)
     cfg = recipe.data
+    if cfg.path and inputs.kind == "sequences" and cfg.task == "promoter":  # a run on the user's sequences
+        from . import genomics_user_verbs
+        return genomics_user_verbs.predict(run_dir, recipe, results, inputs)
     rows = [dict(r) for r in inputs.rows]
     domain_run.report_skipped(f"predict {inputs.kind}", dict(inputs.counts))
     if inputs.kind == "variants":
@@ -485,6 +494,9 @@ def export(run_dir, out) -> Path:
     ensemble of K whose prediction is the mean of the members' class probabilities."""
     run_dir, recipe, results = open_run(run_dir)
     cfg = recipe.data
+    if cfg.path and cfg.task == "promoter":  # a classifier / regressor of the user's sequences
+        from . import genomics_user_verbs
+        return genomics_user_verbs.export(run_dir, recipe, results, out)
     meta = {"run_dir": str(run_dir), "recipe": recipe.name, "task": cfg.task, "tokenizer": f"DNATokenizer(k={cfg.k})",
             "window": cfg.window, "rc_average": cfg.rc_average}
     if cfg.task == "promoter":

@@ -71,7 +71,7 @@ def test_binary_csv_with_the_shipped_model_by_name(tmp_path):
     assert (out / "plots" / "roc.png").is_file() and "'R' x1" not in (out / "report.md").read_text()
 
 
-def test_multilabel_jsonl_with_mixed_lengths(tmp_path):
+def test_multilabel_jsonl_with_mixed_lengths_then_eval_and_predict(tmp_path, capsys):
     rows = sequences(48, 30, mixed=True)
     with open(tmp_path / "tf.jsonl", "w") as fh:
         for i, (s, y) in enumerate(rows):
@@ -79,12 +79,23 @@ def test_multilabel_jsonl_with_mixed_lengths(tmp_path):
                      + "\n")
     out = tmp_path / "ml"
     results = run("genomics/promoter_full", out, f"data.path={tmp_path}/tf.jsonl")
+    capsys.readouterr()
     assert results["data"]["labels"]["kind"] == "multilabel"
     assert results["data"]["labels"]["classes"] == ["CTCF", "SP1", "YY1"]
     assert "auroc_macro" in next(iter(results["test"].values()))
     assert "not fitted: one-hot features need sequences of one length" in \
         results["baseline_settings"]["one-hot logistic regression"]
     assert pl.read_csv(out / "predictions_test.csv").columns == ["id", "label", "predicted", "p_CTCF", "p_SP1", "p_YY1"]
+    # eval remakes the split from the user's file and rescores the saved model: the run's test figures
+    assert main(["eval", str(out)]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["examples"] == results["sizes"]["test"]
+    assert again["metrics"]["auroc_macro"] == pytest.approx(next(iter(results["test"].values()))["auroc_macro"])
+    (tmp_path / "new.csv").write_text(f"sequence\n{rows[0][0]}\nhello world\n")
+    assert main(["predict", str(out), str(tmp_path / "new.csv"), "-o", str(tmp_path / "p.csv")]) == 0
+    pred = pl.read_csv(tmp_path / "p.csv")
+    assert pred.columns == ["id", "length", "predicted", "p_CTCF", "p_SP1", "p_YY1", "note"]
+    assert pred["p_CTCF"][0] is not None and pred["note"][1].startswith("not scored: new.csv, row 2")
 
 
 def test_regression_parquet_with_a_test_file(tmp_path):
