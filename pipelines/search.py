@@ -210,6 +210,16 @@ def fail_dead_local_trials(study, storage, folder: Path) -> None:
                 retry_trial(study, t)
 
 
+def gpu_of_worker(index: int, workers: int) -> dict[str, str]:
+    """With several local workers and several GPUs, worker i's trials see GPU i mod n only."""
+    import torch
+    n = torch.cuda.device_count()  # counts devices without creating a CUDA context
+    if workers < 2 or n < 2:
+        return {}
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", ",".join(map(str, range(n)))).split(",")
+    return {"CUDA_VISIBLE_DEVICES": visible[index % len(visible)]}
+
+
 def enqueue_singles(study, switches: list[str], trials: int, lr: float) -> None:
     """One trial per method alone at its defaults first, when --trials leaves as many for the search."""
     if trials < 2 * len(switches) or len(switches) < 2:
@@ -237,7 +247,7 @@ def worker(search: Search, index: int = 0, pruner=None) -> None:
     ctx = {"processes": fork_server(pipeline_module(recipe.pipeline).__name__), "folder": folder,
            "switches": check_switches(search.methods), "base_lr": recipe.train.lr, "base": base,
            "shape": shape, "budget": search.budget, "metric": recipe.train.metric_for_best,
-           "maximize": recipe.train.higher_is_better()}
+           "maximize": recipe.train.higher_is_better(), "env": gpu_of_worker(index, search.workers)}
     deadline = time.time() + search.timeout if search.timeout else None
     in_a_row = {"over_budget": 0, "failed": 0}
     while deadline is None or time.time() < deadline:

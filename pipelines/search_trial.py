@@ -148,7 +148,8 @@ def run_trial(study, storage, trial, ctx: dict) -> tuple[str, str]:
     log_path = tdir / "log.txt"
     start, metric, reported, pruned = time.time(), ctx["metric"], {}, False
     log_path.write_text("")
-    proc = ctx["processes"].Process(target=run_cli, args=(str(recipe_path), str(log_path), os.getcwd(), dict(os.environ)))
+    proc = ctx["processes"].Process(target=run_cli, args=(str(recipe_path), str(log_path), os.getcwd(),
+                                                          {**os.environ, **ctx["env"]}))
     proc.start()
     try:
         beat = 0.0
