@@ -79,7 +79,7 @@ def link_best(folder: Path, run_dir: Path) -> Path:
     return best
 
 
-def write_plots(study, folder: Path) -> list[str]:
+def write_plots(study, folder: Path, target: str) -> list[str]:
     """Optuna's optimisation history and parameter importances as PNGs; returns notes on plots not made."""
     import matplotlib
     matplotlib.use("Agg")
@@ -94,7 +94,7 @@ def write_plots(study, folder: Path) -> list[str]:
         try:
             with warnings.catch_warnings():  # importances of few trials come with caveats the note already makes
                 warnings.simplefilter("ignore")
-                ax = plot(study)
+                ax = plot(study, target_name=target)
             fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
             fig.tight_layout()
             fig.savefig(out / f"{name}.png", dpi=120)
@@ -150,7 +150,7 @@ def write_outputs(study, search, base: dict[str, Any], recipe) -> Path:
     rerun = trial_recipe(base, methods, best.params["lr"], folder / "best_rerun")
     write_recipe(rerun, folder / "best_recipe.yaml",
                  f"best trial {best.number} of the search in {folder}: validation {metric} {best.value:.6g}")
-    plot_notes = write_plots(study, folder)
+    plot_notes = write_plots(study, folder, f"validation {metric}")
     rows = [("best hybrid", best_of(trials, ("hybrid",), maximize)),
             ("best single method", best_of(trials, ("single",), maximize)),
             ("head only", best_of(trials, ("head_only",), maximize))]
