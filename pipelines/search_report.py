@@ -52,15 +52,19 @@ def test_metrics(run_dir: str | None) -> dict[str, float]:
 
 
 def write_trials_csv(trials, path: Path) -> None:
+    """One row per trial: FIXED columns, the test metrics of completed runs (``test.<name>``), every parameter."""
     retried = {t.user_attrs.get("retry_of") for t in trials}
     params = list(dict.fromkeys(k for t in trials for k in t.params))
+    tests = {t.number: {f"test.{k}": v for k, v in test_metrics(t.user_attrs.get("run_dir")).items()}
+             for t in trials if t.state.name == "COMPLETE"}
+    metrics = list(dict.fromkeys(k for m in tests.values() for k in m))
     with open(path.with_suffix(".tmp"), "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(FIXED) + params)
+        w = csv.DictWriter(fh, fieldnames=list(FIXED) + metrics + params)
         w.writeheader()
         for t in trials:
             row = {k: t.user_attrs.get(k, "") for k in FIXED}
             row.update(number=t.number, state=t.state.name, value="" if t.value is None else t.value,
-                       note=note_of(t, retried), **t.params)
+                       note=note_of(t, retried), **tests.get(t.number, {}), **t.params)
             w.writerow(row)
     os.replace(path.with_suffix(".tmp"), path)
 
