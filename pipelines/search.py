@@ -242,7 +242,7 @@ def worker(search: Search, index: int = 0, pruner=None) -> None:
     shape = model_shape(recipe)
     if search.budget is not None and shape is None:
         raise ValueError(f"--budget: cannot read the shape of model.pretrained={recipe.model.pretrained!r} here; "
-                         "give the model's folder")
+                         "name a model folder or a shipped model there")
     from .recipe import pipeline_module
     ctx = {"processes": fork_server(pipeline_module(recipe.pipeline).__name__), "folder": folder,
            "switches": check_switches(search.methods), "base_lr": recipe.train.lr, "base": base,

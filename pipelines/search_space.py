@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,7 @@ def kind_of(methods: list[dict[str, Any]]) -> str:
 
 def model_shape(recipe) -> MambaConfig | None:
     """The backbone's MambaConfig of a recipe: ``model.config`` for a new model, the pretrained
-    folder's config.json otherwise (a folder, a shipped model's name, or what the pipeline's own
+    folder's config.json (a forecaster's forecaster.json) otherwise (a folder, a shipped model's name, or what the pipeline's own
     one-argument ``resolve_pretrained`` makes of the name). None when it cannot be told here."""
     from mambatune.core.checkpoints import load_config
 
@@ -127,6 +128,8 @@ def model_shape(recipe) -> MambaConfig | None:
     for folder in candidates:
         if folder and (Path(folder) / "config.json").is_file():
             return load_config(folder)[0]
+        if folder and (Path(folder) / "forecaster.json").is_file():  # a time-series forecaster: its backbone's config
+            return MambaConfig.from_dict(json.loads((Path(folder) / "forecaster.json").read_text())["forecaster"]["backbone"])
     return None
 
 
