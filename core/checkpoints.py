@@ -29,6 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_write, atomic_write_json, host_tensors
+from .checkpoints_mamba2 import config_from_hf_mamba2, config_from_mamba_ssm2, export_hf_mamba2
 from .config import MambaConfig
 from .heads import Head, LMHead, MambaForTask, head_from_spec
 
@@ -182,14 +183,14 @@ def resolve_path(path_or_id: str | os.PathLike, revision: str | None = None) -> 
 def detect_format(cfg: dict) -> str:
     if cfg.get("format") == FORMAT:
         return "mambatune"
+    if cfg.get("model_type") == "mamba2":
+        return "hf_mamba2"
     if cfg.get("model_type") == "mamba" or any("Mamba" in a for a in cfg.get("architectures") or []):
         if cfg.get("model_type") not in (None, "mamba"):
             raise CheckpointError(f"model_type {cfg.get('model_type')!r} is not Mamba-1")
         return "hf"
     if cfg.get("model_type") == "caduceus":
         return "caduceus"
-    if cfg.get("model_type") == "mamba2":
-        raise CheckpointError("this is a Mamba-2 checkpoint; mambatune reads Mamba-1 models")
     if "d_model" in cfg and "n_layer" in cfg:
         return "mamba_ssm"
     raise CheckpointError(
@@ -218,6 +219,8 @@ def config_from_hf(c: dict) -> MambaConfig:
 def config_from_mamba_ssm(c: dict) -> MambaConfig:
     ssm = dict(c.get("ssm_cfg") or {})
     layer = ssm.pop("layer", "Mamba1")
+    if layer == "Mamba2":
+        return config_from_mamba_ssm2(c)
     if layer != "Mamba1":
         raise CheckpointError(f"ssm_cfg.layer is {layer!r}; mambatune reads Mamba-1 models")
     if c.get("d_intermediate", 0) or c.get("attn_layer_idx"):
@@ -301,7 +304,7 @@ def to_ours(sd: dict[str, torch.Tensor], fmt: str, config: MambaConfig | None = 
             k2 = k2.replace(".mixer.mamba_rev.", ".mixer.rev.")
             if bi and config.tie_bidirectional and re.search(r"\.mixer\.rev\.(in_proj|out_proj)\.", k2):
                 continue  # the same tensors as the forward direction's
-        elif fmt == "hf":
+        elif fmt in ("hf", "hf_mamba2"):
             if not k2.startswith(("backbone.", "lm_head.")):
                 k2 = "backbone." + k2  # a bare MambaModel
             k2 = k2.replace("backbone.embeddings.", "backbone.embedding.")
@@ -354,6 +357,8 @@ def export_hf(model: MambaForTask, path: str | os.PathLike) -> Path:
     if not isinstance(model.head, LMHead):
         raise CheckpointError("Hugging Face export needs a language model (LM head); this model has a "
                               f"{model.head.kind} head. Save it with save_pretrained instead.")
+    if model.config.arch == "mamba2":
+        return export_hf_mamba2(model, path)
     sd = model.state_dict()
     hf_cfg = config_to_hf(model.config, sd["backbone.embedding.weight"].dtype)
     extra = [k for k in sd if not re.match(r"(backbone\.(embedding|norm_f|layers\.\d+\.(norm|mixer\.(in_proj|x_proj|dt_proj|out_proj|conv1d)))\.(weight|bias)"
@@ -380,6 +385,8 @@ def load_config(path_or_id) -> tuple[MambaConfig, dict, str]:
         return config_from_hf(raw), raw, fmt
     if fmt == "caduceus":
         return config_from_caduceus(raw), raw, fmt
+    if fmt == "hf_mamba2":
+        return config_from_hf_mamba2(raw), raw, fmt
     return config_from_mamba_ssm(raw), raw, fmt
 
 

@@ -1,4 +1,4 @@
-"""Typed configuration of a Mamba-1 model, validated on construction."""
+"""Typed configuration of a Mamba-1 or Mamba-2 model, validated on construction."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,6 +10,7 @@ from typing import Any
 BIDIRECTIONAL_STRATEGIES = ("add", "mul", "gate")
 RC_MODES = ("none", "rcps", "posthoc")
 BACKENDS = ("auto", "triton", "chunked", "reference")
+ARCHS = ("mamba1", "mamba2")
 
 
 class ConfigError(ValueError):
@@ -32,13 +33,21 @@ def check_known_keys(cls, d: dict[str, Any], kind: str | None = None) -> None:
 
 @dataclass
 class MambaConfig:
-    """Shape and behaviour of a Mamba-1 model.
+    """Shape and behaviour of a Mamba-1 or Mamba-2 model.
 
     d_model: width of the residual stream; n_layer: number of blocks;
     d_state: SSM state size N; d_conv: causal conv width; expand: inner width
     factor (d_inner = expand * d_model); dt_rank: rank of the delta projection
-    ("auto" = ceil(d_model / 16)); vocab_size: tokens, padded up to a multiple
+    ("auto" = ceil(d_model / 16), Mamba-1 only); vocab_size: tokens, padded up to a multiple
     of pad_vocab_size_multiple for the embedding.
+
+    arch: ``mamba1`` (selective scan, one A per channel and state) or ``mamba2`` (SSD: one
+    scalar A per head). Mamba-2 only: headdim: channels per head (heads = d_ssm / headdim);
+    ngroups: groups of heads sharing B and C; chunk_size: steps per chunk of the SSD kernels;
+    d_ssm: channels that go through the SSM (None = d_inner; the other d_inner - d_ssm form a
+    gated MLP beside it, as in mamba_ssm); norm_before_gate: the gated RMSNorm normalises y
+    before multiplying by silu(z) (False: norm(y * silu(z)), what Hugging Face and mamba_ssm use);
+    dt_limit: [lo, hi] clamp of dt after softplus (None = no clamp).
     """
 
     d_model: int = 768
@@ -69,6 +78,13 @@ class MambaConfig:
     rc_equivariant: str = "none"
     complement_map: list[int] | None = None
     backend: str = "auto"
+    arch: str = "mamba1"
+    headdim: int = 64
+    ngroups: int = 1
+    chunk_size: int = 256
+    d_ssm: int | None = None
+    norm_before_gate: bool = False
+    dt_limit: list[float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -113,6 +129,38 @@ class MambaConfig:
             raise ConfigError(f"MambaConfig.backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
             raise ConfigError(f"MambaConfig.pad_token_id {self.pad_token_id} is outside the vocabulary (size {self.vocab_size})")
+        if self.arch not in ARCHS:
+            raise ConfigError(f"MambaConfig.arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.arch == "mamba2":
+            self._check_mamba2()
+
+    def _check_mamba2(self) -> None:
+        for name in ("headdim", "ngroups", "chunk_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"MambaConfig.{name} must be a positive integer, got {v!r}")
+        d_ssm = self.d_ssm if self.d_ssm is not None else self.d_inner
+        if isinstance(d_ssm, bool) or not isinstance(d_ssm, int) or not 1 <= d_ssm <= self.d_inner:
+            raise ConfigError(f"MambaConfig.d_ssm must be None or an integer in 1..d_inner={self.d_inner}, got {self.d_ssm!r}")
+        if d_ssm % self.headdim:
+            raise ConfigError(f"MambaConfig: d_ssm = {d_ssm} (d_inner when unset) must be a multiple of headdim = {self.headdim}")
+        if self.nheads % self.ngroups:
+            raise ConfigError(f"MambaConfig: ngroups = {self.ngroups} must divide the number of heads {self.nheads} "
+                              f"(d_ssm / headdim)")
+        if not isinstance(self.norm_before_gate, bool):
+            raise ConfigError(f"MambaConfig.norm_before_gate must be true or false, got {self.norm_before_gate!r}")
+        if self.dt_limit is not None:
+            lim = self.dt_limit
+            if (not isinstance(lim, (list, tuple)) or len(lim) != 2
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in lim)
+                    or not 0 <= lim[0] < lim[1]):
+                raise ConfigError(f"MambaConfig.dt_limit must be None or [lo, hi] with 0 <= lo < hi, got {lim!r}")
+            self.dt_limit = [float(v) for v in lim]
+
+    @property
+    def nheads(self) -> int:
+        """Mamba-2 heads: d_ssm / headdim."""
+        return (self.d_ssm if self.d_ssm is not None else self.d_inner) // self.headdim
 
     @property
     def d_inner(self) -> int:

@@ -15,7 +15,8 @@ import torch.nn as nn
 import torch.utils.checkpoint
 
 from .config import MambaConfig
-from .mixer import BiMambaMixer, LayerState, MambaMixer
+from .mixer import LayerState, MambaMixer
+from .mixer2 import Mamba2Mixer, make_mixer
 
 
 class RMSNorm(nn.Module):
@@ -49,7 +50,7 @@ class MambaBlock(nn.Module):
         self.config = config
         self.layer_idx = layer_idx
         self.norm = make_norm(config)
-        self.mixer = BiMambaMixer(config, layer_idx) if config.bidirectional else MambaMixer(config, layer_idx)
+        self.mixer = make_mixer(config, layer_idx)
         self.parallel_adapter: nn.Module | None = None  # optional hook, see peft/parallel_adapter.py
 
     def forward(self, hidden, mask=None, seq_idx=None, state: LayerState | None = None):
@@ -178,7 +179,7 @@ class MambaModel(nn.Module):
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=c.initializer_range)
-        if c.rescale_prenorm_residual and isinstance(module, MambaMixer) and hasattr(module, "out_proj"):
+        if c.rescale_prenorm_residual and isinstance(module, (MambaMixer, Mamba2Mixer)) and hasattr(module, "out_proj"):
             # GPT-2 style: scale residual-writing projections by 1/sqrt(n_layer)
             nn.init.kaiming_uniform_(module.out_proj.weight, a=math.sqrt(5))
             with torch.no_grad():
