@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..config import ConfigError
 from ..mixer import MambaMixer
 from .base import MethodConfig, check_choice, check_int, mixers_of
 
@@ -77,6 +78,9 @@ class ExtraStates(nn.Module):
 def apply_additional_scan(model: nn.Module, cfg: AdditionalScanConfig) -> list[nn.Parameter]:
     params = []
     for mixer in mixers_of(model, cfg.layers):
+        if not isinstance(mixer, MambaMixer):
+            raise ConfigError("additional_scan adds states through Mamba-1's x_proj; it does not apply to a Mamba-2 "
+                              "model yet (issue 18): use lora, affix, prompt, partial or parallel_adapter")
         if mixer.ssm_extension is not None:
             raise ValueError("additional_scan: a mixer already has extra states; give one additional_scan config")
         total = mixer.A_log.shape[1] + cfg.num_states

@@ -43,7 +43,7 @@ def apply_affix(model: nn.Module, cfg: AffixConfig) -> list[nn.Parameter]:
     for mixer in mixers_of(model, cfg.layers):
         if mixer.prefix is not None:
             raise ValueError("affix: a mixer already has a prefix; give one affix config")
-        like = mixer.x_proj.weight
+        like = mixer.conv1d.weight
         tokens = torch.randn(cfg.num_tokens, mixer.config.d_model, device=like.device, dtype=like.dtype) * cfg.init_std
         mixer.prefix = LearnedTokens(tokens, "affix-tuning")
         params.append(mixer.prefix.tokens)

@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from ..config import ConfigError, check_known_keys
 from ..mixer import MambaMixer
+from ..mixer2 import Mamba2Mixer
 from ..model import MambaBlock, MambaModel
 
 
@@ -99,9 +100,9 @@ def blocks_of(model: nn.Module, layers: list[int] | None = None) -> list[MambaBl
     return [blocks[i % n] for i in sorted({i % n for i in layers})]
 
 
-def mixers_of(model: nn.Module, layers: list[int] | None = None) -> list[MambaMixer]:
-    """Every MambaMixer (both directions of a bidirectional mixer) of the chosen blocks."""
-    return [m for block in blocks_of(model, layers) for m in block.modules() if isinstance(m, MambaMixer)]
+def mixers_of(model: nn.Module, layers: list[int] | None = None) -> list[MambaMixer | Mamba2Mixer]:
+    """Every Mamba-1 or Mamba-2 mixer (both directions of a bidirectional mixer) of the chosen blocks."""
+    return [m for block in blocks_of(model, layers) for m in block.modules() if isinstance(m, (MambaMixer, Mamba2Mixer))]
 
 
 def generic_name(name: str) -> str:

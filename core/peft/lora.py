@@ -4,7 +4,8 @@
 so the wrapped layer starts as the base layer. With ``output_slice`` the update is
 added to a slice of the output rows only: on ``in_proj`` (outputs ``[x | z]``),
 ``"x"`` is LoRAp(X) of MambaPEFT (the branch that feeds conv and scan) and ``"z"``
-is LoRAp(Z) (the gate). DoRA (Liu et al., 2024) learns a magnitude per output row
+is LoRAp(Z) (the gate); on a Mamba-2 ``in_proj`` (outputs ``[z | x B C | dt]``) ``"x"``
+names the x, B and C rows (what feeds the conv and the scan) and ``"z"`` the gate rows. DoRA (Liu et al., 2024) learns a magnitude per output row
 and keeps the direction weight-normalised:
 ``W' = m * (W + s BA) / ||W + s BA||`` (row norms).
 
@@ -185,7 +186,11 @@ def apply_lora(model: nn.Module, cfg: LoRAConfig) -> list[nn.Parameter]:
     for name, linear in hits:
         if isinstance(linear, LoRALinear):
             raise ValueError(f"lora: {name} already carries a LoRA adapter; give each layer one LoRA config")
-        rows = resolve_rows(cfg.output_slice, linear.out_features, name)
+        owner = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+        if cfg.output_slice in SLICE_NAMES and hasattr(owner, "in_proj_rows") and name.endswith("in_proj"):
+            rows = owner.in_proj_rows(cfg.output_slice)  # a Mamba-2 in_proj: [z | x B C | dt]
+        else:
+            rows = resolve_rows(cfg.output_slice, linear.out_features, name)
         wrapped = LoRALinear(linear, cfg.rank, cfg.alpha, cfg.dropout, rows, cfg.dora)
         set_submodule(model, name, wrapped)
         params += [p for p in (wrapped.lora_A, wrapped.lora_B, wrapped.lora_magnitude) if p is not None]

@@ -2,8 +2,8 @@
 
 These methods add nothing to the model; they choose which existing parameters
 train. Groups (per mixer unless noted): ``A_log``, ``D``, ``dt_bias`` (dt_proj's
-bias), ``conv1d`` (weight and bias), ``norms`` (every RMSNorm / LayerNorm,
-norm_f included), ``embeddings`` (the token embedding; with a tied LM head this
+bias; Mamba-2's dt_bias), ``conv1d`` (weight and bias), ``norms`` (every RMSNorm / LayerNorm,
+Mamba-2's gated norm and norm_f included), ``embeddings`` (the token embedding; with a tied LM head this
 trains the head too), ``gate`` (a bidirectional mixer's gate).
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch.nn as nn
 from ..config import ConfigError
 from ..heads import LMHead
 from ..mixer import BiMambaMixer
+from ..mixer2 import GatedRMSNorm
 from ..model import RMSNorm
 from .base import MethodConfig, backbone_of, blocks_of, check_int, check_str_list, head_of, mixers_of, name_matches, no_match_error
 
@@ -51,7 +52,7 @@ def group_params(model: nn.Module, group: str, layers: list[int] | None = None) 
         return [backbone_of(model).embedding.weight]
     if group == "norms":
         modules = blocks_of(model, layers) + ([backbone_of(model).norm_f] if layers is None else [])
-        return [p for m in modules for n in m.modules() if isinstance(n, (RMSNorm, nn.LayerNorm))
+        return [p for m in modules for n in m.modules() if isinstance(n, (RMSNorm, nn.LayerNorm, GatedRMSNorm))
                 for p in n.parameters(recurse=False)]
     if group == "gate":
         return [m.gate_logit for b in blocks_of(model, layers) for m in b.modules()
@@ -59,7 +60,7 @@ def group_params(model: nn.Module, group: str, layers: list[int] | None = None) 
     pick = {
         "A_log": lambda m: [m.A_log],
         "D": lambda m: [m.D],
-        "dt_bias": lambda m: [m.dt_proj.bias],
+        "dt_bias": lambda m: [m.dt_bias] if hasattr(m, "dt_bias") else [m.dt_proj.bias],
         "conv1d": lambda m: [p for p in m.conv1d.parameters()],
     }[group]
     return [p for m in mixers_of(model, layers) for p in pick(m)]
