@@ -66,7 +66,7 @@ def ssd_scan(
     Shapes: x, z: (batch, L, heads, headdim); dt: (batch, L, heads); A, D, dt_bias: (heads,);
     B, C: (batch, L, groups, N) with groups dividing heads; initial_state: (batch, heads, headdim, N);
     seq_idx, mask: (batch, L). ``chunk_size`` sets the chunk length of the chunked and Triton
-    backends (the result does not depend on it beyond rounding).
+    backends, at most 64 (the result does not depend on it beyond rounding).
 
     Returns y (batch, L, heads, headdim) in x's dtype, and the final state (batch, heads, headdim, N)
     fp32 when ``return_final_state``.

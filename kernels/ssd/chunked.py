@@ -16,6 +16,12 @@ Packed sequences (``seq_idx``) cut every path that crosses a document start: a p
 only when both steps belong to the same document, and the incoming state only reaches steps of the
 document that was running at the chunk's start. Padded steps have dt = 0, so they are identity
 steps. Autograd differentiates this directly; memory is O(batch * L * H * (Q + P * N / Q)).
+
+Measured against the reference loop (one CPU thread, CPU time, chunk 64, 2026-12-02):
+B1 L1024 H4 P32 N32: forward 3.2 ms vs 82 ms (26x), forward + backward 11.5 ms vs 341 ms (30x);
+B2 L2048 H8 P64 N64: forward 52 ms vs 382 ms (7x), forward + backward 174 ms vs 21.1 s (121x).
+The forward does about the loop's arithmetic (P * N per head and step, twice, plus Q * P), but in
+batched matmuls instead of L small element-wise passes.
 """
 from __future__ import annotations
 
@@ -25,6 +31,10 @@ import torch
 import torch.nn.functional as F
 
 from .spec import SSDInputs
+
+# Longer chunks only add work here: the [Q, Q] tiles grow while the state work per step stays
+# (on a CPU Q = 64 beats 128 and 256 at P = N = 64), so a larger chunk_size is capped to this.
+MAX_CHUNK = 64
 
 
 def _pad_steps(t: torch.Tensor, pad: int) -> torch.Tensor:
@@ -42,7 +52,7 @@ def ssd_scan_chunked(p: SSDInputs) -> tuple[torch.Tensor, torch.Tensor]:
     if length == 0:
         h = h0 if h0 is not None else p.x.new_zeros(batch, heads, headdim, n_state, dtype=torch.float32)
         return p.x.new_zeros(p.x.shape), h
-    Q = min(p.chunk_size, length)
+    Q = min(p.chunk_size, MAX_CHUNK, length)
     n_chunks = math.ceil(length / Q)
     pad = n_chunks * Q - length
     b, nc, G, K, P, N = batch, n_chunks, groups, per_group, headdim, n_state

@@ -1,15 +1,22 @@
-"""SSD scan in Triton: one program per (batch, head, block of channels) walks the chunks in order.
+"""SSD scan in Triton: forward and backward kernels that walk the chunks of one (batch, head) in order.
 
-Per chunk of Q steps the program holds its state h [BP, N] and computes, with tl.dot:
+Forward, one program per (batch, head, block of channels), holding the state h [BP, N]; per chunk of
+Q steps, with tl.dot:
 
     y     = ((C B^T) * exp(S[t] - S[s]) * dt[s]) @ x        inside the chunk, s <= t, same document
     y    += exp(S[t]) * (C @ h^T)                            the incoming state
     h     = exp(S[end]) * h + (x * exp(S[end] - S) * dt)^T @ B
 
-with S the cumulative sum of dt * A inside the chunk (see ``chunked.py`` for the algebra). dt (with
-bias, softplus, limit and mask), the document numbers of ``seq_idx``, D, the z gate and the mask are
-applied on the host in PyTorch; the kernel does the scan. The backward recomputes the chunked
-PyTorch form and differentiates it (a Triton backward is the next step, issue 18).
+with S the cumulative sum of dt * A inside the chunk (see ``chunked.py`` for the algebra). For the
+backward it keeps the state entering each chunk (batch, H, L / Q, P, N).
+
+Backward, one program per (batch, head), all channels: it walks the chunks from the last, carrying
+dh = dL/dh, recomputes each chunk's pieces from its saved state and writes dx, d dt, dB, dC per head
+(a group's heads are summed on the host), dA per (batch, head) and the initial state's gradient; the
+gradient of the cumulative log decay S goes back to dt and A through a reverse cumulative sum.
+
+dt (bias, softplus, limit, mask), the document numbers of ``seq_idx``, D, the z gate and the mask are
+applied on the host in PyTorch (their gradients by autograd); the kernels do the scan.
 """
 from __future__ import annotations
 
@@ -20,7 +27,6 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from .chunked import ssd_scan_chunked
 from .spec import SSDInputs
 
 MAX_CHUNK = 64  # the [Q, Q] decay tile lives in registers
@@ -28,15 +34,17 @@ MAX_CHUNK = 64  # the [Q, Q] decay tile lives in registers
 
 @triton.jit
 def _ssd_chunk_scan_fwd(
-    x_ptr, dt_ptr, B_ptr, C_ptr, seg_ptr, h0_ptr, y_ptr, ht_ptr, A_ptr,
-    L, H, P, N, heads_per_group,
+    x_ptr, dt_ptr, B_ptr, C_ptr, seg_ptr, h0_ptr, y_ptr, ht_ptr, st_ptr, A_ptr,
+    L, H, P, N, heads_per_group, n_chunks,
     s_xb, s_xl, s_xh,
     s_bb, s_bl, s_bg,
     s_hb, s_hh, s_hp,
     CHUNK: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr, HAS_SEG: tl.constexpr, HAS_H0: tl.constexpr,
+    SAVE_STATES: tl.constexpr,
 ):
     # x, y: (b, L, H, P) with unit stride over P; dt: (b, L, H) contiguous; B, C: (b, L, G, N) with unit
-    # stride over N; seg: (b, L) int32 contiguous; h0, ht: (b, H, P, N) with unit stride over N
+    # stride over N; seg: (b, L) int32 contiguous; h0, ht: (b, H, P, N) with unit stride over N;
+    # st: (b, H, n_chunks, P, N) contiguous, the state entering each chunk (kept for the backward)
     i_bh, i_p = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     i_g = i_h // heads_per_group
@@ -53,6 +61,9 @@ def _ssd_chunk_scan_fwd(
         b_h = tl.zeros([BP, BN], dtype=tl.float32)
     seg_prev = tl.full([], 0, tl.int32)
     for start in range(0, L, CHUNK):
+        if SAVE_STATES:
+            p_st = ((i_bh * n_chunks + start // CHUNK) * P + o_p[:, None]) * N + o_n[None, :]
+            tl.store(st_ptr + p_st, b_h, mask=m_h)
         o_t = start + o_q
         m_t = o_t < L
         end = tl.minimum(L - start, CHUNK) - 1
@@ -91,36 +102,164 @@ def _ssd_chunk_scan_fwd(
     tl.store(ht_ptr + p_h, b_h, mask=m_h)
 
 
-def _scan_fwd(p: SSDInputs) -> tuple[torch.Tensor, torch.Tensor]:
-    """The kernel's part: (y without D, gate and mask (batch, L, H, P) fp32, final state fp32)."""
+@triton.jit
+def _ssd_chunk_scan_bwd(
+    x_ptr, dt_ptr, B_ptr, C_ptr, seg_ptr, st_ptr, dy_ptr, dht_ptr, A_ptr,
+    dx_ptr, ddt_ptr, dB_ptr, dC_ptr, dh0_ptr, dA_ptr,
+    L, H, P, N, heads_per_group, n_chunks,
+    s_bb, s_bl, s_bg,
+    CHUNK: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr, HAS_SEG: tl.constexpr, HAS_DHT: tl.constexpr,
+):
+    # one program per (batch, head), all P channels, walking the chunks backwards with dh = dL/dh [BP, BN].
+    # x, dy, dx: (b, L, H, P) contiguous; dt, ddt: (b, L, H) contiguous; B, C: (b, L, G, N) unit stride over
+    # N; dB, dC: (b, L, H, N) contiguous, per head (the host sums a group's heads); st: (b, H, n_chunks,
+    # P, N); dht, dh0: (b, H, P, N); dA: (b, H), per program (the host sums the batch)
+    i_bh = tl.program_id(0)
+    i_b, i_h = i_bh // H, i_bh % H
+    i_g = i_h // heads_per_group
+    o_q = tl.arange(0, CHUNK)
+    o_p = tl.arange(0, BP)
+    o_n = tl.arange(0, BN)
+    m_p, m_n = o_p < P, o_n < N
+    m_h = m_p[:, None] & m_n[None, :]
+    p_h = (i_bh * P + o_p[:, None]) * N + o_n[None, :]
+    A = tl.load(A_ptr + i_h).to(tl.float32)
+    if HAS_DHT:
+        b_dh = tl.load(dht_ptr + p_h, mask=m_h, other=0.0)  # [BP, BN]
+    else:
+        b_dh = tl.zeros([BP, BN], dtype=tl.float32)
+    b_dA = tl.zeros([], dtype=tl.float32)
+    for i in range(0, n_chunks):
+        i_c = n_chunks - 1 - i
+        start = i_c * CHUNK
+        o_t = start + o_q
+        m_t = o_t < L
+        end = tl.minimum(L - start, CHUNK) - 1
+        b_dt = tl.load(dt_ptr + (i_b * L + o_t) * H + i_h, mask=m_t, other=0.0)  # [CHUNK]
+        b_cum = tl.cumsum(b_dt * A, axis=0)
+        b_cum_end = tl.sum(tl.where(o_q == end, b_cum, 0.0), axis=0)
+        p_x = ((i_b * L + o_t[:, None]) * H + i_h) * P + o_p[None, :]
+        m_x = m_t[:, None] & m_p[None, :]
+        b_x = tl.load(x_ptr + p_x, mask=m_x, other=0.0).to(tl.float32)  # [CHUNK, BP]
+        b_dy = tl.load(dy_ptr + p_x, mask=m_x, other=0.0)  # [CHUNK, BP]
+        p_bc = i_b * s_bb + o_t[:, None] * s_bl + i_g * s_bg + o_n[None, :]
+        m_bc = m_t[:, None] & m_n[None, :]
+        b_B = tl.load(B_ptr + p_bc, mask=m_bc, other=0.0).to(tl.float32)  # [CHUNK, BN]
+        b_C = tl.load(C_ptr + p_bc, mask=m_bc, other=0.0).to(tl.float32)  # [CHUNK, BN]
+        b_hin = tl.load(st_ptr + ((i_bh * n_chunks + i_c) * P + o_p[:, None]) * N + o_n[None, :], mask=m_h, other=0.0)
+        m_keep = o_q[:, None] >= o_q[None, :]
+        if HAS_SEG:
+            b_seg = tl.load(seg_ptr + i_b * L + o_t, mask=m_t, other=0)
+            seg_end = tl.sum(tl.where(o_q == end, b_seg, 0), axis=0)
+            seg_prev = tl.load(seg_ptr + i_b * L + tl.maximum(start - 1, 0), mask=start > 0, other=0)
+            m_keep = m_keep & (b_seg[:, None] == b_seg[None, :])
+            m_to_end = b_seg == seg_end
+            m_in = b_seg == seg_prev
+            b_through = tl.where(seg_end == seg_prev, tl.exp(b_cum_end), 0.0)
+        else:
+            m_to_end = o_q >= 0
+            m_in = o_q >= 0
+            b_through = tl.exp(b_cum_end)
+        # recompute the chunk's forward pieces
+        b_decay = tl.where(m_keep, tl.exp(tl.where(m_keep, b_cum[:, None] - b_cum[None, :], 0.0)), 0.0)  # [CHUNK, CHUNK]
+        b_M = tl.dot(b_C, tl.trans(b_B), input_precision="ieee") * b_decay  # [CHUNK, CHUNK]
+        b_xdt = b_x * b_dt[:, None]  # [CHUNK, BP]
+        b_in = tl.where(m_in, tl.exp(b_cum), 0.0)  # [CHUNK]
+        b_w_end = tl.where(m_to_end, tl.exp(b_cum_end - b_cum), 0.0)  # [CHUNK]
+        # gradients
+        b_dM = tl.dot(b_dy, tl.trans(b_xdt), input_precision="ieee")  # [CHUNK, CHUNK]
+        b_Bdh = tl.dot(b_B, tl.trans(b_dh), input_precision="ieee")  # [CHUNK, BP]
+        b_dxdt = tl.dot(tl.trans(b_M), b_dy, input_precision="ieee") + b_w_end[:, None] * b_Bdh  # [CHUNK, BP]
+        b_dCB = b_dM * b_decay
+        b_dC = tl.dot(b_dCB, b_B, input_precision="ieee") + b_in[:, None] * tl.dot(b_dy, b_hin, input_precision="ieee")
+        b_dB = tl.dot(tl.trans(b_dCB), b_C, input_precision="ieee") + b_w_end[:, None] * tl.dot(
+            b_xdt, b_dh, input_precision="ieee")  # [CHUNK, BN]
+        b_G = b_dM * b_M
+        b_Ch = tl.dot(b_C, tl.trans(b_hin), input_precision="ieee")  # [CHUNK, BP]
+        b_dw = tl.sum(b_xdt * b_Bdh, axis=1) * b_w_end  # [CHUNK]
+        b_dcum = tl.sum(b_G, axis=1) - tl.sum(b_G, axis=0) + b_in * tl.sum(b_dy * b_Ch, axis=1) - b_dw
+        b_dcum_end = tl.sum(b_dw, axis=0) + b_through * tl.sum(tl.sum(b_dh * b_hin, axis=1), axis=0)
+        b_dcum += tl.where(o_q == end, b_dcum_end, 0.0)
+        b_rc = tl.sum(b_dcum, axis=0) - tl.cumsum(b_dcum, axis=0) + b_dcum  # d(dt * A)[s] = sum over t >= s
+        b_ddt = tl.sum(b_dxdt * b_x, axis=1) + A * b_rc
+        b_dA += tl.sum(b_dt * b_rc, axis=0)
+        tl.store(dx_ptr + p_x, b_dxdt * b_dt[:, None], mask=m_x)
+        tl.store(ddt_ptr + (i_b * L + o_t) * H + i_h, b_ddt, mask=m_t)
+        p_dbc = ((i_b * L + o_t[:, None]) * H + i_h) * N + o_n[None, :]
+        tl.store(dB_ptr + p_dbc, b_dB, mask=m_bc)
+        tl.store(dC_ptr + p_dbc, b_dC, mask=m_bc)
+        b_dh = b_through * b_dh + tl.dot(tl.trans(b_dy * b_in[:, None]), b_C, input_precision="ieee")  # [BP, BN]
+    tl.store(dh0_ptr + p_h, b_dh, mask=m_h)
+    tl.store(dA_ptr + i_bh, b_dA)
+
+
+def _blocks(p: SSDInputs) -> tuple[int, int, int]:
+    """(chunk, BN, BP of the backward): tl.dot needs tiles of at least 16."""
+    chunk = min(MAX_CHUNK, max(16, triton.next_power_of_2(p.chunk_size)))
+    return chunk, max(16, triton.next_power_of_2(p.shape[5])), max(16, triton.next_power_of_2(p.shape[3]))
+
+
+def _scan_fwd(p: SSDInputs, save_states: bool):
+    """The kernel's part: y without D, gate and mask (batch, L, H, P) fp32, the final state fp32, and
+    what the backward needs (the contiguous inputs, dt, document numbers and each chunk's state)."""
     batch, length, heads, headdim, groups, n_state = p.shape
-    x = p.x if p.x.stride(-1) == 1 else p.x.contiguous()
-    B = p.B if p.B.stride(-1) == 1 else p.B.contiguous()
-    C = p.C.contiguous() if p.C.stride() != B.stride() else p.C
+    x = p.x.contiguous()
+    B = p.B.contiguous()
+    C = p.C.contiguous()
     dt = p.discretised_dt().contiguous()
     seg = None
     resets = p.resets()
     if resets is not None:
         seg = torch.cumsum(resets.int(), dim=1, dtype=torch.int32).contiguous()
     h0 = p.initial_state.float().contiguous() if p.initial_state is not None else None
+    chunk, BN, _ = _blocks(p)
+    n_chunks = triton.cdiv(length, chunk)
     y = torch.empty(batch, length, heads, headdim, device=x.device, dtype=torch.float32)
     ht = torch.empty(batch, heads, headdim, n_state, device=x.device, dtype=torch.float32)
-    chunk = min(MAX_CHUNK, max(16, triton.next_power_of_2(p.chunk_size)))
-    BP = min(64, max(16, triton.next_power_of_2(headdim)))
-    BN = max(16, triton.next_power_of_2(n_state))
+    states = torch.empty(batch, heads, n_chunks if save_states else 0, headdim, n_state, device=x.device,
+                         dtype=torch.float32)
     if length == 0:
         ht.copy_(h0 if h0 is not None else torch.zeros_like(ht))
-        return y, ht
+        return y, ht, (x, B, C, dt, seg, states)
+    BP = min(64, max(16, triton.next_power_of_2(headdim)))
     grid = (batch * heads, triton.cdiv(headdim, BP))
     _ssd_chunk_scan_fwd[grid](
-        x, dt, B, C, seg if seg is not None else dt, h0 if h0 is not None else ht, y, ht, p.A.float().contiguous(),
-        length, heads, headdim, n_state, heads // groups,
+        x, dt, B, C, seg if seg is not None else dt, h0 if h0 is not None else ht, y, ht, states,
+        p.A.float().contiguous(),
+        length, heads, headdim, n_state, heads // groups, n_chunks,
         x.stride(0), x.stride(1), x.stride(2),
         B.stride(0), B.stride(1), B.stride(2),
         ht.stride(0), ht.stride(1), ht.stride(2),
-        CHUNK=chunk, BP=BP, BN=BN, HAS_SEG=seg is not None, HAS_H0=h0 is not None,
+        CHUNK=chunk, BP=BP, BN=BN, HAS_SEG=seg is not None, HAS_H0=h0 is not None, SAVE_STATES=save_states,
     )
-    return y, ht
+    return y, ht, (x, B, C, dt, seg, states)
+
+
+def _scan_bwd(p: SSDInputs, saved, dy: torch.Tensor, dht: torch.Tensor | None):
+    """Gradients of the kernel's part: dx (b, L, H, P), d dt (b, L, H) w.r.t. the discretised dt, dA (H,),
+    dB, dC (b, L, G, N) and d initial state (b, H, P, N), all fp32."""
+    batch, length, heads, headdim, groups, n_state = p.shape
+    x, B, C, dt, seg, states = saved
+    chunk, BN, BP = _blocks(p)
+    f32 = dict(device=x.device, dtype=torch.float32)
+    dx = torch.empty(batch, length, heads, headdim, **f32)
+    ddt = torch.empty(batch, length, heads, **f32)
+    dB = torch.empty(batch, length, heads, n_state, **f32)
+    dC = torch.empty(batch, length, heads, n_state, **f32)
+    dh0 = torch.empty(batch, heads, headdim, n_state, **f32)
+    dA = torch.empty(batch * heads, **f32)
+    _ssd_chunk_scan_bwd[(batch * heads,)](
+        x, dt, B, C, seg if seg is not None else dt, states, dy.float().contiguous(),
+        dht.float().contiguous() if dht is not None else dh0, p.A.float().contiguous(),
+        dx, ddt, dB, dC, dh0, dA,
+        length, heads, headdim, n_state, heads // groups, states.shape[2],
+        B.stride(0), B.stride(1), B.stride(2),
+        CHUNK=chunk, BP=BP, BN=BN, HAS_SEG=seg is not None, HAS_DHT=dht is not None,
+    )
+    per_group = heads // groups
+    dB = dB.view(batch, length, groups, per_group, n_state).sum(3)
+    dC = dC.view(batch, length, groups, per_group, n_state).sum(3)
+    return dx, ddt, dA.view(batch, heads).sum(0), dB, dC, dh0
 
 
 def _finish(p: SSDInputs, y: torch.Tensor) -> torch.Tensor:
@@ -139,26 +278,42 @@ FIELDS = ("x", "dt", "A", "B", "C", "D", "z", "dt_bias", "initial_state")
 class _TritonScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, p: SSDInputs, *tensors):
+        training = any(ctx.needs_input_grad)
         with torch.no_grad():
-            y, ht = _scan_fwd(p)
+            y, ht, saved = _scan_fwd(p, save_states=training)
             out = _finish(p, y)
-        ctx.p = p
+        ctx.p, ctx.y, ctx.saved = p, (y if training else None), (saved if training else None)
         ctx.save_for_backward(*tensors)
         return out, ht
 
     @staticmethod
-    def backward(ctx, g_y, g_h):
-        tensors = ctx.saved_tensors
-        needs = ctx.needs_input_grad[1:]
-        leaves = [t.detach().requires_grad_(need) if t is not None else None for t, need in zip(tensors, needs)]
+    def backward(ctx, g_out, g_h):
+        needs = dict(zip(FIELDS, ctx.needs_input_grad[1:]))
+        leaves = {f: (t.detach().requires_grad_(needs[f]) if t is not None else None)
+                  for f, t in zip(FIELDS, ctx.saved_tensors)}
+        q = dataclasses.replace(ctx.p, **leaves)
+        grads = dict.fromkeys(FIELDS)
         with torch.enable_grad():
-            q = dataclasses.replace(ctx.p, **dict(zip(FIELDS, leaves)))
-            y, h = ssd_scan_chunked(q)
-            outs = [o for o, g in ((y, g_y), (h, g_h)) if g is not None]
-            grads_out = [g for g in (g_y, g_h) if g is not None]
-            wanted = [t for t, need in zip(leaves, needs) if need]
-            grads = iter(torch.autograd.grad(outs, wanted, grads_out, allow_unused=True))
-        return (None, *[next(grads) if need else None for need in needs])
+            # D, the z gate and the mask, in PyTorch
+            y = ctx.y.detach().requires_grad_(True)
+            out = _finish(q, y)
+            wanted = ["x", "D", "z"]
+            inputs = [y] + [leaves[f] for f in wanted if needs[f]]
+            g = torch.autograd.grad(out, inputs, g_out if g_out is not None else torch.zeros_like(out), allow_unused=True)
+            dy = g[0] if g[0] is not None else torch.zeros_like(y)
+            for f, gf in zip([f for f in wanted if needs[f]], g[1:]):
+                grads[f] = gf
+            # the scan, in Triton
+            dx, ddt, dA, dB, dC, dh0 = _scan_bwd(q, ctx.saved, dy, g_h)
+            # dt_bias, softplus, dt_limit and the mask, in PyTorch
+            dt_inputs = [f for f in ("dt", "dt_bias") if needs[f]]
+            if dt_inputs:
+                g = torch.autograd.grad(q.discretised_dt(), [leaves[f] for f in dt_inputs], ddt, allow_unused=True)
+                grads.update(zip(dt_inputs, g))
+        if needs["x"]:
+            grads["x"] = dx if grads["x"] is None else grads["x"] + dx
+        grads.update(A=dA, B=dB, C=dC, initial_state=dh0)
+        return (None, *[grads[f].to(leaves[f].dtype) if needs[f] and grads[f] is not None else None for f in FIELDS])
 
 
 def ssd_scan_triton(p: SSDInputs) -> tuple[torch.Tensor, torch.Tensor]:
