@@ -29,10 +29,11 @@ def _error(message: str) -> Exception:
 
 
 def _dt_limit(limit) -> list[float] | None:
-    """HF's time_step_limit / mamba_ssm's dt_limit; (0, inf) means no clamp (None)."""
+    """HF's time_step_limit / mamba_ssm's dt_limit; (0, inf) means no clamp (None). transformers 5
+    writes infinity as ``{"__float__": "Infinity"}``, older versions as a bare ``Infinity``."""
     if limit is None:
         return None
-    lo, hi = (float(v) for v in limit)
+    lo, hi = (float(v["__float__"]) if isinstance(v, dict) else float(v) for v in limit)
     return None if lo == 0.0 and math.isinf(hi) else [lo, hi]
 
 
@@ -68,18 +69,20 @@ def config_to_hf_mamba2(cfg: MambaConfig) -> dict:
            if cfg.d_ssm not in (None, cfg.d_inner) else "norm_before_gate" if cfg.norm_before_gate else None)
     if why:
         raise _error(f"Hugging Face Mamba2ForCausalLM cannot hold this model: {why}")
-    lim = cfg.dt_limit if cfg.dt_limit is not None else [0.0, math.inf]
-    return {
+    out = {
         "architectures": ["Mamba2ForCausalLM"], "model_type": "mamba2",
         "hidden_size": cfg.d_model, "num_hidden_layers": cfg.n_layer, "vocab_size": cfg.padded_vocab_size,
         "state_size": cfg.d_state, "conv_kernel": cfg.d_conv, "expand": cfg.expand, "head_dim": cfg.headdim,
         "num_heads": cfg.nheads, "n_groups": cfg.ngroups, "chunk_size": cfg.chunk_size,
         "layer_norm_epsilon": cfg.norm_epsilon, "residual_in_fp32": cfg.residual_in_fp32, "use_bias": cfg.bias,
         "use_conv_bias": cfg.conv_bias, "hidden_act": "silu", "time_step_min": cfg.dt_min,
-        "time_step_max": cfg.dt_max, "time_step_floor": cfg.dt_init_floor, "time_step_limit": lim,
+        "time_step_max": cfg.dt_max, "time_step_floor": cfg.dt_init_floor,
         "initializer_range": cfg.initializer_range, "rescale_prenorm_residual": cfg.rescale_prenorm_residual,
         "tie_word_embeddings": cfg.tie_embeddings, "pad_token_id": cfg.pad_token_id, "use_cache": True,
     }
+    if cfg.dt_limit is not None:  # left out, HF's default (0, inf): plain JSON has no infinity
+        out["time_step_limit"] = list(cfg.dt_limit)
+    return out
 
 
 MAMBA_SSM2_KEYS = {"d_state", "d_conv", "expand", "headdim", "d_ssm", "ngroups", "chunk_size", "norm_before_gate",
