@@ -38,7 +38,8 @@ def _dt_limit(limit) -> list[float] | None:
 
 
 def config_from_hf_mamba2(c: dict) -> MambaConfig:
-    """A Hugging Face ``Mamba2Config`` dict as our MambaConfig (arch mamba2)."""
+    """A Hugging Face ``Mamba2Config`` dict as our MambaConfig (arch mamba2); a key left out takes
+    transformers' default."""
     missing = [k for k in ("hidden_size", "num_hidden_layers", "vocab_size") if k not in c]
     if missing:
         raise _error(f"this Hugging Face Mamba-2 config.json lacks {', '.join(missing)}")
@@ -51,7 +52,7 @@ def config_from_hf_mamba2(c: dict) -> MambaConfig:
     return MambaConfig(
         arch="mamba2", d_model=d_model, n_layer=c["num_hidden_layers"], vocab_size=c["vocab_size"],
         d_state=c.get("state_size", 128), d_conv=c.get("conv_kernel", 4), expand=expand, headdim=headdim,
-        ngroups=c.get("n_groups", 1), chunk_size=c.get("chunk_size", 256), pad_vocab_size_multiple=1, rms_norm=True,
+        ngroups=c.get("n_groups", 8), chunk_size=c.get("chunk_size", 256), pad_vocab_size_multiple=1, rms_norm=True,
         norm_epsilon=c.get("layer_norm_epsilon", 1e-5), residual_in_fp32=c.get("residual_in_fp32", True),
         conv_bias=c.get("use_conv_bias", True), bias=c.get("use_bias", False),
         dt_min=c.get("time_step_min", 0.001), dt_max=c.get("time_step_max", 0.1),
