@@ -158,6 +158,10 @@ def read_long(frame: pl.DataFrame, columns: SeriesColumns, freq: str | None, whe
         notes.append(f"{gaps} time steps absent from the file (gaps on the {freq} grid) became missing steps")
     if columns.resample:
         notes.append(f"rows in the same {freq} period aggregated with {columns.resample} (data.resample)")
+    if integer_index:
+        notes.append(f"column {columns.timestamp!r} is an integer time index: steps placed from the placeholder "
+                     f"{PLACEHOLDER_START} at {freq} (calendar features carry no meaning; data.time_features=false "
+                     "leaves them out)")
     counts["series"] = len(series)
     return SeriesRead(series, notes, counts, integer_index)
 
@@ -174,13 +178,15 @@ def timestamps(frame: pl.DataFrame, columns: SeriesColumns, freq: str | None, wh
         raise TableError(f"{where_row(frame, i)}: no timestamp in column {col!r}; give every row its time")
     if raw.dtype == pl.Date or isinstance(raw.dtype, pl.Datetime):
         return raw.cast(pl.Datetime("us")), False
-    if raw.dtype.is_integer() or (raw.dtype == pl.Utf8 and raw.str.strip_chars().str.contains(r"^-?\d+$").all()
-                                  and not raw.str.strip_chars().str.len_chars().eq(8).all()):
+    digits = raw.dtype == pl.Utf8 and raw.str.strip_chars().str.contains(r"^-?\d+$").all()
+    # integers are a time index, unless a format says they are dates (20240131 with '%Y%m%d')
+    if columns.timestamp_format is None and (raw.dtype.is_integer() or digits):
         index = raw.cast(pl.Utf8).str.strip_chars().cast(pl.Int64)
         if freq is None:
             raise TableError(f"{where}: column {col!r} holds integers ({index[0]}, {index[1] if len(index) > 1 else ''}"
                              "...), a time index rather than dates: set data.freq to the step they count (e.g. "
-                             f"data.freq=D or M); the series are then placed from the placeholder {PLACEHOLDER_START}")
+                             f"data.freq=D or M); the series are then placed from the placeholder {PLACEHOLDER_START}. "
+                             "Dates written as digits (20240131)? Set data.timestamp_format='%Y%m%d'")
         start = pd.Period(PLACEHOLDER_START, freq=freq)
         periods = pd.PeriodIndex.from_ordinals(start.ordinal + (index.to_numpy() - int(index.min())), freq=freq)
         return pl.Series(col, periods.to_timestamp(how="start")).cast(pl.Datetime("us")), True

@@ -236,3 +236,12 @@ def test_duplicate_and_unparsable_timestamps(tmp_path):
     lines[7] = "tomorrow,5"
     with pytest.raises(TableError, match=r"u.csv, row 7: timestamp 'tomorrow' .* data.timestamp_format"):
         read_series(write(tmp_path / "u.csv", lines), SeriesColumns(timestamp="when", target="sales"))
+
+
+def test_an_integer_time_index_needs_a_frequency(tmp_path):
+    path = write(tmp_path / "i.csv", ["t,y"] + [f"{t},{t % 7}" for t in range(1, 30)])
+    with pytest.raises(TableError, match=r"i.csv: column 't' holds integers .* set data.freq"):
+        read_series(path, SeriesColumns(timestamp="t", target="y"))
+    read = read_series(path, SeriesColumns(timestamp="t", target="y"), freq="D")
+    assert read.integer_index and str(read.series[0]["start"]) == "2000-01-01" and len(read.series[0]["target"]) == 29
+    assert "integer time index" in read.notes[-1]
