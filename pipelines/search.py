@@ -34,23 +34,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .search_space import check_switches, model_shape
+from .search_space import build_space, check_switches, model_shape, single
 from .search_trial import HEARTBEAT_S, POLL_S, fork_server, optuna_module, run_trial, trial_dir, without_children
 
 PRUNERS = ("median", "hyperband", "none")
 GRACE_S = 30  # a worker on another host is dead after this long without a heartbeat
 MAX_OVER_BUDGET = 50  # consecutive over-budget samples before the search gives up on the budget
 MAX_FAILED = 3  # consecutive failed trials of a worker before it stops (a recipe that cannot run)
-SINGLE_DEFAULTS = {  # each method alone, as the first trials when --trials allows (the report's single-method row)
-    "lora": {"lora.targets": "in_proj+x_proj+out_proj", "lora.rank": 8},
-    "lorap": {"lorap.rank": 8},
-    "prompt": {"prompt.num_tokens": 16},
-    "affix": {"affix.num_tokens": 8},
-    "additional_scan": {"additional_scan.num_states": 8, "additional_scan.init": "copy"},
-    "partial": {"partial.A_log": False, "partial.D": True, "partial.dt_bias": True, "partial.conv1d": False,
-                "partial.norms": False},
-    "parallel_adapter": {"parallel_adapter.bottleneck": 16, "parallel_adapter.position": "mixer"},
-}
 
 
 @dataclasses.dataclass
@@ -220,13 +210,12 @@ def gpu_of_worker(index: int, workers: int) -> dict[str, str]:
     return {"CUDA_VISIBLE_DEVICES": visible[index % len(visible)]}
 
 
-def enqueue_singles(study, switches: list[str], trials: int, lr: float) -> None:
-    """One trial per method alone at its defaults first, when --trials leaves as many for the search."""
-    if trials < 2 * len(switches) or len(switches) < 2:
+def enqueue_singles(study, space, trials: int, lr: float) -> None:
+    """One trial per method alone at its usual settings first, when --trials leaves as many for the search."""
+    if trials < 2 * len(space.switches) or len(space.switches) < 2:
         return
-    for s in switches:
-        study.enqueue_trial({**{o: o == s for o in switches}, **SINGLE_DEFAULTS[s], "lr": lr},
-                            user_attrs={"seeded": f"{s} alone"})
+    for switch in space.switches:
+        study.enqueue_trial(single(switch, space, lr), user_attrs={"seeded": f"{switch} alone"})
 
 
 # -- workers --------------------------------------------------------------------------------------
@@ -244,8 +233,11 @@ def worker(search: Search, index: int = 0, pruner=None) -> None:
         raise ValueError(f"--budget: cannot read the shape of model.pretrained={recipe.model.pretrained!r} here; "
                          "name a model folder or a shipped model there")
     from .recipe import pipeline_module
+    space = build_space(search.methods, shape)
+    if index == 0 and space.left_out:
+        study.set_user_attr("left_out", space.left_out)
     ctx = {"processes": fork_server(pipeline_module(recipe.pipeline).__name__), "folder": folder,
-           "switches": check_switches(search.methods), "base_lr": recipe.train.lr, "base": base,
+           "space": space, "base_lr": recipe.train.lr, "base": base,
            "shape": shape, "budget": search.budget, "metric": recipe.train.metric_for_best,
            "maximize": recipe.train.higher_is_better(), "env": gpu_of_worker(index, search.workers)}
     deadline = time.time() + search.timeout if search.timeout else None
@@ -257,7 +249,7 @@ def worker(search: Search, index: int = 0, pruner=None) -> None:
                 fail_dead_local_trials(study, storage, folder)
                 trials = study.get_trials(deepcopy=False)
                 if not trials:
-                    enqueue_singles(study, ctx["switches"], search.trials, recipe.train.lr)
+                    enqueue_singles(study, space, search.trials, recipe.train.lr)
                 waiting = any(t.state == TrialState.WAITING for t in trials)
                 running = any(t.state == TrialState.RUNNING for t in trials)
                 trial = None

@@ -34,21 +34,20 @@ def note_of(t, retried: set[int]) -> str:
     return t.user_attrs.get("seeded", "")
 
 
+NOT_SCORES = ("n", "positives", "seconds")  # numbers a pipeline reports beside its test scores
+
+
 def test_metrics(run_dir: str | None) -> dict[str, float]:
-    """The run's test metrics from results.json, nested sections flattened to ``a.b`` keys."""
+    """The fine-tuned model's test scores from the run's results.json: the section itself (generic
+    pipeline) or its first entry (domain pipelines list their model first, then baselines)."""
     path = Path(run_dir) / "results.json" if run_dir else None
     if path is None or not path.is_file():
         return {}
-    out: dict[str, float] = {}
-
-    def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), v)
-        elif isinstance(node, (int, float)) and not isinstance(node, bool):
-            out[prefix] = float(node)
-    walk("", json.loads(path.read_text()).get("test", {}))
-    return out
+    test = json.loads(path.read_text()).get("test") or {}
+    if test and all(isinstance(v, dict) for v in test.values()):
+        test = next(iter(test.values()))
+    return {k: float(v) for k, v in test.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in NOT_SCORES}
 
 
 def write_trials_csv(trials, path: Path) -> None:
@@ -159,7 +158,8 @@ def write_outputs(study, search, base: dict[str, Any], recipe) -> Path:
             ("best single method", best_of(trials, ("single",), maximize)),
             ("head only", best_of(trials, ("head_only",), maximize))]
     plots = "\n".join(f"![{p.stem}](plots/{p.name})" for p in sorted((folder / "plots").glob("*.png")))
-    notes = "\n".join(f"- {n}" for n in plot_notes)
+    notes = "\n".join(f"- {n}" for n in plot_notes + study.user_attrs.get("left_out", []))
+    notes = f"\n## Notes\n\n{notes}\n" if notes else ""
     import yaml
     overrides = f" with `{' '.join(search.overrides)}`" if search.overrides else ""
     budget = f"{search.budget:,} method parameters" if search.budget else "none"
@@ -193,7 +193,6 @@ MambaPEFT names them (LoRAp: LoRA on the x half of in_proj).
 
 {plots}
 {notes}
-
 Every trial: `trials.csv`; each run: `trials/trial-NNNN/run`, its log `trials/trial-NNNN/log.txt`.
 """
     atomic_write_text(folder / "search_report.md", text)

@@ -43,6 +43,27 @@ SWITCHES = {"lora": "lora", "lorap": "lora", "prompt": "prompt", "affix": "affix
             "additional_scan": "additional_scan", "partial": "partial", "parallel_adapter": "parallel_adapter"}
 assert set(SWITCHES.values()) <= set(peft.METHODS), "a search switch names a method the PEFT registry lacks"
 assert set(PARTIAL_GROUPS) <= set(peft.GROUPS)
+SINGLE_DEFAULTS = {  # each method alone at its usual settings: the first trials when --trials allows
+    "lora": {"lora.targets": "in_proj+x_proj+out_proj", "lora.rank": 8},
+    "lorap": {"lorap.rank": 8},
+    "prompt": {"prompt.num_tokens": 16},
+    "affix": {"affix.num_tokens": 8},
+    "additional_scan": {"additional_scan.num_states": 8, "additional_scan.init": "copy"},
+    "partial": {"partial.A_log": False, "partial.D": True, "partial.dt_bias": True, "partial.conv1d": False,
+                "partial.norms": False},
+    "parallel_adapter": {"parallel_adapter.bottleneck": 16, "parallel_adapter.position": "mixer"},
+}
+
+
+@dataclasses.dataclass
+class Space:
+    """The switches of a search and the choices that the backbone has (a Mamba-2 mixer has no x_proj)."""
+
+    switches: list[str]
+    lora_targets: tuple[str, ...] = LORA_TARGETS
+    lora_targets_beside_lorap: tuple[str, ...] = LORA_TARGETS_BESIDE_LORAP
+    partial_groups: tuple[str, ...] = PARTIAL_GROUPS
+    left_out: list[str] = dataclasses.field(default_factory=list)  # what the backbone cannot take, for the report
 
 
 def check_switches(names: list[str] | None) -> list[str]:
@@ -55,42 +76,117 @@ def check_switches(names: list[str] | None) -> list[str]:
     return [n for n in SWITCHES if n in names]
 
 
-def sample(trial, switches: list[str], base_lr: float) -> tuple[list[dict[str, Any]], float]:
-    """Suggests one point of the space on an Optuna trial: (the PEFT method dicts, the learning rate)."""
-    on = {name: trial.suggest_categorical(name, [False, True]) for name in switches}
+def methods_of(p: dict[str, Any]) -> list[dict[str, Any]]:
+    """The PEFT method dicts of one point of the space (the parameters of a trial)."""
     methods: list[dict[str, Any]] = []
-    if on.get("lorap"):
-        rank = trial.suggest_categorical("lorap.rank", RANKS)
-        methods.append({"method": "lora", "targets": ["in_proj"], "output_slice": "x", "rank": rank,
-                        "alpha": 2.0 * rank})
-    if on.get("lora"):
-        key, choices = ("lora.targets_beside_lorap", LORA_TARGETS_BESIDE_LORAP) if on.get("lorap") \
-            else ("lora.targets", LORA_TARGETS)
-        targets = trial.suggest_categorical(key, choices).split("+")
-        rank = trial.suggest_categorical("lora.rank", RANKS)
-        methods.append({"method": "lora", "targets": targets, "rank": rank, "alpha": 2.0 * rank})
-    if on.get("prompt"):
-        methods.append({"method": "prompt", "num_tokens": trial.suggest_categorical("prompt.num_tokens", PROMPT_TOKENS)})
-    if on.get("affix"):
-        methods.append({"method": "affix", "num_tokens": trial.suggest_categorical("affix.num_tokens", AFFIX_TOKENS)})
-    if on.get("additional_scan"):
-        methods.append({"method": "additional_scan",
-                        "num_states": trial.suggest_categorical("additional_scan.num_states", EXTRA_STATES),
-                        "init": trial.suggest_categorical("additional_scan.init", ["copy", "s4d_real"])})
-    if on.get("partial"):
-        groups = [g for g in PARTIAL_GROUPS if trial.suggest_categorical(f"partial.{g}", [False, True])]
-        if groups:
-            methods.append({"method": "partial", "groups": groups})
-    if on.get("parallel_adapter"):
-        methods.append({"method": "parallel_adapter",
-                        "bottleneck": trial.suggest_categorical("parallel_adapter.bottleneck", BOTTLENECKS),
-                        "position": trial.suggest_categorical("parallel_adapter.position", ["mixer", "block"])})
-    lr = trial.suggest_float("lr", base_lr / 10, base_lr * 10, log=True)
+    if p.get("lorap"):
+        rank = p["lorap.rank"]
+        methods.append({"method": "lora", "targets": ["in_proj"], "output_slice": "x", "rank": rank, "alpha": 2.0 * rank})
+    if p.get("lora"):
+        targets = p["lora.targets_beside_lorap"] if p.get("lorap") else p["lora.targets"]
+        methods.append({"method": "lora", "targets": targets.split("+"), "rank": p["lora.rank"],
+                        "alpha": 2.0 * p["lora.rank"]})
+    if p.get("prompt"):
+        methods.append({"method": "prompt", "num_tokens": p["prompt.num_tokens"]})
+    if p.get("affix"):
+        methods.append({"method": "affix", "num_tokens": p["affix.num_tokens"]})
+    if p.get("additional_scan"):
+        methods.append({"method": "additional_scan", "num_states": p["additional_scan.num_states"],
+                        "init": p["additional_scan.init"]})
+    groups = [g for g in PARTIAL_GROUPS if p.get("partial") and p.get(f"partial.{g}")]
+    if groups:
+        methods.append({"method": "partial", "groups": groups})
+    if p.get("parallel_adapter"):
+        methods.append({"method": "parallel_adapter", "bottleneck": p["parallel_adapter.bottleneck"],
+                        "position": p["parallel_adapter.position"]})
     if not methods:  # said explicitly: a recipe with no method trains the whole model
         methods.append({"method": "head_only"})
     for m in methods:
-        peft.method_config(m)  # every sampled config is a valid registry config
-    return methods, lr
+        peft.method_config(m)  # every point is a valid registry config
+    return methods
+
+
+def sample(trial, space: Space, base_lr: float) -> tuple[list[dict[str, Any]], float]:
+    """Suggests one point of the space on an Optuna trial: (the PEFT method dicts, the learning rate)."""
+    def pick(name: str, choices) -> Any:
+        p[name] = trial.suggest_categorical(name, list(choices))
+        return p[name]
+    p: dict[str, Any] = {}
+    for name in space.switches:
+        pick(name, [False, True])
+    if p.get("lorap"):
+        pick("lorap.rank", RANKS)
+    if p.get("lora"):
+        if p.get("lorap"):
+            pick("lora.targets_beside_lorap", space.lora_targets_beside_lorap)
+        else:
+            pick("lora.targets", space.lora_targets)
+        pick("lora.rank", RANKS)
+    if p.get("prompt"):
+        pick("prompt.num_tokens", PROMPT_TOKENS)
+    if p.get("affix"):
+        pick("affix.num_tokens", AFFIX_TOKENS)
+    if p.get("additional_scan"):
+        pick("additional_scan.num_states", EXTRA_STATES)
+        pick("additional_scan.init", ["copy", "s4d_real"])
+    if p.get("partial"):
+        for g in space.partial_groups:
+            pick(f"partial.{g}", [False, True])
+    if p.get("parallel_adapter"):
+        pick("parallel_adapter.bottleneck", BOTTLENECKS)
+        pick("parallel_adapter.position", ["mixer", "block"])
+    lr = trial.suggest_float("lr", base_lr / 10, base_lr * 10, log=True)
+    return methods_of(p), lr
+
+
+def single(switch: str, space: Space, lr: float) -> dict[str, Any]:
+    """The parameters of one method alone at its usual settings (a target set the backbone has)."""
+    p = {**{s: s == switch for s in space.switches}, **SINGLE_DEFAULTS[switch], "lr": lr}
+    if switch == "lora" and p["lora.targets"] not in space.lora_targets:
+        p["lora.targets"] = space.lora_targets[-1]
+    if switch == "partial":
+        p = {k: v for k, v in p.items() if not k.startswith("partial.") or k[len("partial."):] in space.partial_groups}
+        if not any(v for k, v in p.items() if k.startswith("partial.")):
+            p[f"partial.{space.partial_groups[0]}"] = True
+    return p
+
+
+def trains(shape: MambaConfig, p: dict[str, Any]) -> bool:
+    """Whether the point applies to the backbone and trains something there."""
+    try:
+        return method_params(shape, methods_of(p)) > 0
+    except (ValueError, TypeError, KeyError, RuntimeError, NotImplementedError):  # ConfigError: a missing target
+        return False
+
+
+def build_space(names: list[str] | None, shape: MambaConfig | None) -> Space:
+    """The space of a search: the switches asked for, each choice kept only when it applies to the
+    backbone (tried on a meta-device copy; every choice when the shape is unknown)."""
+    space = Space(check_switches(names))
+    if shape is None:
+        return space
+    space.lora_targets = tuple(c for c in LORA_TARGETS if trains(shape, {"lora": True, "lora.targets": c, "lora.rank": 2}))
+    space.lora_targets_beside_lorap = tuple(
+        c for c in LORA_TARGETS_BESIDE_LORAP
+        if trains(shape, {"lora": True, "lorap": True, "lorap.rank": 2, "lora.targets_beside_lorap": c, "lora.rank": 2}))
+    space.partial_groups = tuple(g for g in PARTIAL_GROUPS if trains(shape, {"partial": True, f"partial.{g}": True}))
+    left = [f"lora.targets={g}" for g in LORA_TARGETS if g not in space.lora_targets] + \
+        [f"partial.{g}" for g in PARTIAL_GROUPS if g not in space.partial_groups]
+    keep = []
+    for switch in space.switches:
+        usable = {"lora": bool(space.lora_targets), "partial": bool(space.partial_groups)}.get(switch, True)
+        if usable and trains(shape, single(switch, space, 1e-3)):
+            keep.append(switch)
+        else:
+            left.append(switch)
+    if not space.lora_targets_beside_lorap and "lora" in keep and "lorap" in keep:
+        keep.remove("lorap")
+        left.append("lorap (no LoRA target beside it)")
+    space.switches = keep
+    space.left_out = [f"{x}: does not apply to this backbone" for x in left]
+    if not keep:
+        raise ValueError("mambatune search: none of the methods asked for applies to this model")
+    return space
 
 
 def method_names(methods: list[dict[str, Any]]) -> list[str]:

@@ -125,7 +125,7 @@ def run_trial(study, storage, trial, ctx: dict) -> tuple[str, str]:
     optuna = optuna_module()
     folder: Path = ctx["folder"]
     tdir = trial_dir(folder, trial.number)
-    methods, lr = sample(trial, ctx["switches"], ctx["base_lr"])
+    methods, lr = sample(trial, ctx["space"], ctx["base_lr"])
     names = method_names(methods)
     trial.set_user_attr("methods", "+".join(names) or "head_only")
     trial.set_user_attr("kind", kind_of(methods))

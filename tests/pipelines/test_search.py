@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -31,10 +32,10 @@ FAST = {"epochs": 1, "eval_every": 1, "plots": False, "tensorboard": False, "mon
 BUDGET = 500  # LoRA alone (rank 8 on in_proj, x_proj, out_proj) trains 712 parameters of the tiny model; prompt alone 128
 
 
-def fast_recipe(tmp_path: Path) -> Path:
+def fast_recipe(tmp_path: Path, epochs: int = 1) -> Path:
     path = tiny_recipe(tmp_path)
     raw = yaml.safe_load(path.read_text())
-    raw["train"].update(FAST)
+    raw["train"].update(FAST, epochs=epochs)
     raw["eval"]["baselines"] = False
     path.write_text("# mambatune run tiny.yaml\n" + yaml.safe_dump(raw))
     return path
@@ -55,10 +56,25 @@ def load(search: Search):
     return open_study(search, study_name(recipe.name, search), recipe.train.higher_is_better())[0]
 
 
+def workers_with_trials(out: Path) -> set[str]:
+    """The worker indices that have asked for a trial so far, read from the study's SQLite file without
+    Optuna (which would create the schema that the search may be creating at the same moment)."""
+    db = out / "study.db"
+    if not db.is_file():
+        return set()
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            rows = con.execute("select value_json from trial_user_attributes where key = 'worker'").fetchall()
+    except sqlite3.Error:  # the tables are not there yet
+        return set()
+    return {json.loads(value).split(":")[0] for (value,) in rows}
+
+
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("search")
-    search = Search(recipe=str(fast_recipe(tmp)), overrides=[], out=str(tmp / "search"), trials=4,
+    # 6 steps a run, so the pruned run is stopped mid-way
+    search = Search(recipe=str(fast_recipe(tmp, epochs=2)), overrides=[], out=str(tmp / "search"), trials=4,
                     methods=["lora", "prompt"], budget=BUDGET)
     run_search(search, pruner=PruneFirstAfterComplete())
     return search, load(search).get_trials()
@@ -128,20 +144,19 @@ def test_resume_after_sigkill_with_two_workers(tmp_path):
     args = [str(recipe), "--trials", "4", "--methods", "lora,prompt", "--workers", "2", "--out", str(out)]
     proc = subprocess.Popen([sys.executable, "-m", "mambatune.pipelines.cli", "search", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:  # kill the search once both workers run a trial and one run has logged a validation score
+    search = Search(recipe=str(recipe), overrides=[], out=str(out), trials=4, methods=["lora", "prompt"])
+    try:  # kill the search once both workers have a trial and one run has logged a validation score
         deadline = time.time() + 300
         while time.time() < deadline:
-            logs = sorted(out.glob("trials/*/log.txt"))
-            if len(logs) >= 2 and any("eval/loss" in p.read_text() for p in out.glob("trials/*/run/metrics.jsonl")):
+            if len(workers_with_trials(out)) == 2 and any("eval/loss" in p.read_text() for p in out.glob("trials/*/run/metrics.jsonl")):
                 break
             assert proc.poll() is None, "the search ended before it could be killed"
-            time.sleep(0.2)
+            time.sleep(0.5)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     finally:
         if proc.poll() is None:
             proc.kill()
-    search = Search(recipe=str(recipe), overrides=[], out=str(out), trials=4, methods=["lora", "prompt"])
     before = {t.number: t for t in load(search).get_trials()}
     assert sum(t.state.name == "RUNNING" for t in before.values()) >= 1
     assert len({t.user_attrs["worker"].split(":")[0] for t in before.values()}) == 2, "two workers, one study"
@@ -165,14 +180,20 @@ def test_resume_after_sigkill_with_two_workers(tmp_path):
     assert sum("worker was killed" in r["note"] for r in rows) == len(killed)
 
 
-def test_space_names_registry_methods_and_counts_what_apply_trains():
+@pytest.mark.parametrize("arch", ["mamba1", "mamba2"])
+def test_space_applies_to_the_backbone_and_counts_what_apply_trains(arch):
     assert set(search_space.SWITCHES.values()) <= set(peft.METHODS)
-    config = MambaConfig(d_model=8, n_layer=2, d_state=4, vocab_size=16)
+    extra = {"arch": "mamba2", "headdim": 8} if arch == "mamba2" else {}
+    config = MambaConfig(d_model=16, n_layer=2, d_state=4, vocab_size=16, **extra)
+    space = search_space.build_space(None, config)
+    if arch == "mamba2":  # its mixer has no x_proj / dt_proj and no per-state A to extend
+        assert "additional_scan" not in space.switches
+        assert all("x_proj" not in c for c in space.lora_targets) and space.lora_targets
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(6):
-        methods, lr = search_space.sample(study.ask(), list(search_space.SWITCHES), 1e-3)
+    for _ in range(8):
+        methods, lr = search_space.sample(study.ask(), space, 1e-3)
         assert 1e-4 <= lr <= 1e-2
-        model = MambaForTask(config, SequenceClassificationHead(8, num_labels=2))
+        model = MambaForTask(config, SequenceClassificationHead(16, num_labels=2))
         peft.apply(model, peft.PeftConfig(methods=methods, train_head=False))
         trained = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head."))
         assert search_space.method_params(config, methods) == trained
