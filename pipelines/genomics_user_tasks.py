@@ -257,7 +257,10 @@ def write_report(run_dir: Path, recipe, results: dict) -> None:
                        f"{name}: " + ", ".join(f"{k}={x:g}" for k, x in v.items() if k not in ("inner_cv_metric",))
                        + f" (inner CV {v['inner_cv_metric']})" for name, v in settings.items())
     regions = d.get("regions") or {}
-    region_text = "".join(f"\nRegions ({k}): {v}." for k, v in regions.items() if v)
+    region_text = "".join(f"\nRegions ({'data.path' if k == 'data' else k}): " + words(v) + "."
+                          for k, v in regions.items() if v)
+    seq = d["sequences"]
+    replaced = ", ".join(f"{c!r} x{n}" for c, n in seq["non_acgtn_mapped_to_n"].items()) or "none"
     notes = "\n".join(f"- {n}" for n in d["notes"] + results.get("notes", [])) or "- none"
     classes = ", ".join(d["labels"]["classes"]) or "a number"
     tail = domain_run.report_tail(run_dir, results, results.get("training"), "", "Curves")
@@ -268,10 +271,9 @@ Recipe: `{recipe.source}` · data: `{cfg.path}` ({d['format']}) · base model:
 
 Labels: {kind} ({d['labels']['how']}; column `{cfg.label_column}`): {classes}.
 Split: {d['split']}; examples per split: {d['sizes']} (`splits.csv`).
-Sequences: {d['sequences']['sequences']} of {d['sequences']['length_min']:,}-{d['sequences']['length_max']:,} bp;
-upper-cased: {d['sequences']['lower_case_upper_cased']}; characters other than ACGTN mapped to N:
-{d['sequences']['non_acgtn_mapped_to_n'] or 'none'} (in {d['sequences']['sequences_with_non_acgtn']} sequences);
-cropped to data.max_length: {d['sequences']['cropped_to_max_length']}.{region_text}
+Sequences: {seq['sequences']} of {seq['length_min']:,}-{seq['length_max']:,} bp; upper-cased:
+{seq['lower_case_upper_cased']}; characters other than ACGTN mapped to N: {replaced} (in
+{seq['sequences_with_non_acgtn']} sequences); cropped to data.max_length: {seq['cropped_to_max_length']}.{region_text}
 RC augmentation in training: {cfg.rc_augment}; RC-averaged inference: {cfg.rc_average}.
 
 Notes:
@@ -286,6 +288,13 @@ Predictions of the first model: `predictions_test.csv`.
 
 {tail}"""
     atomic_write_text(run_dir / "report.md", text)
+
+
+def words(counts: dict) -> str:
+    """``{"regions_read": 3, "dropped": {"off_contig_end": 1}}`` -> ``regions read 3, dropped (off contig end 1)``."""
+    def value(v):
+        return f"({words(v) or 'none'})" if isinstance(v, dict) else str(v)
+    return ", ".join(f"{k.replace('_', ' ')} {value(v)}" for k, v in counts.items())
 
 
 def run(recipe, pretrained: str | None) -> Path:
