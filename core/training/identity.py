@@ -25,9 +25,12 @@ SHAPE_SECTIONS = ("model", "shapes")  # what resume_force cannot override: the w
 MODEL_KEYS_IGNORED = ("backend",)  # how the model computes, not what it is
 
 
-def run_identity(config, model: nn.Module, extra: dict | None = None) -> dict[str, Any]:
-    """The identity of training ``model`` under the TrainConfig ``config`` (``extra``: a pipeline's own
-    identity, e.g. its data fingerprint), with ``hash``: the first 16 hex digits of its SHA-256."""
+def run_identity(config, model: nn.Module, extra: dict | None = None, train_examples: int | None = None
+                 ) -> dict[str, Any]:
+    """The identity of training ``model`` under the TrainConfig ``config`` on ``train_examples`` examples
+    (``extra``: a pipeline's own identity, e.g. its data fingerprint), with ``hash``: the first 16 hex
+    digits of its SHA-256. The data position a checkpoint records counts examples of that training set,
+    so its size is part of the identity."""
     inner = getattr(model, "module", model)  # DDP
     model_config = getattr(inner, "config", None)
     model_part = {}
@@ -37,6 +40,7 @@ def run_identity(config, model: nn.Module, extra: dict | None = None) -> dict[st
     trainable = sorted(n for n, p in inner.named_parameters() if p.requires_grad)
     identity = {
         "train": {k: getattr(config, k) for k in TRAIN_KEYS},
+        "data": {"train_examples": train_examples},
         "model": model_part,
         "shapes": shapes,
         "trainable": trainable,
@@ -55,7 +59,7 @@ def identity_hash(identity: dict) -> str:
 def differences(saved: dict, current: dict) -> list[tuple[str, str]]:
     """``[(section, "key: old -> new"), ...]`` between two identities (empty when they agree)."""
     out = []
-    for section in ("train", "model", "extra"):
+    for section in ("train", "data", "model", "extra"):
         old, new = saved.get(section) or {}, current.get(section) or {}
         for key in sorted(set(old) | set(new)):
             if old.get(key) != new.get(key):

@@ -180,7 +180,7 @@ class Trainer:
                                       "best_step": None, "bad_evals": 0, "tokens": 0, "last_eval": {},
                                       "nonfinite_skips": 0, "nonfinite_in_a_row": 0}
         self.last_skip: dict | None = None  # what the last _step skipped, for the log
-        self.identity = identity.run_identity(config, model, identity_extra)
+        self.identity = identity.run_identity(config, model, identity_extra, len(train_data))
         self.state["identity"] = self.identity
         self.monitor = None
         if config.monitor_every > 0 and backbone is not None and hasattr(backbone, "layers"):

@@ -76,7 +76,10 @@ def test_forced_resume_applies_and_records_the_new_settings(fast_cfg, tmp_path):
     assert state["identity"]["train"]["lr"] == 5e-3 and len(state["identity"]["hash"]) == 16
 
 
-def test_pipeline_identity_joins_the_run_identity(fast_cfg, tmp_path):
+def test_pipeline_identity_and_the_training_set_size_join_the_run_identity(fast_cfg, tmp_path):
     train(fast_cfg(max_steps=2), identity_extra={"data": "sha-aaa"})
     with pytest.raises(RunIdentityError, match=r"extra\.data: sha-aaa -> sha-bbb"):
         train(fast_cfg(max_steps=4), identity_extra={"data": "sha-bbb"})
+    with pytest.raises(RunIdentityError, match=r"data\.train_examples: 64 -> 48"):
+        Trainer(tiny_model(), fast_cfg(max_steps=4), tiny_data(48), None, collate,
+                identity_extra={"data": "sha-aaa"}).train()
