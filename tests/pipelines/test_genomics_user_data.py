@@ -12,6 +12,7 @@ import pytest
 from mambatune.domains.genomics.datasets import SLICE_FILE, data_path
 from mambatune.domains.genomics.fasta import Genome
 from mambatune.pipelines.cli import main
+from mambatune.pipelines.genomics import SHIPPED_DNA_MODEL
 
 TINY = ["model.pretrained=null", "model.config.d_model=8", "model.config.n_layer=1", "model.config.d_state=4",
         "train.epochs=1", "train.batch_size=16", "train.eval_every=2", "train.log_every=1", "train.progress=false",
@@ -106,12 +107,13 @@ def test_regression_parquet_with_a_test_file(tmp_path):
     frame[40:].write_parquet(tmp_path / "test.parquet")
     out = tmp_path / "reg"
     results = run("genomics/promoter_full", out, f"data.path={tmp_path}/train.parquet",
-                  f"data.test_path={tmp_path}/test.parquet", "data.label_column=expression")
+                  f"data.test_path={tmp_path}/test.parquet", "data.label_column=expression", "data.k=2")
     assert results["data"]["labels"]["kind"] == "regression" and results["sizes"]["test"] == 10
     assert results["data"]["split"].startswith("test file")
     assert set(next(iter(results["test"].values()))) >= {"pearson", "spearman", "r2", "mse", "mae"}
     assert any("metric_for_best=auroc is not a regression metric" in n for n in results["notes"])
     assert pl.read_csv(out / "predictions_test.csv").columns == ["id", "label", "prediction"]
+    assert json.loads((out / "model" / "tokenizer.json").read_text())["k"] == 2  # 2-mer tokens, saved with the model
 
 
 def test_fasta_with_a_side_table_in_two_folds(tmp_path):
@@ -200,6 +202,9 @@ def test_bad_input_is_a_clear_error(capsys, good_csv, content, extra, message):
 def test_bad_paths_and_recipes_are_clear_errors(capsys, tmp_path, good_csv):
     assert "not found" in fails(capsys, "genomics/promoter_full", f"data.path={tmp_path}/nope.csv")
     assert "set data.path too" in fails(capsys, "genomics/promoter_full", "data.k=2")
+    text_model = SHIPPED_DNA_MODEL.parents[2] / "documents" / "pretrained" / "text-mamba-140k"
+    assert "'byte' tokenizer, not DNA tokens" in fails(capsys, "genomics/promoter_full", f"data.path={good_csv}",
+                                                       f"model.pretrained={text_model}")
     assert "not data.path" in fails(capsys, "genomics/pretrain_dna", f"data.path={good_csv}")
     assert "variants" in fails(capsys, "genomics/vep_lora", f"data.path={good_csv}")
     write_vcf(tmp_path / "u.vcf", 5, labelled=False)
