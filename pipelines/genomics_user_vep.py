@@ -48,10 +48,12 @@ from . import genomics_report as report
 FLANK = 500  # variant windows are read as 1,001 bp, then cropped to data.window
 
 
-def read_user_variants(cfg) -> tuple[pl.DataFrame, dict]:
-    """The SNVs of the VCF(s) with their windows (``ref_win``, ``alt_win``) and labels (``label``, when
-    there are labels), and the counts of what reading, normalising and filtering did."""
-    where = f"data.path={cfg.path}"
+def read_user_variants(cfg, path: str | None = None) -> tuple[pl.DataFrame, dict]:
+    """The SNVs of the VCF(s) at ``path`` (default ``data.path``) with their windows (``ref_win``, ``alt_win``)
+    and labels (``label``, when there are labels), and the counts of what reading, normalising and
+    filtering did."""
+    path = path or cfg.path
+    where = f"data.path={path}" if path == cfg.path else f"data.test_path={path}"
     if not cfg.genome:
         raise TableError(f"{where}: variants are read against a reference genome: set data.genome=<FASTA, plain or "
                          "bgzip> (the assembly the VCF's positions refer to)")
@@ -61,7 +63,7 @@ def read_user_variants(cfg) -> tuple[pl.DataFrame, dict]:
         raise TableError(f"data.genome: {err}") from None
     counts: Counter = Counter()
     frames = []
-    for f in files_of(cfg.path, VCF_SUFFIXES, "VCF file"):
+    for f in files_of(path, VCF_SUFFIXES, "VCF file"):
         df, rep = read_vcf(f, genome=genome, label_info_key=cfg.label_info, on_invalid=cfg.on_invalid)
         counts.update(rep.counts)
         frames.append(df.with_columns(pl.lit(f.name).alias(FILE),
@@ -124,8 +126,14 @@ def run_user_variants(recipe, run_dir: Path, pretrained: str | None) -> dict | N
                              "to score them without labels")
         return zero_shot_unlabelled(recipe, run_dir, pretrained, tok, df, info)
     column = label_column(cfg)
-    space = label_space([df], column, kind="binary", positive=cfg.positive_label, where=f"data.path={cfg.path}")
-    splits = split_rows(df, cfg, label_column=column, where=f"data.path={cfg.path}")
+    test_df = None
+    if cfg.test_path:
+        test_df, test_info = read_user_variants(cfg, cfg.test_path)
+        info["counts"] = {k: info["counts"].get(k, 0) + test_info["counts"].get(k, 0)
+                          for k in sorted(set(info["counts"]) | set(test_info["counts"]))}
+    space = label_space([df, test_df], column, kind="binary", positive=cfg.positive_label,
+                        where=f"data.path={cfg.path}")
+    splits = split_rows(df, cfg, label_column=column, test_df=test_df, where=f"data.path={cfg.path}")
     if domain_run.is_main_process():
         splits.write(run_dir)
     parts = {s: {"ref": f["ref_win"].to_list(), "alt": f["alt_win"].to_list(),

@@ -76,12 +76,13 @@ def evaluate(run_dir: Path, recipe, results: dict, split: str) -> dict:
         from mambatune.domains.genomics.metrics import binary_metrics
         from mambatune.pipelines.data_source import split_rows
 
-        df, _ = vep.read_user_variants(cfg)
         if results["data"]["labels"] is None:
             raise ValueError(f"{run_dir} scored an unlabelled VCF: there is no label to evaluate against")
+        df, _ = vep.read_user_variants(cfg)
+        test_df = vep.read_user_variants(cfg, cfg.test_path)[0] if cfg.test_path else None
         column = vep.label_column(cfg)
         classes = results["data"]["labels"]["classes"]
-        part = split_rows(df, cfg, label_column=column, where=f"data.path={cfg.path}").frames[split]
+        part = split_rows(df, cfg, label_column=column, test_df=test_df, where=f"data.path={cfg.path}").frames[split]
         y = np.asarray([classes.index(str(v).strip()) for v in part[column].cast(pl.String).to_list()])
         scores = verbs.variant_scores(run_dir, recipe, results, part["ref_win"].to_list(), part["alt_win"].to_list())
         s = scores.get("p_deleterious", scores.get("score"))
