@@ -1,8 +1,10 @@
 """One trial of ``mambatune search``: its recipe, its run as a subprocess, its scores.
 
-The run is ``python -m mambatune.pipelines.cli run <trial>/recipe.yaml`` in its own process group
-(and, on Linux, set to die with its worker). Its metrics.jsonl is polled: each validation score is
-reported to the Optuna trial, and the run is stopped when the pruner says so.
+The run is ``mambatune run <trial>/recipe.yaml`` (``cli.main``) in a process of its own, in its own
+process group and, on Linux, set to die with its worker. The process is forked from a multiprocessing
+fork server that has imported mambatune and the recipe's pipeline once, so it starts in milliseconds
+instead of importing torch and the pipeline again (seconds on a CPU). Its metrics.jsonl is polled:
+each validation score is reported to the Optuna trial, and the run is stopped when the pruner says so.
 """
 from __future__ import annotations
 
@@ -103,8 +105,22 @@ def fork_server(pipeline_module: str):
     so a trial's process starts in milliseconds instead of importing torch and the pipeline again."""
     import multiprocessing
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["mambatune.pipelines.search_trial", pipeline_module])  # not cli: it may be __main__
+    ctx.set_forkserver_preload(["mambatune.pipelines.cli", "mambatune.pipelines.search_trial", pipeline_module])
     return ctx
+
+
+def launch(proc) -> None:
+    """Starts a trial's process without multiprocessing's re-import of the caller's ``__main__`` in it:
+    the process runs mambatune, and a script that calls the search unguarded would otherwise start
+    another search inside every trial."""
+    main = sys.modules["__main__"]
+    saved = {k: main.__dict__.pop(k) for k in ("__spec__", "__file__") if k in main.__dict__}
+    main.__spec__ = None
+    try:
+        proc.start()
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
 
 
 def stop(proc) -> None:
@@ -150,7 +166,7 @@ def run_trial(study, storage, trial, ctx: dict) -> tuple[str, str]:
     log_path.write_text("")
     proc = ctx["processes"].Process(target=run_cli, args=(str(recipe_path), str(log_path), os.getcwd(),
                                                           {**os.environ, **ctx["env"]}))
-    proc.start()
+    launch(proc)
     try:
         beat = 0.0
         while True:
