@@ -33,7 +33,7 @@ class DataConfig(DataSource):
     by the zero-shot models only: zero-shot scoring reads no labels, but the supervised baseline learns from
     the training split).
 
-    A user's data (``path``; docs/your-data-genomics.md): format: auto (from the file name) | table (CSV /
+    A user's data (``path``; docs/your-data.md, Genomics): format: auto (from the file name) | table (CSV /
     TSV / parquet / JSON lines of sequences) | fasta | regions (BED / narrowPeak, or a table with chrom,
     start, end; needs ``genome``) | vcf (needs ``genome``); sequence_column, label_column (null: no labels,
     zero-shot VEP only), id_column (the id written to the predictions; default: file and row);

@@ -26,9 +26,16 @@ def assert_close(actual, expected, tol: float, what: str = "") -> None:
     assert err <= tol, f"{what}: relative error {err:.3e} > {tol:.1e}"
 
 
-def python_blocks(doc: str | Path) -> list[str]:
-    """The ```python code blocks of a markdown page, in order."""
+def python_blocks(doc: str | Path, section: str | None = None) -> list[str]:
+    """The ```python code blocks of a markdown page, in order; with ``section``, only those under the
+    ``## <section>`` heading (up to the next ``## `` heading)."""
     text = Path(doc).read_text()
+    if section is not None:
+        parts = re.split(r"^## ", text, flags=re.M)
+        chosen = [p for p in parts[1:] if p.split("\n", 1)[0].strip() == section]
+        if not chosen:
+            raise AssertionError(f"{doc} has no section '## {section}'")
+        text = chosen[0]
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 

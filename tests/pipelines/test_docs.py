@@ -1,4 +1,4 @@
-"""Runs the ```python blocks of docs/training.md, docs/cli.md and docs/your-data.md, and their quick ```bash commands."""
+"""Runs the ```python blocks of docs/training.md and docs/cli.md (and their quick ```bash commands), and the\ngeneric section of docs/your-data.md (its domain sections run in each domain's tests)."""
 import re
 import shlex
 import subprocess
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-PAGES = ["training.md", "cli.md", "your-data.md"]
+PAGES = ["training.md", "cli.md"]
 FAST_COMMANDS = ("mambatune list", "mambatune advise")
 
 
@@ -35,3 +35,13 @@ def test_fast_bash_commands_run(page, tmp_path):
                 proc = subprocess.run([sys.executable, "-m", "mambatune.pipelines.cli", *args], cwd=tmp_path,
                                       capture_output=True, text=True, timeout=60)
                 assert proc.returncode == 0, f"{line}: {proc.stderr}"
+
+
+def test_your_data_generic_section_runs(tmp_path, monkeypatch):
+    from helpers import python_blocks
+    code = python_blocks(DOCS / "your-data.md", section="Any table of sequences or texts: the generic recipe")
+    assert code
+    monkeypatch.chdir(tmp_path)
+    for i, block in enumerate(code):
+        exec(compile(block, f"your-data.md[generic, python block {i}]", "exec"), {"__name__": f"docs_{i}"})
+    assert (tmp_path / "runs" / "sites_cv" / "cv_report.md").is_file()

@@ -208,10 +208,11 @@ def test_path_that_does_not_exist(tmp_path, capsys):
 def test_your_data_documents_page_runs(tmp_path, monkeypatch):
     import re
     from pathlib import Path
-    page = Path(__file__).resolve().parents[2] / "docs" / "your-data-documents.md"
-    code = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
-    assert code, "docs/your-data-documents.md has no python example"
+    from helpers import python_blocks
+    page = Path(__file__).resolve().parents[2] / "docs" / "your-data.md"
+    code = python_blocks(page, section="Long documents")
+    assert code, "the long-documents section of docs/your-data.md has no python example"
     monkeypatch.chdir(tmp_path)
     for i, block in enumerate(code):
-        exec(compile(block, f"your-data-documents.md[python block {i}]", "exec"), {"__name__": f"docs_{i}"})
+        exec(compile(block, f"your-data.md[long documents, python block {i}]", "exec"), {"__name__": f"docs_{i}"})
     assert (tmp_path / "runs" / "contracts" / "splits.csv").is_file()

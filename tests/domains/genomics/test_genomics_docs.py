@@ -14,10 +14,10 @@ def test_python_blocks_run():
 
 
 def test_your_data_page_runs(tmp_path, monkeypatch):
-    """docs/your-data-genomics.md (merged into docs/your-data.md): its example writes a user-shaped CSV and
-    runs a recipe on it, in a scratch folder."""
-    page = REPO / "docs" / "your-data-genomics.md"
-    blocks = python_blocks(page)
+    """The genomics section of docs/your-data.md: its example writes a user-shaped CSV and runs a recipe on it,
+    in a scratch folder."""
+    page = REPO / "docs" / "your-data.md"
+    blocks = python_blocks(page, section="Genomics")
     assert blocks
     monkeypatch.chdir(tmp_path)
     for code in blocks:
