@@ -29,7 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_write, atomic_write_json, host_tensors
-from .checkpoints_mamba2 import config_from_hf_mamba2, config_from_mamba_ssm2, export_hf_mamba2
+from .checkpoints_mamba2 import Mamba2CheckpointError, config_from_hf_mamba2, config_from_mamba_ssm2, hf_mamba2_parts
 from .config import MambaConfig
 from .heads import Head, LMHead, MambaForTask, head_from_spec
 
@@ -220,7 +220,10 @@ def config_from_mamba_ssm(c: dict) -> MambaConfig:
     ssm = dict(c.get("ssm_cfg") or {})
     layer = ssm.pop("layer", "Mamba1")
     if layer == "Mamba2":
-        return config_from_mamba_ssm2(c)
+        try:
+            return config_from_mamba_ssm2(c)
+        except Mamba2CheckpointError as err:
+            raise CheckpointError(str(err)) from None
     if layer != "Mamba1":
         raise CheckpointError(f"ssm_cfg.layer is {layer!r}; mambatune reads Mamba-1 models")
     if c.get("d_intermediate", 0) or c.get("attn_layer_idx"):
@@ -358,7 +361,16 @@ def export_hf(model: MambaForTask, path: str | os.PathLike) -> Path:
         raise CheckpointError("Hugging Face export needs a language model (LM head); this model has a "
                               f"{model.head.kind} head. Save it with save_pretrained instead.")
     if model.config.arch == "mamba2":
-        return export_hf_mamba2(model, path)
+        try:
+            hf_cfg, sd = hf_mamba2_parts(model)
+        except Mamba2CheckpointError as err:
+            raise CheckpointError(str(err)) from None
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        atomic_save_safetensors(to_hf(sd, model.config.tie_embeddings), path / "model.safetensors",
+                                metadata={"format": "pt"})
+        atomic_write_json(path / "config.json", hf_cfg)
+        return path
     sd = model.state_dict()
     hf_cfg = config_to_hf(model.config, sd["backbone.embedding.weight"].dtype)
     extra = [k for k in sd if not re.match(r"(backbone\.(embedding|norm_f|layers\.\d+\.(norm|mixer\.(in_proj|x_proj|dt_proj|out_proj|conv1d)))\.(weight|bias)"
@@ -386,7 +398,10 @@ def load_config(path_or_id) -> tuple[MambaConfig, dict, str]:
     if fmt == "caduceus":
         return config_from_caduceus(raw), raw, fmt
     if fmt == "hf_mamba2":
-        return config_from_hf_mamba2(raw), raw, fmt
+        try:
+            return config_from_hf_mamba2(raw), raw, fmt
+        except Mamba2CheckpointError as err:
+            raise CheckpointError(str(err)) from None
     return config_from_mamba_ssm(raw), raw, fmt
 
 

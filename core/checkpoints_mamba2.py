@@ -7,11 +7,8 @@ renames them as it does Mamba-1's. ``checkpoints.py`` calls in here for the Mamb
 from __future__ import annotations
 
 import math
-import os
 import re
-from pathlib import Path
 
-from .atomic import atomic_write_json
 from .config import MambaConfig
 
 HF_FORMAT = "hf_mamba2"
@@ -22,10 +19,13 @@ HF_KEYS = re.compile(
 )
 
 
-def _error(message: str) -> Exception:
-    from .checkpoints import CheckpointError
+class Mamba2CheckpointError(ValueError):
+    """A Mamba-2 config or model that cannot be converted; ``core.checkpoints`` re-raises it as its
+    CheckpointError (this module imports nothing from there, so the two have no import cycle)."""
 
-    return CheckpointError(message)
+
+def _error(message: str) -> Exception:
+    return Mamba2CheckpointError(message)
 
 
 def _dt_limit(limit) -> list[float] | None:
@@ -114,17 +114,12 @@ def config_from_mamba_ssm2(c: dict) -> MambaConfig:
     )
 
 
-def export_hf_mamba2(model, path: str | os.PathLike) -> Path:
-    """Writes a folder that ``transformers.Mamba2ForCausalLM.from_pretrained`` reads (LM models only)."""
-    from .checkpoints import atomic_save_safetensors, to_hf
-
+def hf_mamba2_parts(model) -> tuple[dict, dict]:
+    """(the Hugging Face Mamba2Config dict, the model's state dict in our names) of an LM model; parameters
+    Hugging Face Mamba-2 has no place for are an error. ``core.checkpoints.export_hf`` writes the folder."""
     hf_cfg = config_to_hf_mamba2(model.config)
     sd = model.state_dict()
     extra = [k for k in sd if not HF_KEYS.match(k)]
     if extra:
         raise _error(f"the model holds parameters Hugging Face Mamba-2 has no place for (merge adapters first): {extra[:5]}")
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    atomic_save_safetensors(to_hf(sd, model.config.tie_embeddings), path / "model.safetensors", metadata={"format": "pt"})
-    atomic_write_json(path / "config.json", hf_cfg)
-    return path
+    return hf_cfg, sd
