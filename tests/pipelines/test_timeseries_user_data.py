@@ -15,7 +15,7 @@ from mambatune.pipelines.timeseries_problem import load_problem
 
 from .test_timeseries import TINY, run
 
-DOCS_PAGE = __import__("pathlib").Path(__file__).resolve().parents[2] / "docs" / "your-data-timeseries.md"
+DOCS = __import__("pathlib").Path(__file__).resolve().parents[2] / "docs"
 
 
 def parking_csv(path, days: int = 20, partial_hours: int = 7, seed: int = 0):
@@ -112,8 +112,13 @@ def test_split_keys_are_refused_and_bad_files_exit_with_the_fix(tmp_path, capsys
 
 
 def test_docs_page_example_runs(tmp_path, monkeypatch):
-    blocks = re.findall(r"```python\n(.*?)```", DOCS_PAGE.read_text(), flags=re.S)
-    assert blocks, "docs/your-data-timeseries.md lost its python example"
+    """The "## Time series" section's example: on its own page until merged into docs/your-data.md."""
+    from helpers import python_blocks
+
+    page = DOCS / "your-data-timeseries.md"
+    page = page if page.is_file() else DOCS / "your-data.md"
+    blocks = python_blocks(page, section="Time series")
+    assert blocks, f"{page.name} lost the time-series python example"
     monkeypatch.chdir(tmp_path)
     for i, block in enumerate(blocks):
-        exec(compile(block, f"{DOCS_PAGE.name}[python block {i}]", "exec"), {"__name__": f"docs_{i}"})
+        exec(compile(block, f"{page.name}[time series, python block {i}]", "exec"), {"__name__": f"docs_{i}"})
