@@ -12,7 +12,7 @@ as ``window`` bp around its centre (label 1), and for each site one background w
 random from chr20 with at most 10 % N, overlapping no CTCF site, whose GC content is within 0.02 of the
 site's (so GC alone does not separate the classes). ``block`` is the 1 Mb block of the centre, for
 ``data.group_column=block`` (nearby windows stay in one split). The recipes then read it with recipe keys
-alone (docs/your-data.md, Genomics, benchmarks/your_data_genomics.md):
+alone (docs/your-data.md, Genomics, benchmarks/RESULTS.md, issue 15):
 
     mambatune run genomics/promoter_lora data.path=ctcf_chr20.csv data.format=regions \
         data.genome=20.fa.gz data.window=200 data.group_column=block

@@ -112,11 +112,10 @@ def test_split_keys_are_refused_and_bad_files_exit_with_the_fix(tmp_path, capsys
 
 
 def test_docs_page_example_runs(tmp_path, monkeypatch):
-    """The "## Time series" section's example: on its own page until merged into docs/your-data.md."""
+    """The example of the "## Time series" section of docs/your-data.md."""
     from helpers import python_blocks
 
-    page = DOCS / "your-data-timeseries.md"
-    page = page if page.is_file() else DOCS / "your-data.md"
+    page = DOCS / "your-data.md"
     blocks = python_blocks(page, section="Time series")
     assert blocks, f"{page.name} lost the time-series python example"
     monkeypatch.chdir(tmp_path)
