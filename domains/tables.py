@@ -174,6 +174,24 @@ def records_frame(path: Path, records: list, numbers: list[int], unit: str) -> p
     return frame.with_columns(pl.Series(ROW, numbers, dtype=pl.Int64))
 
 
+def keyed_records(path: Path, whole: dict) -> pl.DataFrame:
+    """A JSON object of objects ({"N0001": {...}, ...}, as R's jsonlite and the M1 / M3 competition files write
+    them): one record per entry, its key in an ``id`` column (``key`` when the records have an ``id``). Fields
+    that every record holds as a one-element list of a scalar (jsonlite's boxed scalars, ``"period":
+    ["YEARLY"]``) become that scalar."""
+    records = [dict(v) for v in whole.values()]
+    key = "key" if any("id" in r for r in records) else "id"
+    fields = {f for r in records for f in r}
+    boxed = {f for f in fields
+             if all(isinstance(r.get(f), list) and len(r[f]) == 1 and not isinstance(r[f][0], (list, dict))
+                    for r in records)}
+    for k, r in zip(whole, records):
+        for f in boxed:
+            r[f] = r[f][0]
+        r[key] = k
+    return records_frame(path, records, list(range(1, len(records) + 1)), "record")
+
+
 def read_json(path: Path, text: str, kind: str) -> pl.DataFrame:
     stripped = text.lstrip()
     if not stripped:
@@ -184,12 +202,15 @@ def read_json(path: Path, text: str, kind: str) -> pl.DataFrame:
         except json.JSONDecodeError as err:
             raise TableError(f"{path}, line {err.lineno}: not valid JSON ({err.msg})") from None
         return records_frame(path, records, list(range(1, len(records) + 1)), "record")
-    if kind == "json" and stripped[0] == "{" and "\n" not in stripped.strip():
+    if kind == "json" and stripped[0] == "{":
         try:
-            one = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise TableError(f"{path}, line {err.lineno}: not valid JSON ({err.msg})") from None
-        return records_frame(path, [one], [1], "record")
+            whole = json.loads(text)
+        except json.JSONDecodeError:
+            whole = None  # JSON lines in a .json file
+        if isinstance(whole, dict) and whole and all(isinstance(v, dict) for v in whole.values()):
+            return keyed_records(path, whole)
+        if isinstance(whole, dict):
+            return records_frame(path, [whole], [1], "record")
     records, numbers = [], []
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

@@ -103,3 +103,11 @@ def test_numeric_labels_in_two_spellings_become_one_and_are_counted(tmp_path):
     df = read_table(write(tmp_path / "l.csv", "t,y\na,0\nb,0.0\nc,1\n"))
     labels, notes = to_labels(df, "y", where="l")
     assert labels == ["0", "0", "1"] and "1 numeric label(s) rewritten" in notes[0] and "'0'" in notes[0]
+
+
+def test_a_json_object_of_records_with_boxed_scalars(tmp_path):
+    # the layout of R's jsonlite and of the M1 / M3 competition files: {"N1": {"period": ["YEARLY"], "x": [...]}}
+    whole = {"N1": {"period": ["YEARLY"], "x": [1.0, 2.5, 3.0]}, "N2": {"period": ["MONTHLY"], "x": [4.0]}}
+    df = read_table(write(tmp_path / "m.json", json.dumps(whole)))
+    assert df["id"].to_list() == ["N1", "N2"] and df["period"].to_list() == ["YEARLY", "MONTHLY"]
+    assert df["x"].to_list() == [[1.0, 2.5, 3.0], [4.0]]  # a list that is not boxed everywhere stays a list
