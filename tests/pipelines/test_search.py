@@ -73,8 +73,9 @@ def workers_with_trials(out: Path) -> set[str]:
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("search")
-    # 6 steps a run, so the pruned run is stopped mid-way
-    search = Search(recipe=str(fast_recipe(tmp, epochs=2)), overrides=[], out=str(tmp / "search"), trials=4,
+    # 100 steps a run (4 an epoch), an evaluation after each: far longer than the search's 0.5 s poll even on a
+    # fast idle machine, so the pruned run is stopped mid-way (with 6 steps, an idle machine finished it first)
+    search = Search(recipe=str(fast_recipe(tmp, epochs=25)), overrides=[], out=str(tmp / "search"), trials=4,
                     methods=["lora", "prompt"], budget=BUDGET)
     run_search(search, pruner=PruneFirstAfterComplete())
     return search, load(search).get_trials()
