@@ -137,15 +137,15 @@ def shipped_models() -> list[dict]:
 
     from safetensors import safe_open
 
-    import mambatune.domains as domains
     from . import documents, genomics, timeseries
+    from .sequence_classification import shipped_models as shipped_folders
 
     defaults = {p.parent.parent.name: p.name for p in (genomics.SHIPPED_DNA_MODEL, documents.SHIPPED_TEXT_MODEL,
                                                        timeseries.SHIPPED_SERIES_MODEL)}
     rows = []
-    for folder in sorted(Path(domains.__path__[0]).glob("*/pretrained/*/model.safetensors")):
-        model_dir, domain = folder.parent, folder.parent.parent.parent.name
-        with safe_open(str(folder), "pt") as f:
+    for model_dir in shipped_folders().values():
+        domain = model_dir.parent.parent.name
+        with safe_open(str(model_dir / "model.safetensors"), "pt") as f:
             params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
         score = ""
         results = model_dir / "results.json"

@@ -88,7 +88,8 @@ def key_metrics(summary: dict, limit: int = 5) -> list[str]:
                  "MASE", "sMAPE", "wQL", "bits_per_base", "bits_per_byte")
     ours = next(iter(summary.values()), {})
     chosen = [m for m in preferred if m in ours]
-    chosen += [m for m in ours if m not in chosen and not m.endswith(("_lo", "_hi")) and m not in ("loss", "n", "positives", "examples", "threshold")]
+    not_metrics = ("loss", "n", "positives", "examples", "threshold")
+    chosen += [m for m in ours if m not in chosen and not m.endswith(("_lo", "_hi")) and m not in not_metrics]
     return chosen[:limit]
 
 

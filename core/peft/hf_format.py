@@ -57,8 +57,11 @@ def hf_lora(model: nn.Module, base_model: str | None = None) -> tuple[dict, dict
     dropouts = {float(getattr(m.dropout, "p", 0.0)) for m in layers.values()}
     ranks = {n: m.rank for n, m in layers.items()}
     alphas = {n: m.scale * m.rank for n, m in layers.items()}
-    rank, alpha = max(set(ranks.values()), key=list(ranks.values()).count), None
-    alpha = max(set(alphas.values()), key=list(alphas.values()).count)
+    def most_common(values: dict) -> float:  # the config's r / lora_alpha; the others go to the *_pattern maps
+        counts = list(values.values())
+        return max(set(counts), key=counts.count)
+
+    rank, alpha = most_common(ranks), most_common(alphas)
     config = {
         "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model,
         "target_modules": sorted(layers), "r": rank, "lora_alpha": alpha, "lora_dropout": max(dropouts),
