@@ -1,6 +1,7 @@
 """One trial of ``mambatune search``: its recipe, its run as a subprocess, its scores.
 
-The run is ``mambatune run <trial>/recipe.yaml`` (``cli.main``) in a process of its own, in its own
+The run is what ``mambatune run <trial>/recipe.yaml`` does (the recipe loaded, then its pipeline's ``run``
+from the registry; the CLI is above this module and not imported) in a process of its own, in its own
 process group and, on Linux, set to die with its worker. The process is forked from a multiprocessing
 fork server that has imported mambatune and the recipe's pipeline once, so it starts in milliseconds
 instead of importing torch and the pipeline again (seconds on a CPU). Its metrics.jsonl is polled:
@@ -83,9 +84,30 @@ def without_children() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def run_cli(recipe_path: str, log_path: str, cwd: str, env: dict[str, str]) -> None:
-    """A trial's process: ``mambatune run <recipe>`` in the worker's folder and environment (the fork
-    server keeps those of its start), its output into the log, in its own process group."""
+def run_recipe(recipe_path: str) -> int:
+    """What ``mambatune run <recipe>`` does for a trial (a search has no K-fold recipes): the recipe
+    through its pipeline's ``run``. An error is one line in the trial's log, as on the command line
+    (``MAMBATUNE_DEBUG=1`` adds the traceback); returns the exit status."""
+    warnings.filterwarnings("ignore", message=r"Using `json`-module for json-handling", category=UserWarning)
+    from .recipe import RecipeError, load_recipe, pipeline_module
+    try:
+        recipe = load_recipe(recipe_path, [])
+        pipeline_module(recipe.pipeline).run(recipe)
+        return 0
+    except (RecipeError, FileNotFoundError, FileExistsError, KeyError, ValueError) as err:
+        print(f"mambatune run: error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:
+        if os.environ.get("MAMBATUNE_DEBUG"):
+            import traceback
+            traceback.print_exc()
+        print(f"mambatune run: unexpected error ({type(err).__name__}: {err})", file=sys.stderr)
+        return 1
+
+
+def run_process(recipe_path: str, log_path: str, cwd: str, env: dict[str, str]) -> None:
+    """A trial's process: the recipe's run in the worker's folder and environment (the fork server
+    keeps those of its start), its output into the log, in its own process group."""
     os.setsid()
     os.chdir(cwd)
     os.environ.clear()
@@ -96,8 +118,7 @@ def run_cli(recipe_path: str, log_path: str, cwd: str, env: dict[str, str]) -> N
     os.dup2(fd, 2)
     sys.stdout.reconfigure(line_buffering=True)
     sys.stderr.reconfigure(line_buffering=True)
-    from .cli import main
-    sys.exit(main(["run", recipe_path]))
+    sys.exit(run_recipe(recipe_path))
 
 
 def fork_server(pipeline_module: str):
@@ -105,7 +126,7 @@ def fork_server(pipeline_module: str):
     so a trial's process starts in milliseconds instead of importing torch and the pipeline again."""
     import multiprocessing
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["mambatune.pipelines.cli", "mambatune.pipelines.search_trial", pipeline_module])
+    ctx.set_forkserver_preload(["mambatune.pipelines.search_trial", "mambatune.pipelines.recipe", pipeline_module])
     return ctx
 
 
@@ -164,7 +185,7 @@ def run_trial(study, storage, trial, ctx: dict) -> tuple[str, str]:
     log_path = tdir / "log.txt"
     start, metric, reported, pruned = time.time(), ctx["metric"], {}, False
     log_path.write_text("")
-    proc = ctx["processes"].Process(target=run_cli, args=(str(recipe_path), str(log_path), os.getcwd(),
+    proc = ctx["processes"].Process(target=run_process, args=(str(recipe_path), str(log_path), os.getcwd(),
                                                           {**os.environ, **ctx["env"]}))
     launch(proc)
     try:
