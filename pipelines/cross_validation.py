@@ -25,7 +25,7 @@ from typing import Callable
 
 from mambatune.core.atomic import atomic_write_text
 
-from .recipe import load_resolved, save_resolved
+from .recipe import load_resolved, same_recipe, save_resolved
 
 
 def is_cv_folder(run_dir: str | Path) -> bool:
@@ -37,14 +37,6 @@ def fold_recipe(recipe, k: int):
     fold.data.fold = k
     fold.train.output_dir = str(Path(recipe.train.output_dir) / f"fold-{k}")
     return fold
-
-
-def same_recipe(a, b) -> bool:
-    def key(r):
-        d = r.to_dict()
-        d["train"] = {k: v for k, v in d["train"].items() if k != "output_dir"}
-        return json.dumps(d, sort_keys=True, default=str)
-    return key(a) == key(b)
 
 
 def test_metrics(results: dict) -> dict[str, dict[str, float]]:
@@ -126,7 +118,7 @@ def run_folds(recipe, run_one: Callable) -> Path:
         fold = fold_recipe(recipe, k)
         fold_dir = Path(fold.train.output_dir)
         if (fold_dir / "results.json").is_file():
-            if not same_recipe(load_resolved(fold_dir), fold):
+            if not same_recipe(fold, load_resolved(fold_dir)):
                 raise ValueError(f"{fold_dir} holds a finished run of another recipe; set train.output_dir to a new "
                                  "folder (or remove that one) to cross-validate this recipe")
             print(f"cross-validation: fold {k + 1} of {folds} already finished in {fold_dir}, kept", flush=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -348,14 +349,60 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe
     return from_dict(raw, str(path))
 
 
-def save_resolved(recipe: Recipe, run_dir: str | Path) -> Path:
-    """Writes ``<run>/config.yaml``: every field, defaults included."""
+def save_resolved(recipe: Recipe, run_dir: str | Path, built=None, notes: list[str] | tuple = ()) -> Path:
+    """Writes ``<run>/config.yaml``: every field, defaults included.
+
+    ``built``: the MambaConfig of the model the run made (after a pretrained model's shape, the tokenizer's
+    vocabulary and the recipe's overrides). Its fields replace ``model.config``, so the record says what was
+    trained, not what the recipe file asked for; ``notes`` (e.g. the recipe's shape keys a pretrained model
+    did not use) go in the file's header."""
     from mambatune.core.training.run_state import atomic_write_text
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     header = f"# resolved recipe (from {recipe.source})\n" if recipe.source else "# resolved recipe\n"
-    atomic_write_text(run_dir / "config.yaml", header + yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    d = recipe.to_dict()
+    if built is not None:
+        d["model"]["config"] = plain_config(built)
+        what = f"the pretrained model {recipe.model.pretrained}" if recipe.model.pretrained else "a new model"
+        header += f"# model.config: the model as built ({what}), every field\n"
+        header += "".join(f"# note: {n}\n" for n in notes)
+    atomic_write_text(run_dir / "config.yaml", header + yaml.safe_dump(d, sort_keys=False))
     return run_dir / "config.yaml"
+
+
+def plain_config(config) -> dict[str, Any]:
+    """A MambaConfig's fields as plain YAML values (tuples as lists)."""
+    def plain(v):
+        if isinstance(v, (tuple, list)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+    return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
+
+
+def comparable(recipe: Recipe) -> dict[str, Any]:
+    """The parts of a recipe that decide a run's results, for telling whether a finished run came from the same
+    recipe: ``train.output_dir`` left out, and ``model.config`` as the model it asks for (with a pretrained model,
+    only the behaviour keys; with a new one, the keys the recipe gives), so a run folder's config.yaml, which
+    records the model as built, compares equal to the recipe that made it."""
+    d = recipe.to_dict()
+    d["train"] = {k: v for k, v in d["train"].items() if k != "output_dir"}
+    d.pop("overrides", None)
+    config = d["model"]["config"] or {}
+    if recipe.model.pretrained:
+        d["model"]["config"] = {k: v for k, v in config.items() if k in BEHAVIOUR_KEYS}
+    return d
+
+
+def same_recipe(a: Recipe, b: Recipe) -> bool:
+    """Whether two recipes ask for the same run (see :func:`comparable`); ``b`` may be a run folder's record of
+    the model as built, which holds every MambaConfig field where ``a`` gives some: the keys ``a`` gives must
+    hold there."""
+    da, db = comparable(a), comparable(b)
+    ca, cb = da["model"].pop("config"), db["model"].pop("config")
+    same_model = all(k in cb and cb[k] == v for k, v in ca.items())
+    return same_model and json.dumps(da, sort_keys=True, default=str) == json.dumps(db, sort_keys=True, default=str)
 
 
 def load_resolved(run_dir: str | Path) -> Recipe:

@@ -349,6 +349,8 @@ def run(recipe) -> Path:
 
     model, model_notes = build_model(recipe, tokenizer, len(label_names), pretrained)
     notes += model_notes
+    if on_main:  # config.yaml now records the model as built (a pretrained model's shape, the tokenizer's vocabulary)
+        save_resolved(recipe, run_dir, built=model.config, notes=model_notes)
     if uses_peft(recipe) and not pretrained and on_main:
         save_pretrained(model, run_dir / "base", meta={"note": "initial weights of a model trained from scratch"})
     model, result, summary = train_model(model, recipe.train, data["train"], data["val"] or None, collate,

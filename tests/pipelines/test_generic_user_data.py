@@ -110,3 +110,27 @@ def test_a_shape_override_that_contradicts_the_pretrained_model_is_refused(tmp_p
     notes = json.loads((tmp_path / "b" / "results.json").read_text())["notes"]
     assert any("model.config.d_model=32 of the recipe not used: the pretrained model has d_model=64" in n
                for n in notes)
+
+
+def test_config_yaml_records_the_model_as_built(tmp_path, capsys):
+    """A recipe file's shape keys do not apply to a pretrained model; the run's config.yaml says what was trained."""
+    import yaml
+
+    from mambatune.pipelines.recipe import RECIPES_DIR
+    data = dna_csv(tmp_path / "sites.csv", n=24)
+    raw = yaml.safe_load((RECIPES_DIR / "generic" / "sequence_classification_full.yaml").read_text())
+    raw.setdefault("model", {}).setdefault("config", {})["n_layer"] = 2  # the shipped DNA model has 4
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "run"
+    assert main(["run", str(recipe), f"data.path={data}", "data.text_column=seq", "data.label_column=y",
+                 "model.pretrained=dna-mamba-120k", f"train.output_dir={out}", "train.max_steps=2",
+                 "train.batch_size=8", "train.progress=false", "eval.baselines=false"]) == 0
+    capsys.readouterr()
+    text = (out / "config.yaml").read_text()
+    record = yaml.safe_load(text)
+    assert record["model"]["config"]["n_layer"] == 4 and record["model"]["config"]["d_model"] == 64
+    assert "# model.config: the model as built (the pretrained model dna-mamba-120k)" in text
+    assert "n_layer=2 of the recipe not used: the pretrained model has n_layer=4" in text
+    # the record reads back as a recipe, and the verbs work from it
+    assert main(["eval", str(out)]) == 0
