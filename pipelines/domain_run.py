@@ -141,7 +141,11 @@ def run_task(recipe, runners: dict[str, Callable], pretrained: str | None,
 
 def report_tail(run_dir: Path, results: dict, train: dict | None, no_training: str = "",
                 plots_heading: str = "Plots") -> str:
-    """The part every domain report ends with: training line, trainable parameters, plots."""
+    """The part every domain report ends with: training line, trainable parameters, plots (among them
+    ``plots/comparison.png``, drawn here: our model beside the same run's baselines on the test metrics)."""
+    from .comparison_figure import plot_comparison
+
+    plot_comparison(run_dir, results)
     train_line = (f"Training: {train['steps']} optimizer steps, best step {train['best_step']}, "
                   f"{train['seconds']:.0f} s." if train else no_training)
     plots = "\n".join(f"![{p.stem}](plots/{p.name})" for p in sorted((run_dir / "plots").glob("*.png")))

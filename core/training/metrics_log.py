@@ -1,4 +1,4 @@
-"""Run logs: metrics.jsonl (one JSON object per line), optional TensorBoard, PNG curves."""
+"""Run logs: metrics.jsonl (one JSON object per line), TensorBoard on request, PNG curves."""
 from __future__ import annotations
 
 import json
@@ -23,10 +23,25 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
     return out
 
 
-class MetricsLog:
-    """Appends records to ``<run>/metrics.jsonl`` and, when TensorBoard is installed, to ``<run>/tensorboard``."""
+class TensorBoardMissingError(ImportError, ValueError):
+    """``tensorboard=True`` on a machine without TensorBoard."""
 
-    def __init__(self, run_dir: str | os.PathLike, tensorboard: bool = True, resume_step: int | None = None):
+
+def require_tensorboard() -> None:
+    """Raises :class:`TensorBoardMissingError` (one line that says what to install) unless TensorBoard is
+    installed; cheap (finds the package without importing it)."""
+    import importlib.util
+    if importlib.util.find_spec("tensorboard") is None:
+        raise TensorBoardMissingError(
+            'train.tensorboard=true needs TensorBoard, which is not installed: pip install "mambatune[tensorboard]" '
+            "(or set train.tensorboard=false: metrics.jsonl and plots/ hold the same curves)")
+
+
+class MetricsLog:
+    """Appends records to ``<run>/metrics.jsonl`` and, with ``tensorboard``, to ``<run>/tensorboard`` (TensorBoard
+    event files; a :class:`TensorBoardMissingError` when TensorBoard is not installed)."""
+
+    def __init__(self, run_dir: str | os.PathLike, tensorboard: bool = False, resume_step: int | None = None):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.run_dir / "metrics.jsonl"
@@ -39,11 +54,9 @@ class MetricsLog:
         self.file = open(self.path, "a")
         self.writer = None
         if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
-            except (ImportError, ModuleNotFoundError):
-                self.writer = None  # tensorboard is optional: metrics.jsonl has everything
+            require_tensorboard()
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
 
     def log(self, record: dict) -> None:
         clean = {k: (v if not isinstance(v, float) or math.isfinite(v) else str(v)) for k, v in record.items()}
@@ -61,49 +74,49 @@ class MetricsLog:
             self.writer.close()
 
 
-def plot_curves(run_dir: str | os.PathLike) -> list[Path]:
-    """Writes ``plots/loss.png`` (train and eval loss) and one PNG per eval metric; returns the files."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot_curves(run_dir: str | os.PathLike, model: str | None = None, only_loss: bool = False) -> list[Path]:
+    """Writes ``plots/loss.png`` (training and validation loss) and, unless ``only_loss``, one PNG per
+    validation metric; each titled with the run (and its role: scratch twin, ensemble member) and
+    ``model`` (default: what ``metrics.jsonl`` records). Returns the files."""
+    from .figures import figure_title, legend_outside, metric_label, pyplot, save_figure
 
+    plt = pyplot()
     run_dir = Path(run_dir)
     records = read_metrics(run_dir / "metrics.jsonl")
     out_dir = run_dir / "plots"
-    out_dir.mkdir(exist_ok=True)
     written = []
 
     def series(key):
-        pts = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float)) and "step" in r]
+        pts = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))
+               and not isinstance(r.get(key), bool) and "step" in r]
         return [p[0] for p in pts], [p[1] for p in pts]
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label in (("train/loss", "train"), ("eval/loss", "eval")):
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for key in ("train/loss", "eval/loss"):
         xs, ys = series(key)
         if xs:
-            ax.plot(xs, ys, marker="o" if key.startswith("eval") else None, label=label)
+            ax.plot(xs, ys, marker="o" if key.startswith("eval") else None, ms=3, label=metric_label(key))
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")
-    ax.legend()
+    ax.set_title("training and validation loss", fontsize=9)
+    legend_outside(ax)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out_dir / "loss.png", dpi=100)
-    plt.close(fig)
-    written.append(out_dir / "loss.png")
+    fig.suptitle(figure_title(run_dir, model), fontsize=10)
+    written.append(save_figure(fig, out_dir / "loss.png", dpi=100))
+    if only_loss:
+        return written
 
     keys = sorted({k for r in records for k in r if k.startswith("eval/") and k != "eval/loss"})
     for key in keys:
         xs, ys = series(key)
         if not xs:
             continue
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot(xs, ys, marker="o")
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        ax.plot(xs, ys, marker="o", ms=3)
         ax.set_xlabel("optimizer step")
-        ax.set_ylabel(key)
+        ax.set_ylabel(metric_label(key))
+        ax.set_title(f"{metric_label(key)} during training", fontsize=9)
         ax.grid(alpha=0.3)
-        fig.tight_layout()
-        name = key.replace("/", "_") + ".png"
-        fig.savefig(out_dir / name, dpi=100)
-        plt.close(fig)
-        written.append(out_dir / name)
+        fig.suptitle(figure_title(run_dir, model), fontsize=10)
+        written.append(save_figure(fig, out_dir / (key.replace("/", "_") + ".png"), dpi=100))
     return written

@@ -6,8 +6,9 @@ with ``.loss`` and ``.logits``) and writes the run folder ``config.output_dir``:
 
     metrics.jsonl        train / eval / monitor records, one JSON object per line
     checkpoints/step-*/  resumable checkpoints (see run_state.py); the best is kept
-    plots/*.png          loss and metric curves
-    tensorboard/         when TensorBoard is installed
+    plots/*.png          loss and metric curves, titled with the run and its model; loss.png is
+                         re-drawn at each evaluation (at most every ``LIVE_PLOT_SECONDS``)
+    tensorboard/         with ``tensorboard=True`` (needs ``pip install "mambatune[tensorboard]"``)
 
 A rerun with the same output_dir resumes from the newest complete checkpoint:
 weights, optimizer, scheduler, loss scaler, RNG states and the position in the
@@ -31,7 +32,8 @@ from mambatune.core.config import check_known_keys
 
 from . import distributed as dist_utils
 from . import identity, nonfinite, run_state
-from .metrics_log import MetricsLog, plot_curves
+from .figures import describe_model, run_role
+from .metrics_log import MetricsLog, plot_curves, require_tensorboard
 from .monitor import SSMMonitor
 from .optim import build_optimizer, build_scheduler
 from .precision import Precision, set_tf32
@@ -77,7 +79,7 @@ class TrainConfig:
     monitor_every: int = 50
     monitor_layers: list[int] | None = None
     progress: bool = True
-    tensorboard: bool = True
+    tensorboard: bool = False  # True: TensorBoard event files in <run>/tensorboard (pip install "mambatune[tensorboard]")
     plots: bool = True
     num_workers: int = 0
     device: str = "auto"
@@ -115,6 +117,19 @@ class TrainResult:
     out_of_time: bool = False  # max_minutes ran out before max_steps / epochs
 
 
+LIVE_PLOT_SECONDS = 30.0  # loss.png is re-drawn at an evaluation when this long has passed since the last drawing
+
+
+def progress_label(run_dir: Path, phase: str) -> str:
+    """The progress bar's label: ``train``, ``train (scratch twin)``, ``validation (member 1)``."""
+    role = run_role(run_dir)
+    if ": scratch twin" in role:
+        return f"{phase} (scratch twin)"
+    if ": ensemble member " in role:
+        return f"{phase} (member {role.rsplit(' ', 1)[-1]})"
+    return phase
+
+
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -143,6 +158,8 @@ class Trainer:
         """``identity_extra``: what else makes this run itself (e.g. a pipeline's data fingerprint); it joins
         the run identity every checkpoint records (see identity.py)."""
         self.config = config
+        if config.tensorboard:
+            require_tensorboard()  # before any work: a clear error, not a silent run without the logs asked for
         self.train_data = train_data
         self.eval_data = eval_data
         self.collate_fn = collate_fn
@@ -153,6 +170,7 @@ class Trainer:
         self.device = self.env.device
         self.precision = Precision(config.precision, self.device.type)
         set_tf32(config.tf32)
+        self.model_text = describe_model(model)  # what plots and metrics.jsonl name (before wrapping)
         model = self.precision.prepare(model.to(self.device))
         backbone = getattr(model, "backbone", None)
         if backbone is not None and hasattr(backbone, "gradient_checkpointing"):
@@ -254,7 +272,15 @@ class Trainer:
         # forward pass (its output discarded) until the counts match; the count is agreed on first
         padding = dist_utils.max_across_ranks(len(loader), env) - len(loader) if split and env.strategy == "fsdp" else 0
         logits_all, labels_all, loss_sum, n = [], [], 0.0, 0
+        bar = None
+        if env.is_main and self.config.progress and len(loader) > 1:
+            # an evaluation can take minutes on a CPU: its own bar under the training bar, gone when done
+            from tqdm.auto import tqdm
+            bar = tqdm(total=len(loader), desc=progress_label(self.run_dir, "validation" if split_across_ranks else "scoring"),
+                       unit="batch", leave=False, dynamic_ncols=True, position=1 if split_across_ranks else 0)
         for batch in loader:
+            if bar is not None:
+                bar.update(1)
             batch = to_device(batch, self.device)
             with self.precision.autocast():
                 out = model(**batch)
@@ -271,6 +297,8 @@ class Trainer:
                 bs = batch["input_ids"].shape[0] if "input_ids" in batch else 1
                 loss_sum += float(out.loss) * bs
                 n += bs
+        if bar is not None:
+            bar.close()
         if padding:
             collate = self.collate_fn or torch.utils.data.default_collate
             filler = to_device(collate([data[0]]), self.device)
@@ -334,7 +362,9 @@ class Trainer:
         log = MetricsLog(self.run_dir, cfg.tensorboard, resume_step=self.state["step"] if latest else None) \
             if env.is_main else None
         if log is not None and latest is not None:
-            log.log({"step": self.state["step"], "event": "resumed", "from": str(latest)})
+            log.log({"step": self.state["step"], "event": "resumed", "from": str(latest), "model": self.model_text})
+        elif log is not None:
+            log.log({"step": 0, "event": "start", "model": self.model_text})
         if log is not None and forced:
             log.log({"step": self.state["step"], "event": "resume_forced", "changes": forced})
         if log is not None and moved_to is not None:
@@ -342,7 +372,9 @@ class Trainer:
         bar = None
         if env.is_main and cfg.progress:
             from tqdm.auto import tqdm
-            bar = tqdm(total=self.total_steps, initial=self.state["step"], desc="train", unit="step", dynamic_ncols=True)
+            bar = tqdm(total=self.total_steps, initial=self.state["step"], desc=progress_label(self.run_dir, "train"),
+                       unit="step", dynamic_ncols=True)
+        self.last_plot = time.time()
         stopped_early = self.state.get("stopped_early", False)
         out_of_time = False
         self.model.train()
@@ -385,6 +417,7 @@ class Trainer:
                     saved = False
                     if self.eval_data is not None and cfg.eval_every > 0 and step % cfg.eval_every == 0:
                         stopped_early = self._eval_and_log(log)
+                        self._live_plot(log)
                         self.state["stopped_early"] = stopped_early
                         if self.state["best_step"] == step or (cfg.save_every == 0):
                             self.save()
@@ -420,10 +453,18 @@ class Trainer:
             if log is not None:
                 log.close()
         if env.is_main and cfg.plots:
-            plot_curves(self.run_dir)
+            plot_curves(self.run_dir, self.model_text)
         last_eval = {k: v for k, v in self.state.get("last_eval", {}).items() if k != "step"}
         return TrainResult(self.state["step"], self.state["best_step"], self.state["best_metric"], stopped_early,
                            last_eval, str(self.run_dir), time.time() - start, out_of_time)
+
+    def _live_plot(self, log: MetricsLog | None) -> None:
+        """Re-draws plots/loss.png during training (after an evaluation, at most every LIVE_PLOT_SECONDS),
+        so the curve can be watched before the run ends."""
+        if log is None or not self.config.plots or time.time() - getattr(self, "last_plot", 0.0) < LIVE_PLOT_SECONDS:
+            return
+        plot_curves(self.run_dir, self.model_text, only_loss=True)
+        self.last_plot = time.time()
 
     def _set_aside_previous_run(self) -> Path | None:
         """``resume=false`` into a folder holding checkpoints: the old run's checkpoints and logs move to

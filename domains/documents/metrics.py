@@ -109,18 +109,21 @@ def classification_metrics(y_true, y_pred, label_names: list[str], lengths=None,
 
 
 def save_confusion_matrix(matrix, label_names: list[str], path: str | Path, title: str = "",
-                          normalize: bool = True) -> Path:
-    """Write a confusion matrix (rows: true, columns: predicted) as a PNG; returns the path."""
-    import matplotlib
+                          normalize: bool = True, model: str | None = None, run_name: str = "") -> Path:
+    """Write a confusion matrix (rows: true, columns: predicted) as a PNG; returns the path.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    ``title`` names the classifier shown (e.g. ``mamba`` or a baseline); the figure's heading names the run
+    (``run_name``, else the run folder above ``path``) and ``model`` (default: what that folder records)."""
+    from mambatune.core.training.figures import figure_title, pyplot, run_dir_of, save_figure
 
+    plt = pyplot()
     cm = np.asarray(matrix, dtype=np.float64)
     shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
     k = len(label_names)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * k, 0.8 + 0.5 * k), dpi=100)
-    ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    fig, ax = plt.subplots(figsize=(2.5 + 0.55 * k, 1.6 + 0.5 * k), dpi=100)
+    image = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    bar.set_label("share of the true class" if normalize else "examples", fontsize=8)
     ax.set_xticks(range(k), label_names, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(k), label_names, fontsize=8)
     for i in range(k):
@@ -128,16 +131,13 @@ def save_confusion_matrix(matrix, label_names: list[str], path: str | Path, titl
             if cm[i, j]:
                 ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7,
                         color="white" if shown[i, j] > 0.5 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title or ("confusion matrix (row-normalised colour, counts)" if normalize else "confusion matrix"),
-                 fontsize=9)
-    fig.tight_layout()
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    what = title if "confusion" in title else (f"confusion matrix of {title}" if title else "confusion matrix")
+    ax.set_title(what + (" (colour: row share; numbers: counts)" if normalize else " (counts)"), fontsize=9)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    fig.suptitle(figure_title(run_dir_of(path), model, name=run_name), fontsize=9)
+    return save_figure(fig, path, dpi=100)
 
 
 def tune_thresholds(y_true, scores, grid=None) -> np.ndarray:

@@ -145,19 +145,21 @@ def regression_metrics(y_true, pred, n_boot: int = 1000, seed: int = 0) -> dict:
     return _with_intervals(point, len(y), n_boot, seed)
 
 
-def plot_roc_pr(y_true, scores_by_model: dict[str, np.ndarray], out_dir: str | Path, title: str = "") -> list[Path]:
-    """ROC and precision-recall curves of several models on the same examples: roc.png and pr.png in out_dir."""
-    import matplotlib
+def plot_roc_pr(y_true, scores_by_model: dict[str, np.ndarray], out_dir: str | Path, title: str = "",
+                model: str | None = None, split: str = "test") -> list[Path]:
+    """ROC and precision-recall curves of several models on the same examples: roc.png and pr.png in out_dir.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Titled with ``title`` (the run's name) and ``model`` (default: what the run folder, ``out_dir``'s
+    parent, records), the legend beside the axes."""
+    from mambatune.core.training.figures import figure_title, legend_outside, pyplot, run_dir_of, save_figure
 
+    plt = pyplot()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     y = np.asarray(y_true)
+    heading = figure_title(run_dir_of(out_dir), model, name=title)
     paths = []
     for kind in ("roc", "pr"):
-        fig, ax = plt.subplots(figsize=(5, 5))
+        fig, ax = plt.subplots(figsize=(7.5, 4.6))
         for name, s in scores_by_model.items():
             s = np.asarray(s, dtype=np.float64)
             if kind == "roc":
@@ -167,16 +169,18 @@ def plot_roc_pr(y_true, scores_by_model: dict[str, np.ndarray], out_dir: str | P
                 prec, rec, _ = skm.precision_recall_curve(y, s)
                 ax.plot(rec, prec, label=f"{name} (AUPRC {skm.average_precision_score(y, s):.3f})")
         if kind == "roc":
-            ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+            ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="chance")
             ax.set(xlabel="false positive rate", ylabel="true positive rate")
+            ax.set_title(f"ROC curve, {split} set ({len(y):,} examples)", fontsize=9)
         else:
-            ax.axhline(y.mean(), color="k", ls="--", lw=0.8)
+            ax.axhline(y.mean(), color="k", ls="--", lw=0.8, label=f"chance (positive rate {y.mean():.2f})")
             ax.set(xlabel="recall", ylabel="precision")
-        ax.set_title(f"{title} {kind.upper()}".strip())
-        ax.legend(loc="lower right" if kind == "roc" else "upper right", fontsize=8)
-        fig.tight_layout()
-        path = out_dir / f"{kind}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+            ax.set_title(f"precision-recall curve, {split} set ({len(y):,} examples)", fontsize=9)
+        ax.set_aspect("equal", adjustable="box")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.01)
+        ax.grid(alpha=0.3)
+        legend_outside(ax)
+        fig.suptitle(heading, fontsize=10)
+        paths.append(save_figure(fig, out_dir / f"{kind}.png"))
     return paths

@@ -182,17 +182,17 @@ def evaluate_by_series(forecasts, test_data, seasonality: int | None = None,
 
 
 def fan_charts(forecasts, test_data, out_dir: str | Path, max_series: int = 4, history: int | None = None,
-               title: str = "") -> list[Path]:
+               title: str = "", model: str | None = None) -> list[Path]:
     """Save one PNG per series (the first ``max_series`` windows): the last ``history``
     observed steps (default 4 × horizon), the actual future, the median forecast and
-    the 50 % and 90 % central intervals. Returns the paths."""
-    import matplotlib
+    the 50 % and 90 % central intervals. Titled with ``title`` (the run's name) and ``model``
+    (default: what the run folder above ``out_dir`` records); the legend beside the axes.
+    Returns the paths."""
+    from mambatune.core.training.figures import figure_title, legend_outside, pyplot, run_dir_of, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    heading = figure_title(run_dir_of(out_dir), model, name=title)
     paths = []
     for k, (forecast, (inp, label)) in enumerate(zip(forecasts, test_data)):
         if k >= max_series:
@@ -202,21 +202,20 @@ def fan_charts(forecasts, test_data, out_dir: str | Path, max_series: int = 4, h
         past = np.asarray(inp["target"], dtype=float)[-keep:]
         x_past = np.arange(-len(past), 0)
         x_future = np.arange(h)
-        fig, ax = plt.subplots(figsize=(8, 3.2), dpi=100)
+        fig, ax = plt.subplots(figsize=(9, 3.4), dpi=100)
         ax.plot(x_past, past, color="black", lw=1, label="history")
         ax.plot(x_future, label["target"], color="black", lw=1, ls="--", label="actual")
         for lo, hi, alpha in ((0.05, 0.95, 0.2), (0.25, 0.75, 0.4)):
             ax.fill_between(x_future, forecast.quantile(lo), forecast.quantile(hi), color="tab:blue",
                             alpha=alpha, lw=0, label=f"{int(round((hi - lo) * 100))}% interval")
-        ax.plot(x_future, forecast.quantile(0.5), color="tab:blue", lw=1.5, label="median")
+        ax.plot(x_future, forecast.quantile(0.5), color="tab:blue", lw=1.5, label="median forecast")
         ax.axvline(0, color="grey", lw=0.5)
-        ax.set_title(f"{title} {forecast.item_id} from {forecast.start_date}".strip(), fontsize=9)
-        ax.set_xlabel("steps relative to forecast start")
-        ax.legend(fontsize=7, loc="upper left", ncol=5)
-        fig.tight_layout()
+        ax.set_title(f"series {forecast.item_id}, forecast from {forecast.start_date}", fontsize=9)
+        ax.set_xlabel("time steps relative to the forecast start")
+        ax.set_ylabel("value")
+        ax.grid(alpha=0.3)
+        legend_outside(ax, fontsize=7)
+        fig.suptitle(heading, fontsize=9)
         name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in f"{forecast.item_id}_{k}")
-        path = out_dir / f"fan_{name}.png"
-        fig.savefig(path)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(save_figure(fig, out_dir / f"fan_{name}.png", dpi=100))
     return paths
