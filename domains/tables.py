@@ -289,30 +289,40 @@ def require_columns(df: pl.DataFrame, columns: dict[str, str | None], where: str
 def to_numbers(df: pl.DataFrame, column: str, *, where: str, allow_missing: bool = True,
                allow_inf: bool = False) -> tuple[np.ndarray, int]:
     """The column as float64 and the number of missing values (NA, empty, ... -> NaN). Text that is not a
-    number, inf (unless allowed) or a missing value (unless allowed) is a TableError naming the row."""
+    number, inf (unless allowed) or a missing value (unless allowed) is a TableError naming the row.
+
+    Column-wise (polars), so a file of millions of rows converts in well under a second; the rows are
+    looked at one by one only to name the first bad one."""
     series = df[column]
-    values = np.empty(len(series), dtype=np.float64)
-    missing = 0
-    for i, v in enumerate(series.to_list()):
-        if v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and v.strip().lower() in MISSING):
-            if not allow_missing:
-                raise TableError(f"{where_row(df, i)}: column {column!r} is empty / missing ({v!r}); every row needs "
-                                 "a value here")
-            values[i] = np.nan
-            missing += 1
-            continue
-        if isinstance(v, bool):
-            raise TableError(f"{where_row(df, i)}: column {column!r} holds {v!r}, not a number")
-        try:
-            x = float(v.strip()) if isinstance(v, str) else float(v)
-        except (TypeError, ValueError):
-            raise TableError(f"{where_row(df, i)}: column {column!r} holds {v!r}, not a number ({where}); fix the "
-                             "value or mark it missing (empty or NA)") from None
-        if math.isinf(x) and not allow_inf:
-            raise TableError(f"{where_row(df, i)}: column {column!r} holds {v!r} (infinite); fix the value or "
+    if series.dtype == pl.Boolean:
+        first = next((i for i, v in enumerate(series.to_list()) if v is not None), 0)
+        raise TableError(f"{where_row(df, first)}: column {column!r} holds {series[first]!r}, not a number")
+    if series.dtype.is_numeric():
+        values = series.cast(pl.Float64).fill_null(float("nan")).to_numpy().astype(np.float64, copy=True)
+        text = None
+    else:
+        text = series.cast(pl.Utf8).str.strip_chars()
+        blank = text.is_null() | text.str.to_lowercase().is_in(sorted(MISSING))
+        parsed = text.cast(pl.Float64, strict=False)
+        bad = (~blank & parsed.is_null()).to_numpy()
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise TableError(f"{where_row(df, i)}: column {column!r} holds {series[i]!r}, not a number ({where}); fix "
+                             "the value or mark it missing (empty or NA)")
+        values = parsed.fill_null(float("nan")).to_numpy().astype(np.float64, copy=True)
+        values[blank.to_numpy()] = np.nan
+    nan = np.isnan(values)
+    if nan.any() and not allow_missing:
+        i = int(np.argmax(nan))
+        raise TableError(f"{where_row(df, i)}: column {column!r} is empty / missing ({series[i]!r}); every row needs "
+                         "a value here")
+    if not allow_inf:
+        inf = np.isinf(values)
+        if inf.any():
+            i = int(np.argmax(inf))
+            raise TableError(f"{where_row(df, i)}: column {column!r} holds {series[i]!r} (infinite); fix the value or "
                              "mark it missing (empty or NA)")
-        values[i] = x
-    return values, missing
+    return values, int(nan.sum())
 
 
 def canonical_number(text: str) -> str | None:
