@@ -111,3 +111,17 @@ def test_a_json_object_of_records_with_boxed_scalars(tmp_path):
     df = read_table(write(tmp_path / "m.json", json.dumps(whole)))
     assert df["id"].to_list() == ["N1", "N2"] and df["period"].to_list() == ["YEARLY", "MONTHLY"]
     assert df["x"].to_list() == [[1.0, 2.5, 3.0], [4.0]]  # a list that is not boxed everywhere stays a list
+
+
+def test_numbers_column_wise_keep_the_row_and_the_missing_count():
+    df = pl.DataFrame({"v": [" 1.5 ", "NA", "1e3", "", "-2", "-"], ROW: [2, 3, 4, 5, 6, 7], FILE: ["a.csv"] * 6})
+    values, missing = to_numbers(df, "v", where="data.target_column")
+    assert missing == 3 and np.allclose(values[[0, 2, 4]], [1.5, 1000.0, -2.0]) and np.isnan(values[[1, 3, 5]]).all()
+    bad = pl.DataFrame({"v": ["1", "2", "1_000"], ROW: [2, 3, 4], FILE: ["a.csv"] * 3})
+    with pytest.raises(TableError, match=r"a.csv, row 4: column 'v' holds '1_000', not a number"):
+        to_numbers(bad, "v", where="data.target_column")
+    ints = pl.DataFrame({"v": [1, None, 3]})
+    values, missing = to_numbers(ints, "v", where="x")
+    assert missing == 1 and values[2] == 3.0
+    with pytest.raises(TableError, match="row 2: column 'v' is empty"):
+        to_numbers(ints, "v", where="x", allow_missing=False)
