@@ -71,8 +71,10 @@ class Mamba2Mixer(nn.Module):
         for p in (self.dt_bias, self.A_log, self.D):
             p._no_weight_decay = True
         self.norm = GatedRMSNorm(self.d_ssm, self.d_ssm // c.ngroups, c.norm_epsilon, c.norm_before_gate)
-        # optional adapter hook (mambatune.core.peft): affix tokens read before conv and scan, see peft/affix.py
+        # optional adapter hooks (mambatune.core.peft): affix tokens read before conv and scan (peft/affix.py);
+        # extra states or extra heads of an additional-scan adapter (peft/additional_scan.py)
         self.prefix: nn.Module | None = None
+        self.ssm_extension: nn.Module | None = None
         self.reset_dt()
 
     @torch.no_grad()
@@ -126,16 +128,21 @@ class Mamba2Mixer(nn.Module):
             hidden, mask, seq_idx = prefix.prepend(hidden, mask, seq_idx)
         zxbcdt = in_proj(hidden)
         if state is not None and hidden.shape[1] == 1 and mask is None and seq_idx is None:
-            return out_proj(self._step(zxbcdt[:, 0], state)[:, None])
-        y = self.scan_path(zxbcdt, mask, seq_idx, state)
+            y, extra = self._step(zxbcdt[:, 0], state)
+            out = out_proj(y[:, None])
+            return out + extra[:, None].to(out.dtype) if extra is not None else out
+        y, extra = self.scan_path(zxbcdt, mask, seq_idx, state)
         if prefix is not None:
             y = y[:, prefix.num_tokens:]
+            extra = extra[:, prefix.num_tokens:] if extra is not None else None
             if state is not None:
                 state.prefixed = True
-        return out_proj(y)
+        out = out_proj(y)
+        return out + extra.to(out.dtype) if extra is not None else out
 
-    def scan_path(self, zxbcdt, mask=None, seq_idx=None, state: LayerState | None = None) -> torch.Tensor:
-        """zxbcdt: (batch, L, d_in_proj), the in_proj output. Returns the out_proj input (batch, L, d_inner)."""
+    def scan_path(self, zxbcdt, mask=None, seq_idx=None, state: LayerState | None = None):
+        """zxbcdt: (batch, L, d_in_proj), the in_proj output. Returns the out_proj input (batch, L, d_inner) and
+        the extra heads' residual update (batch, L, d_model) of an additional-scan adapter (else None)."""
         c = self.config
         batch, length, _ = zxbcdt.shape
         z0, x0, z, xBC, dt = self._split(zxbcdt)
@@ -146,16 +153,27 @@ class Mamba2Mixer(nn.Module):
         if state is not None:
             self._update_conv_state(xBC, mask, state)
         x, B, C = torch.split(xBC_t.transpose(1, 2), [self.d_ssm, c.ngroups * c.d_state, c.ngroups * c.d_state], dim=-1)
+        B, C = B.unflatten(-1, (c.ngroups, c.d_state)), C.unflatten(-1, (c.ngroups, c.d_state))
+        ext = self.ssm_extension
+        scan = dict(dt_softplus=True, dt_limit=self.dt_limit, return_final_state=True, seq_idx=seq_idx, mask=mask,
+                    chunk_size=c.chunk_size, backend=c.backend)
+        extra = None
+        if ext is not None and ext.num_heads:
+            xe, ze, dte, Be, Ce = ext.inputs(x, z, dt, B, C, c.ngroups)
+            ye, last_e = ssd_scan(xe, dte, -torch.exp(ext.A_log.float()), Be, Ce, D=ext.D, dt_bias=ext.dt_bias,
+                                  initial_state=state.ssm[:, self.nheads:] if state is not None else None, **scan)
+            extra = ext.output(ye, ze)
+            if state is not None:
+                state.ssm[:, self.nheads:].copy_(last_e)
+        if ext is not None:
+            B, C = ext.extend_bc(x, B, C)
         y, last = ssd_scan(
-            x.unflatten(-1, (self.nheads, self.headdim)), dt, -torch.exp(self.A_log.float()),
-            B.unflatten(-1, (c.ngroups, c.d_state)), C.unflatten(-1, (c.ngroups, c.d_state)), D=self.D,
-            dt_bias=self.dt_bias, dt_softplus=True, dt_limit=self.dt_limit,
-            initial_state=state.ssm if state is not None else None, return_final_state=True,
-            seq_idx=seq_idx, mask=mask, chunk_size=c.chunk_size, backend=c.backend,
+            x.unflatten(-1, (self.nheads, self.headdim)), dt, -torch.exp(self.A_log.float()), B, C, D=self.D,
+            dt_bias=self.dt_bias, initial_state=state.ssm[:, :self.nheads] if state is not None else None, **scan,
         )
         if state is not None:
-            state.ssm.copy_(last)
-        return self._finish(y.reshape(batch, length, self.d_ssm), z, z0, x0)
+            state.ssm[:, :self.nheads].copy_(last)
+        return self._finish(y.reshape(batch, length, self.d_ssm), z, z0, x0), extra
 
     def _update_conv_state(self, xBC: torch.Tensor, mask, state: LayerState) -> None:
         """Keeps the last d_conv - 1 (masked) conv inputs; xBC: (batch, L, conv_dim)."""
@@ -168,24 +186,39 @@ class Mamba2Mixer(nn.Module):
         hist = torch.cat([state.conv.transpose(1, 2).float(), xs], dim=1)[:, -width:]
         state.conv.copy_(hist.transpose(1, 2))
 
-    def _step(self, zxbcdt: torch.Tensor, state: LayerState) -> torch.Tensor:
-        """One token: zxbcdt (batch, d_in_proj) -> the out_proj input (batch, d_inner)."""
+    def _step(self, zxbcdt: torch.Tensor, state: LayerState):
+        """One token: zxbcdt (batch, d_in_proj) -> the out_proj input (batch, d_inner) and the extra heads'
+        residual update (batch, d_model) or None."""
         c = self.config
         z0, x0, z, xBC, dt = self._split(zxbcdt)
         xBC = causal_conv1d_update(xBC, state.conv, self.conv1d.weight, self.conv1d.bias, "silu")
         x, B, C = torch.split(xBC, [self.d_ssm, c.ngroups * c.d_state, c.ngroups * c.d_state], dim=-1)
+        B, C = B.unflatten(-1, (c.ngroups, c.d_state)), C.unflatten(-1, (c.ngroups, c.d_state))
+        ext = self.ssm_extension
+        extra = None
+        if ext is not None and ext.num_heads:
+            xe, ze, dte, Be, Ce = ext.inputs(x, z, dt, B, C, c.ngroups)
+            ye = ssd_state_update(state.ssm[:, self.nheads:], xe, dte, -torch.exp(ext.A_log.float()), Be, Ce, ext.D,
+                                  dt_bias=ext.dt_bias, dt_softplus=True, dt_limit=self.dt_limit)
+            extra = ext.output(ye, ze)
+        if ext is not None:
+            B, C = ext.extend_bc(x, B, C)
         y = ssd_state_update(
-            state.ssm, x.unflatten(-1, (self.nheads, self.headdim)), dt, -torch.exp(self.A_log.float()),
-            B.unflatten(-1, (c.ngroups, c.d_state)), C.unflatten(-1, (c.ngroups, c.d_state)), self.D,
-            dt_bias=self.dt_bias, dt_softplus=True, dt_limit=self.dt_limit,
+            state.ssm[:, :self.nheads], x.unflatten(-1, (self.nheads, self.headdim)), dt, -torch.exp(self.A_log.float()),
+            B, C, self.D, dt_bias=self.dt_bias, dt_softplus=True, dt_limit=self.dt_limit,
         )
-        return self._finish(y.flatten(-2), z, z0, x0)
+        return self._finish(y.flatten(-2), z, z0, x0), extra
 
     def new_state(self, batch: int, device, dtype=torch.float32) -> LayerState:
+        """conv (batch, conv_dim, d_conv - 1) and ssm (batch, heads, headdim, N), fp32; an additional-scan
+        adapter's extra states widen N, its extra heads follow the mixer's own."""
         c = self.config
+        ext = self.ssm_extension
+        heads = self.nheads + (ext.num_heads if ext is not None else 0)
+        n = c.d_state + (ext.num_states if ext is not None else 0)
         return LayerState(
             conv=torch.zeros(batch, self.conv_dim, c.d_conv - 1, device=device, dtype=torch.float32),
-            ssm=torch.zeros(batch, self.nheads, self.headdim, c.d_state, device=device, dtype=torch.float32),
+            ssm=torch.zeros(batch, heads, self.headdim, n, device=device, dtype=torch.float32),
         )
 
 
