@@ -18,7 +18,8 @@ tensor, B, C from a (B, L, 48 + 2N) one), ``triton_short`` (triton.py's
 short-chunk kernel, forced), ``reference`` (a Python loop: only at the smallest
 shape), ``chunked`` (plain PyTorch, where affordable) and mambapy's ``pscan``.
 Each row of ours carries its ratio to the live mamba_ssm row and to the
-anchors' figures (an H100). ``--sweep`` also times triton_long.py's other tiles.
+anchors' figures (an H100). ``--sweep`` also times triton_long.py's register caps and output layouts
+and triton.py (``SWEEP``) on contiguous inputs and on the mixer's views, mamba_ssm beside each shape.
 
 CPU::
 
@@ -243,33 +244,87 @@ def run_gpu(args) -> list[dict]:
     return rows
 
 
-SWEEP = [  # (BD, BT, num_warps) of triton_long.py tried by --sweep (the first run's wider list: RESULTS.md)
-    (1, 1024, 4), (1, 512, 2), (1, 256, 1),
+# --sweep: triton_long.py's register caps and output layouts, and triton.py, in one run. Each entry:
+# (name, _config overrides, OUTPUTS_IN_INPUT_LAYOUT or None for triton.py). Earlier sweeps of tiles (BD, BT,
+# warps) settled BD = 1, BT = 1024, 4 warps (RESULTS.md, seventh session).
+SWEEP = [
+    ("long", {}, True),
+    ("long, tl.atomic_add for dB/dC", dict(vec_red=False), True),
+    ("long bwd<=168 regs", dict(bwd_maxnreg=168), True),
+    ("long bwd<=128 regs", dict(bwd_maxnreg=128), True),
+    ("long fwd<=64 regs, bwd<=168", dict(bwd_maxnreg=168, fwd_maxnreg=64), True),
+    ("long contiguous outputs", {}, False),
+    ("long contiguous outputs, bwd<=168", dict(bwd_maxnreg=168), False),
+    ("long contiguous outputs, bwd<=128", dict(bwd_maxnreg=128), False),
+    ("short (triton.py)", None, None),
 ]
+# the shapes of the sweep: the four above and the 130m training step's (B8 L2048, the mixer's views)
+SWEEP_SHAPES = {"contiguous": SHAPES, "channels_last": [(4, 1536, 2048, 16), (8, 1536, 2048, 16), (4, 1536, 2048, 64),
+                                                        (1, 1536, 32768, 16)]}
 
 
-def run_sweep(args) -> None:
-    """Times triton_long.py with other tiles (its launchers read them from ``_config``)."""
+def _as_channels_last_output(fn):
+    """fn with y handed on as the mixer's out_proj wants it, (batch, L, dim) contiguous: free for a
+    channels-last y, one transposing copy (and one for its gradient) for a contiguous one."""
+    return lambda x: fn(x).transpose(1, 2).contiguous()
+
+
+def run_sweep(args) -> list[dict]:
+    """Times the SWEEP variants (triton_long.py reads them from ``_config`` and its module flags)."""
+    import importlib
+
+    scan_pkg = importlib.import_module("mambatune.kernels.selective_scan")
     from mambatune.kernels.selective_scan import triton_long
 
-    default = triton_long._config
-    for shape in SHAPES:
-        for layout in ("contiguous", "channels_last"):
+    default_cfg, default_layout, default_pick = triton_long._config, triton_long.OUTPUTS_IN_INPUT_LAYOUT, \
+        scan_pkg.pick_triton_kernel
+    names = args.sweep_variants.split(",") if args.sweep_variants else None
+    rows = []
+    for layout, shapes in SWEEP_SHAPES.items():
+        for shape in shapes:
             if layout == "contiguous":
                 x, fn = make_inputs(*shape, device="cuda"), ours("triton")
             else:
-                x, fn = make_channels_last_bases(*shape, device="cuda"), ours("triton", channels_last_views)
-            for BD, BT, warps in SWEEP:
-                triton_long._config = lambda p, c=dict(BD=BD, BT=BT, num_warps=warps): c
+                x = make_channels_last_bases(*shape, device="cuda")
+                fn = _as_channels_last_output(ours("triton", channels_last_views))
+            live = {}
+            try:
+                live_fn = mamba_ssm_scan()
+                xl = make_inputs(*shape, device="cuda")
+                live = dict(fwd=time_one(live_fn, xl, grad=False, budget_s=0.2)[0],
+                            fwdbwd=time_one(live_fn, xl, grad=True, budget_s=0.2)[0])
+                del xl
+            except ImportError:
+                pass
+            for name, over, outputs_in_input in SWEEP:
+                if names and name not in names:
+                    continue
+                if layout == "contiguous" and (over is None or outputs_in_input is False):
+                    continue  # contiguous inputs: outputs are contiguous either way; triton.py is in the main rows
+                if over is None:
+                    scan_pkg.pick_triton_kernel = lambda p: "short"
+                else:
+                    scan_pkg.pick_triton_kernel = lambda p: "long"
+                    triton_long._config = lambda p, o=over: {**default_cfg(p), **o}
+                    triton_long.OUTPUTS_IN_INPUT_LAYOUT = outputs_in_input
                 try:
                     f_ms, _, _, _ = time_one(fn, x, grad=False, budget_s=0.2)
                     fb_ms, peak, _, _ = time_one(fn, x, grad=True, budget_s=0.2)
-                    print(f"sweep {shape} {layout} BD={BD} BT={BT} warps={warps}: fwd {f_ms:.3f} ms, "
-                          f"fwd+bwd {fb_ms:.3f} ms, peak {peak:.0f} MiB", flush=True)
-                except Exception as err:  # a tile that does not compile or fit is reported, not fatal
-                    print(f"sweep {shape} {layout} BD={BD} BT={BT} warps={warps}: failed ({type(err).__name__}: {err})")
-            triton_long._config = default
+                    row = dict(shape=shape, layout=layout, variant=name, fwd_ms=f_ms, fwdbwd_ms=fb_ms, peak_MiB=peak,
+                               live_fwd_ms=live.get("fwd"), live_fwdbwd_ms=live.get("fwdbwd"))
+                    rows.append(row)
+                    ratio = (f" (mamba_ssm live, contiguous inputs: {live['fwd']:.3f} / {live['fwdbwd']:.3f} ms;"
+                             f" ratio {f_ms / live['fwd']:.2f}x / {fb_ms / live['fwdbwd']:.2f}x)" if live else "")
+                    print(f"sweep {shape} {layout} [{name}]: fwd {f_ms:.3f} ms, fwd+bwd {fb_ms:.3f} ms, "
+                          f"peak {peak:.0f} MiB{ratio}", flush=True)
+                except Exception as err:  # a variant that does not compile or fit is reported, not fatal
+                    print(f"sweep {shape} {layout} [{name}]: failed ({type(err).__name__}: {err})", flush=True)
+                finally:
+                    triton_long._config, triton_long.OUTPUTS_IN_INPUT_LAYOUT = default_cfg, default_layout
+                    scan_pkg.pick_triton_kernel = default_pick
             del x
+            torch.cuda.empty_cache()
+    return rows
 
 
 def print_table(rows: list[dict], copy_tbps: float) -> None:
@@ -315,7 +370,8 @@ def main() -> None:
     ap.add_argument("--cpu", action="store_true", help="CPU mode: chunked vs reference")
     ap.add_argument("--cpu-ref-length", type=int, default=0, help="run the CPU reference at this L and scale")
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--sweep", action="store_true", help="also time other Triton tile shapes")
+    ap.add_argument("--sweep", action="store_true", help="also time triton_long.py's variants (SWEEP)")
+    ap.add_argument("--sweep-variants", default="", help="comma-separated SWEEP names to run (default: all)")
     ap.add_argument("--budget", type=float, default=1.0, help="seconds of timing per fast row and direction")
     ap.add_argument("--backends", default="mamba_ssm_cuda,triton,triton_channels_last,triton_short,chunked,reference,"
                                           "mambapy_pscan",
@@ -330,11 +386,11 @@ def main() -> None:
         raise SystemExit("no CUDA GPU: use --cpu")
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     rows = run_gpu(args)
+    if args.sweep:
+        rows += run_sweep(args)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
-    if args.sweep:
-        run_sweep(args)
-    print_table(rows, load_anchors(args.anchors).get("limits", {}).get("hbm_copy_TBps", 2.97))
+    print_table([r for r in rows if "backend" in r], load_anchors(args.anchors).get("limits", {}).get("hbm_copy_TBps", 2.97))
 
 
 if __name__ == "__main__":

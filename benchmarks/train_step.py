@@ -35,6 +35,42 @@ def find_anchors(path: str | None = None) -> dict:
     return {}
 
 
+def apply_scan_variant(spec: str) -> None:
+    """Sets the Mamba-1 scan dispatch for the runs that follow: ``auto`` (the shipped defaults), or
+    ``long`` / ``short`` (force triton_long.py / triton.py) followed by ``:contig`` (triton_long writes y and
+    the input gradients contiguous, not in the mixer's views' layout), ``:atomic`` (dB/dC through
+    tl.atomic_add, not the inline vector reductions) and ``:bwdNNN`` / ``:fwdNN`` (register caps), e.g.
+    ``long:contig:bwd168``."""
+    import importlib
+
+    scan_pkg = importlib.import_module("mambatune.kernels.selective_scan")
+    from mambatune.kernels.selective_scan import triton_long
+
+    if not hasattr(apply_scan_variant, "defaults"):
+        apply_scan_variant.defaults = (scan_pkg.pick_triton_kernel, triton_long.OUTPUTS_IN_INPUT_LAYOUT,
+                                       triton_long.BWD_MAXNREG, triton_long.FWD_MAXNREG, triton_long.VEC_RED)
+    pick, layout, bwd, fwd, vec_red = apply_scan_variant.defaults
+    parts = spec.split(":")
+    if parts[0] not in ("auto", "long", "short"):
+        raise SystemExit(f"--scan-variants: {spec!r} must start with auto, long or short")
+    if parts[0] != "auto":
+        pick = (lambda kernel: (lambda p: kernel))(parts[0])
+    for part in parts[1:]:
+        if part == "contig":
+            layout = False
+        elif part == "atomic":
+            vec_red = False
+        elif part.startswith("bwd") and part[3:].isdigit():
+            bwd = int(part[3:])
+        elif part.startswith("fwd") and part[3:].isdigit():
+            fwd = int(part[3:])
+        else:
+            raise SystemExit(f"--scan-variants: unknown part {part!r} in {spec!r} (contig, atomic, bwdNNN, fwdNN)")
+    scan_pkg.pick_triton_kernel = pick
+    triton_long.OUTPUTS_IN_INPUT_LAYOUT, triton_long.BWD_MAXNREG, triton_long.FWD_MAXNREG = layout, bwd, fwd
+    triton_long.VEC_RED = vec_red
+
+
 def step_fn(model, opt, ids, precision, labels=None):
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16-autocast"):
         out = model(ids, labels=ids if labels is None else labels)
@@ -135,6 +171,8 @@ def main(argv=None) -> int:
     ap.add_argument("--anchors", default=None, help="path of anchors.json (default: shared/anchors.json found upwards)")
     ap.add_argument("--no-tf32", action="store_true", help="fp32 matrix products in full fp32 (default: TF32)")
     ap.add_argument("--configs", default="fp32:full,bf16-autocast:full,bf16-autocast:head-only")
+    ap.add_argument("--scan-variants", default="auto",
+                    help="comma-separated Mamba-1 scan dispatches to measure ours with (apply_scan_variant)")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("train_step benchmark needs a CUDA GPU", file=sys.stderr)
@@ -163,14 +201,18 @@ def main(argv=None) -> int:
     for shape in args.shapes.split(","):
         b, l = (int(v) for v in shape.split("x"))
         for precision, method in (c.split(":") for c in args.configs.split(",")):
-            ours = guarded(measure, b, l, precision, method, args.backend)
             peer = guarded(measure_mamba_ssm, b, l, precision, method) if live else {}
             key = f"[mamba_ssm {precision} {method}] B{b} L{l}"
             ms = anchors.get("train" + key, {})
             hf = anchors.get(f"train[hf kernels {precision} {method}] B{b} L{l}", {})
-            rows.append({"config": f"{precision} {method} B{b}xL{l}", "ours": ours, "mamba_ssm_live": peer,
-                         "mamba_ssm": ms, "hf": hf})
-            print(json.dumps(rows[-1]), flush=True)
+            for variant in args.scan_variants.split(","):
+                apply_scan_variant(variant)
+                ours = guarded(measure, b, l, precision, method, args.backend)
+                label = "" if variant == "auto" else f" [scan {variant}]"
+                rows.append({"config": f"{precision} {method} B{b}xL{l}{label}", "ours": ours, "mamba_ssm_live": peer,
+                             "mamba_ssm": ms, "hf": hf})
+                print(json.dumps(rows[-1]), flush=True)
+            apply_scan_variant("auto")
     print(f"\ndevice: {device}; torch {torch.__version__}; fp32 matmuls in {'fp32' if args.no_tf32 else 'TF32'}\n")
     print("| config | ours tok/s | mamba_ssm live tok/s | ratio | ours GiB | live GiB | anchors tok/s | ratio "
           "| HF anchors | ratio |")

@@ -41,6 +41,16 @@ import triton.language as tl
 from .spec import ScanInputs
 from .triton import _affine_combine, _big_strides, _load_dt, _load_keep
 
+# register cap of the backward kernel (None: the compiler's choice, 203 at BT = 1024 with 4 warps, which fits
+# two programs on an SM; 168 fits three with spills only outside the state loop; 128 four): RESULTS.md
+BWD_MAXNREG: int | None = None
+# the same for the forward kernel (None: 83 registers, six programs an SM)
+FWD_MAXNREG: int | None = None
+
+# dB and dC added by one red.global.add.v4.f32 per 4 steps from the values' layout (inline PTX), where the
+# hardware and the shapes allow it (_vec_red); False: tl.atomic_add everywhere
+VEC_RED = True
+
 # y and the gradients of u, delta, z in their inputs' layouts (channels-last for the mixer's views, so its
 # transposes back are free), else contiguous (batch, dim, L)
 OUTPUTS_IN_INPUT_LAYOUT = True
@@ -113,6 +123,62 @@ def _long_fwd_kernel(
         tl.debug_barrier()  # the next chunk reads the states this one stored
 
 
+
+@triton.jit
+def _load_dt_rel(p_delta, bias_ptr, p_mask, o_d, m_d, o_t, m_t, st_delta,
+                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_MASK: tl.constexpr):
+    """``triton._load_dt`` with offsets o_t relative to the chunk start that p_delta ([BD, 1]) and p_mask
+    (this row's mask) already point at, so the tiles stay int32: dt and the pre-activation, [BD, BT] fp32."""
+    m = m_d[:, None] & m_t[None, :]
+    b_pre = tl.load(p_delta + o_t[None, :] * st_delta, mask=m, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        b_pre += tl.load(bias_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)[:, None]
+    if SOFTPLUS:
+        b_dt = tl.where(b_pre > 20.0, b_pre, tl.log(1.0 + tl.exp(b_pre)))
+    else:
+        b_dt = b_pre
+    if HAS_MASK:
+        b_dt *= tl.load(p_mask + o_t, mask=m_t, other=0.0)[None, :]
+    b_dt = tl.where(m, b_dt, 0.0)
+    return b_dt, b_pre
+
+
+@triton.jit
+def _red_add(ptrs, vals, mask, VEC_RED: tl.constexpr):
+    """``tl.atomic_add(ptrs, vals, mask, sem="relaxed")``; with VEC_RED (a GPU of sm_90+, fp32 rows whose
+    4-step groups start 16-byte aligned and are masked all or nothing) one ``red.global.add.v4.f32`` per 4
+    steps issued from the values' own layout, where ``tl.atomic_add`` first moves them through shared memory
+    into a 4-per-thread layout (two barriers per call)."""
+    if VEC_RED:
+        tl.inline_asm_elementwise(
+            asm="""{
+            .reg .pred p;
+            setp.ne.b32 p, $12, 0;
+            @p red.relaxed.gpu.global.add.v4.f32 [$4], {$8, $9, $10, $11};
+            mov.b32 $0, 0;
+            mov.b32 $1, 0;
+            mov.b32 $2, 0;
+            mov.b32 $3, 0;
+            }""",
+            constraints="=r,=r,=r,=r,l,l,l,l,r,r,r,r,r,r,r,r",
+            args=[ptrs, vals, mask.to(tl.int32)], dtype=tl.int32, is_pure=False, pack=4)
+    else:
+        tl.atomic_add(ptrs, vals, mask=mask, sem="relaxed")
+
+
+@triton.jit
+def _gated_gy(p_gy, p_z, mask_ptr, i_b, o_t, o_tt, m, m_t, sgy_t, sz_t, length,
+              HAS_Z: tl.constexpr, HAS_MASK: tl.constexpr):
+    """d loss / d y before the gate, [BD, BT] fp32, for the chunk whose pointers p_gy, p_z point at."""
+    b_go = tl.load(p_gy + o_t[None, :] * sgy_t, mask=m, other=0.0).to(tl.float32)
+    if HAS_MASK:
+        b_go *= tl.load(mask_ptr + i_b * length + o_tt, mask=m_t, other=0.0)[None, :]
+    if HAS_Z:
+        b_z = tl.load(p_z + o_t[None, :] * sz_t, mask=m, other=0.0).to(tl.float32)
+        b_go = b_go * b_z * tl.sigmoid(b_z)
+    return b_go
+
+
 @triton.jit
 def _long_bwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, seq_ptr, mask_ptr, state_ptr,
@@ -124,6 +190,7 @@ def _long_bwd_kernel(
     sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_SEQ: tl.constexpr, HAS_MASK: tl.constexpr, BD: tl.constexpr, BN: tl.constexpr, BT: tl.constexpr,
+    VEC_RED: tl.constexpr = False,
 ):
     i_d, i_b = tl.program_id(0), tl.program_id(1)
     o_d = i_d * BD + tl.arange(0, BD)
@@ -139,6 +206,8 @@ def _long_bwd_kernel(
     if HAS_Z:
         p_z = z_ptr + i_b64 * sz_b + o_d64 * sz_d
         p_gz = gz_ptr + i_b64 * sgz_b + o_d64 * sgz_d
+    else:
+        p_z = p_gy  # not read: _gated_gy reads z only when HAS_Z
     i_gB = (i_d * BD) // dpg_B
     i_gC = (i_d * BD) // dpg_C
     p_B = B_ptr + i_b64 * sB_b + i_gB.to(tl.int64) * sB_g
@@ -163,44 +232,45 @@ def _long_bwd_kernel(
         i_c = n_chunks - 1 - i_r
         o_tt = i_c * BT + o_t
         m_t = o_tt < length
-        o_tl = o_tt.to(tl.int64)
         m = m_d[:, None] & m_t[None, :]
-        b_dt, b_pre = _load_dt(p_delta, bias_ptr, mask_ptr, i_b, o_d, m_d, o_tt, m_t, sdl_t, length,
-                               HAS_BIAS, SOFTPLUS, HAS_MASK)
-        b_u = tl.load(p_u + o_tl[None, :] * su_t, mask=m, other=0.0).to(tl.float32)
+        i_t0 = (i_c * BT).to(tl.int64)  # the chunk's first step: scalar offsets, int32 tiles
+        p_dc = p_delta + i_t0 * sdl_t
+        if HAS_MASK:
+            p_mc = mask_ptr + i_b * length + i_c * BT
+        else:
+            p_mc = mask_ptr  # not read
+        b_dt, _ = _load_dt_rel(p_dc, bias_ptr, p_mc, o_d, m_d, o_t, m_t, sdl_t, HAS_BIAS, SOFTPLUS, HAS_MASK)
         b_keep = _load_keep(seq_ptr, i_b, o_tt, length, HAS_SEQ)[None, :]
         # a[t + 1] for the adjoint; 1 at the chunk's last column, whose successor's factor the carry holds
         o_tn = o_tt + 1
         m_tn = (o_tn < length) & (o_t < BT - 1)
-        b_dtn, _ = _load_dt(p_delta, bias_ptr, mask_ptr, i_b, o_d, m_d, o_tn, m_tn, sdl_t, length,
-                            HAS_BIAS, SOFTPLUS, HAS_MASK)
+        b_dtn, _ = _load_dt_rel(p_dc, bias_ptr, p_mc, o_d, m_d, o_t + 1, m_tn, sdl_t, HAS_BIAS, SOFTPLUS, HAS_MASK)
         b_keepn = _load_keep(seq_ptr, i_b, tl.where(m_tn, o_tn, 0), length, HAS_SEQ)[None, :]
-        b_dtu = b_dt * b_u
-        b_go = tl.load(p_gy + o_tl[None, :] * sgy_t, mask=m, other=0.0).to(tl.float32)
-        if HAS_MASK:
-            b_go *= tl.load(mask_ptr + i_b * length + o_tt, mask=m_t, other=0.0)[None, :]
+        b_dtu = b_dt * tl.load(p_u + i_t0 * su_t + o_t[None, :] * su_t, mask=m, other=0.0).to(tl.float32)
+        b_gy = _gated_gy(p_gy + i_t0 * sgy_t, p_z + i_t0 * sz_t, mask_ptr, i_b, o_t, o_tt, m, m_t, sgy_t, sz_t,
+                         length, HAS_Z, HAS_MASK)
         if HAS_Z:
-            b_z = tl.load(p_z + o_tl[None, :] * sz_t, mask=m, other=0.0).to(tl.float32)
-            b_sig = tl.sigmoid(b_z)
-            b_gy = b_go * b_z * b_sig
             if HAS_D:
-                b_ypre = b_Dk[:, None] * b_u
+                b_ypre = b_Dk[:, None] * tl.load(p_u + i_t0 * su_t + o_t[None, :] * su_t, mask=m,
+                                                 other=0.0).to(tl.float32)
             else:
                 b_ypre = tl.zeros([BD, BT], dtype=tl.float32)
-        else:
-            b_gy = b_go
         b_sB = tl.zeros([BD, BT], dtype=tl.float32)  # sum over states of g[t] B[t]
         b_sdA = tl.zeros([BD, BT], dtype=tl.float32)  # sum over states of d loss / d (dt A)[t] * A
         p_hc = p_h + i_c * slot
         p_gc = p_g + (i_c + 1) * slot
         p_gs = p_gst + i_c * slot
+        p_Bc = p_B + i_t0 * sB_t
+        p_Cc = p_C + i_t0 * sC_t
+        p_gBc = p_gB + i_t0
+        p_gCc = p_gC + i_t0
         for i_n in range(0, n_state):
             b_A = tl.load(p_A + i_n).to(tl.float32)  # [BD]
             b_A2 = b_A * 1.4426950408889634
             b_h0 = tl.load(p_hc + i_n)[:, None]  # [BD, 1]: state before the chunk
             b_g = tl.load(p_gc + i_n)[:, None]  # [BD, 1]: d loss / d state after the chunk
-            b_B = tl.load(p_B + i_n * sB_n + o_tl * sB_t, mask=m_t, other=0.0).to(tl.float32)  # [BT]
-            b_C = tl.load(p_C + i_n * sC_n + o_tl * sC_t, mask=m_t, other=0.0).to(tl.float32)
+            b_B = tl.load(p_Bc + i_n * sB_n + o_t * sB_t, mask=m_t, other=0.0).to(tl.float32)  # [BT]
+            b_C = tl.load(p_Cc + i_n * sC_n + o_t * sC_t, mask=m_t, other=0.0).to(tl.float32)
             b_a = tl.exp2(b_dt * b_A2[:, None]) * b_keep
             b_x = b_dtu * b_B[None, :]
             b_ac, b_xc = tl.associative_scan((b_a, b_x), axis=1, combine_fn=_affine_combine)
@@ -216,25 +286,33 @@ def _long_bwd_kernel(
             b_sdA += b_gda * b_A[:, None]
             b_sB += b_gs * b_B[None, :]
             b_gA += tl.where(o_n[None, :] == i_n, tl.sum(b_gda * b_dt, axis=1)[:, None], 0.0)
-            tl.atomic_add(p_gB + i_n * length + o_tl, tl.sum(b_gs * b_dtu, axis=0), mask=m_t, sem="relaxed")
-            tl.atomic_add(p_gC + i_n * length + o_tl, tl.sum(b_gy * b_hs, axis=0), mask=m_t, sem="relaxed")
+            _red_add(p_gBc + i_n * length + o_t, tl.sum(b_gs * b_dtu, axis=0), m_t, VEC_RED)
+            _red_add(p_gCc + i_n * length + o_t, tl.sum(b_gy * b_hs, axis=0), m_t, VEC_RED)
+        # u, the pre-activation and z are read again here rather than kept live through the state loop
+        b_u = tl.load(p_u + i_t0 * su_t + o_t[None, :] * su_t, mask=m, other=0.0).to(tl.float32)
         b_gu = b_sB * b_dt
+        b_gdt = b_sdA + b_sB * b_u
         if HAS_D:
             b_gu += b_gy * b_Dk[:, None]
             b_gD += tl.sum(b_gy * b_u, axis=1)
-        tl.store(p_gu + o_tl[None, :] * sgu_t, b_gu.to(gu_ptr.dtype.element_ty), mask=m)
-        b_gdt = b_sdA + b_sB * b_u
+        tl.store(p_gu + i_t0 * sgu_t + o_t[None, :] * sgu_t, b_gu.to(gu_ptr.dtype.element_ty), mask=m)
         if HAS_MASK:
             b_gdt *= tl.load(mask_ptr + i_b * length + o_tt, mask=m_t, other=0.0)[None, :]
         if SOFTPLUS:
+            _, b_pre = _load_dt_rel(p_dc, bias_ptr, p_mc, o_d, m_d, o_t, m_t, sdl_t, HAS_BIAS, False, False)
             b_gdt *= tl.sigmoid(b_pre)
         b_gdt = tl.where(m, b_gdt, 0.0)
         if HAS_BIAS:
             b_gbias += tl.sum(b_gdt, axis=1)
-        tl.store(p_gdelta + o_tl[None, :] * sgdl_t, b_gdt.to(gdelta_ptr.dtype.element_ty), mask=m)
+        tl.store(p_gdelta + i_t0 * sgdl_t + o_t[None, :] * sgdl_t, b_gdt.to(gdelta_ptr.dtype.element_ty), mask=m)
         if HAS_Z:
+            b_go = tl.load(p_gy + i_t0 * sgy_t + o_t[None, :] * sgy_t, mask=m, other=0.0).to(tl.float32)
+            if HAS_MASK:
+                b_go *= tl.load(mask_ptr + i_b * length + o_tt, mask=m_t, other=0.0)[None, :]
+            b_z = tl.load(p_z + i_t0 * sz_t + o_t[None, :] * sz_t, mask=m, other=0.0).to(tl.float32)
+            b_sig = tl.sigmoid(b_z)
             b_gz = b_go * b_ypre * b_sig * (1.0 + b_z * (1.0 - b_sig))
-            tl.store(p_gz + o_tl[None, :] * sgz_t, b_gz.to(gz_ptr.dtype.element_ty), mask=m)
+            tl.store(p_gz + i_t0 * sgz_t + o_t[None, :] * sgz_t, b_gz.to(gz_ptr.dtype.element_ty), mask=m)
         tl.debug_barrier()  # the previous chunk reads the carries this one stored
 
     # per-batch partial sums of the parameters shared across the batch; the host adds them up
@@ -256,7 +334,22 @@ def _config(p: ScanInputs) -> dict:
     --sweep): 8 steps per thread (BT = 256 per warp) won; wider BD made the backward 2-3x slower."""
     length = p.u.shape[2]
     BT = min(1024, max(16, triton.next_power_of_2(length)))
-    return dict(BD=1, BT=BT, num_warps=max(1, min(4, BT // 256)))
+    return dict(BD=1, BT=BT, num_warps=max(1, min(4, BT // 256)), bwd_maxnreg=BWD_MAXNREG,
+                fwd_maxnreg=FWD_MAXNREG, vec_red=VEC_RED)
+
+
+def _vec_red(p: ScanInputs, cfg: dict) -> bool:
+    """Whether the backward may add dB and dC with inline ``red.global.add.v4.f32``: asked for, compiled for a
+    CUDA GPU of compute capability 9.0+ (not the interpreter), each thread holding 8 consecutive steps (a
+    chunk of 256 steps per warp) and rows of a multiple of 4 steps, so every 4-step group is 16-byte aligned
+    and inside the sequence or wholly past its end."""
+    import os
+
+    if not cfg.get("vec_red") or not p.u.is_cuda or os.environ.get("TRITON_INTERPRET") == "1":
+        return False
+    if torch.cuda.get_device_capability(p.u.device) < (9, 0):
+        return False
+    return cfg["BT"] == 256 * cfg["num_warps"] and p.u.shape[2] % 4 == 0
 
 
 def _time_contiguous(p: ScanInputs) -> ScanInputs:
@@ -314,6 +407,7 @@ def scan_fwd(p: ScanInputs, cfg: dict | None = None, out_like: torch.Tensor | No
         dim, length, c["n_state"], c["n_chunks"], c["dpg_B"], c["dpg_C"],
         *_big_strides(p.u), *_big_strides(p.delta), *_big_strides(p.z), *_big_strides(y),
         *_bc_strides(p.B), *_bc_strides(p.C), **flags,
+        **({"maxnreg": cfg["fwd_maxnreg"]} if cfg.get("fwd_maxnreg") else {}),
     )
     return y, states
 
@@ -348,6 +442,7 @@ def scan_bwd(p: ScanInputs, states: torch.Tensor, g_y: torch.Tensor | None, g_hT
         *_big_strides(p.u), *_big_strides(p.delta), *_big_strides(p.z), *_big_strides(g_y),
         *_big_strides(g_u), *_big_strides(g_delta), *_big_strides(g_z),
         *_bc_strides(p.B), *_bc_strides(p.C), BN=max(2, triton.next_power_of_2(n_state)), **flags,
+        VEC_RED=_vec_red(p, cfg), **({"maxnreg": cfg["bwd_maxnreg"]} if cfg.get("bwd_maxnreg") else {}),
     )
     return dict(u=g_u, delta=g_delta, z=g_z, B=g_B, C=g_C, h0=g_states[:, 0], A=g_A.sum(0),
                 D=None if g_D is None else g_D.sum(0), bias=None if g_bias is None else g_bias.sum(0))

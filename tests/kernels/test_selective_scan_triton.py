@@ -202,8 +202,10 @@ def run_views(backend, bases, build, seq_idx, pad, g_y, g_h, fp32=False):
 
 
 def check_views(assert_close, bases, build, seq_idx, pad, g_y, g_h, tol, ref):
+    from mambatune.kernels.selective_scan import triton_long
+
     y, last, grads = run_views("triton", bases, build, seq_idx, pad, g_y, g_h)
-    if build(bases)["u"].stride(1) == 1:
+    if build(bases)["u"].stride(1) == 1 and triton_long.OUTPUTS_IN_INPUT_LAYOUT:
         assert y.transpose(1, 2).is_contiguous(), "a channels-last u must give a channels-last y"
     y_ref, last_ref, grads_ref = run_views(ref, bases, build, seq_idx, pad, g_y, g_h, fp32=ref == "chunked")
     assert_close("y", y, y_ref.to(y.dtype), tol)
@@ -246,6 +248,27 @@ def test_long_kernel_carries_across_chunks_small(BD, BT, case, monkeypatch, nan_
     kw = CPU_CASES[case]
     tol = 2e-2 if kw.get("dtype", torch.float32) != torch.float32 else 1e-4
     check(assert_close, *make_inputs(**kw), tol=tol, softplus=case != "groups-2")
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("bwd_regs,fwd_regs,outputs_in_input,vec_red", [
+    (None, None, False, True), (None, None, True, False), (168, None, True, True), (168, 64, False, True),
+    (128, None, False, True)])
+def test_long_kernel_register_caps_and_output_layouts_gpu(bwd_regs, fwd_regs, outputs_in_input, vec_red, monkeypatch,
+                                                          nan_empty, assert_close):
+    """The register caps (spills), output layouts and dB/dC atomics the benchmarks compare give the same
+    results: inputs contiguous and as the mixer's views, two 1024-step chunks and a partial third, every
+    option on."""
+    from mambatune.kernels.selective_scan import triton_long
+
+    monkeypatch.setattr(triton_long, "VEC_RED", vec_red)
+    monkeypatch.setattr(triton_long, "BWD_MAXNREG", bwd_regs)
+    monkeypatch.setattr(triton_long, "FWD_MAXNREG", fwd_regs)
+    monkeypatch.setattr(triton_long, "OUTPUTS_IN_INPUT_LAYOUT", outputs_in_input)
+    check(assert_close, *make_inputs(2, 64, 2500, 16, groups=2, seq=True, mask=True, seed=7), tol=1e-4, ref="chunked")
+    check_views(assert_close, *make_views(2, 96, 2500, 16, dtype=torch.bfloat16, seq=True, mask=True, seed=8),
+                tol=2e-2, ref="chunked")
 
 
 def test_pick_triton_kernel():
