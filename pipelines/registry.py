@@ -53,7 +53,7 @@ PIPELINES: dict[str, Entry] = {
                       ("auroc", "auprc", "accuracy", "macro_f1"), ("genome",)),
     "documents": Entry("mambatune.pipelines.documents", "mambatune.pipelines.documents_ensemble",
                        ("accuracy", "micro_f1", "macro_f1")),
-    "timeseries": Entry("mambatune.pipelines.timeseries", "mambatune.pipelines.timeseries_ensemble",
+    "timeseries": Entry("mambatune.pipelines.timeseries", "mambatune.pipelines.timeseries.ensemble",
                         ("MASE", "sMAPE", "wQL")),
 }
 

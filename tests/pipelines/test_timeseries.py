@@ -160,7 +160,7 @@ def test_forecast_eval_predict_export(tmp_path, capsys):
 def test_shipped_forecaster_by_name_and_default(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from mambatune.pipelines import timeseries
+    from mambatune.pipelines.timeseries import tasks as timeseries
 
     shipped = tmp_path / "pretrained" / "series-mamba-500k"
     monkeypatch.setattr(timeseries, "SHIPPED_SERIES_MODEL", shipped)

@@ -11,7 +11,7 @@ import pytest
 
 from mambatune.pipelines.cli import main
 from mambatune.pipelines.recipe import load_recipe
-from mambatune.pipelines.timeseries_problem import load_problem
+from mambatune.pipelines.timeseries.data import load_problem
 
 from .test_timeseries import TINY, run
 
@@ -65,7 +65,7 @@ def test_each_baseline_on_its_own_and_the_season_from_the_frequency(tmp_path):
     data = parking_csv(tmp_path / "parking.csv", days=10)
     base = [f"data.path={data}", *COLUMNS, "data.prediction_length=12", "data.windows=2"]
     recipe = load_recipe("timeseries/forecast_full", base + ["data.baselines=[theta]"])
-    from mambatune.pipelines.timeseries import baseline_names
+    from mambatune.pipelines.timeseries.tasks import baseline_names
 
     assert baseline_names(recipe) == ["theta"]
     assert baseline_names(load_recipe("timeseries/forecast_full", base + ["data.baselines=[]"])) == []

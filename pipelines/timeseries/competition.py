@@ -1,6 +1,6 @@
 """Competition runs (M3 / M1 with several groups in one run): one forecaster per group with the group's
 own horizon and frequency, the baselines on the same series, scores per group and overall in the M3
-convention, and the run's report.md. Called by ``timeseries.run`` when ``data.group`` names several groups."""
+convention, and the run's report.md. Called by ``pipeline.run`` when ``data.group`` names several groups."""
 from __future__ import annotations
 
 import json
@@ -14,9 +14,11 @@ from mambatune.domains.timeseries.competition import competition_report, group_s
 from mambatune.domains.timeseries.demo_data import competition_groups
 from mambatune.domains.timeseries.forecast_table import forecast_frame, write_forecasts
 
-from . import domain_run
-from . import timeseries as ts
-from .timeseries_report import members_table, plot_fans
+from .. import domain_run
+from .config import dataset_names, group_names
+from .data import load_problem
+from .report import members_table, plot_fans
+from .tasks import make_estimator, run_baselines_scored, score_forecaster, score_main, train_forecaster, train_main
 
 
 def run_competition(recipe, run_dir: Path, name: str, pretrained: str | None, peft, arch, start: float) -> Path:
@@ -24,20 +26,20 @@ def run_competition(recipe, run_dir: Path, name: str, pretrained: str | None, pe
     the same recipe and budget), saved under ``<group>/predictor``; the baselines on the same series;
     scores per group and overall in the M3 convention (see ``domains.timeseries.competition``)."""
     cfg = recipe.data
-    dataset = ts.dataset_names(cfg.dataset)[0]
+    dataset = dataset_names(cfg.dataset)[0]
     on_main = domain_run.is_main_process()
     trained = {}  # every group's forecasters first (every rank trains), then the main rank scores them
-    for group in ts.group_names(cfg.group, dataset):
-        problem = ts.load_problem(cfg, group=group)
+    for group in group_names(cfg.group, dataset):
+        problem = load_problem(cfg, group=group)
         if on_main:
             print(f"{dataset} {group}: {problem.description}")
-        predictor, members = ts.train_main(recipe, problem, run_dir / group, pretrained=pretrained, peft=peft)
+        predictor, members = train_main(recipe, problem, run_dir / group, pretrained=pretrained, peft=peft)
         if on_main:
             predictor.serialize(run_dir / group / "predictor")
         scratch = None
         if pretrained and cfg.scratch_baseline and cfg.task == "forecast":
-            estimator = ts.make_estimator(recipe, problem, run_dir / group / "scratch", architecture=arch)
-            scratch = ts.train_forecaster(estimator, problem)
+            estimator = make_estimator(recipe, problem, run_dir / group / "scratch", architecture=arch)
+            scratch = train_forecaster(estimator, problem)
         trained[group] = (problem, predictor, members, scratch)
     if not on_main:
         return run_dir
@@ -46,12 +48,12 @@ def run_competition(recipe, run_dir: Path, name: str, pretrained: str | None, pe
     tables = []  # every group's backtest forecasts, saved as one table
     for group, (problem, predictor, members, scratch) in trained.items():
         problems[group], horizons[group] = problem.description, problem.prediction_length
-        forecasts, evaluation, training[group] = ts.score_main(predictor, members, problem)
+        forecasts, evaluation, training[group] = score_main(predictor, members, problem)
         models = {name: (forecasts, evaluation, training[group]["seconds"])}
         if scratch is not None:
-            s_fc, s_eval, s_train = ts.score_forecaster(*scratch, problem)
+            s_fc, s_eval, s_train = score_forecaster(*scratch, problem)
             models["mamba from scratch (full, same budget)"] = (s_fc, s_eval, s_train["seconds"])
-        models.update(ts.run_baselines_scored(recipe, problem))
+        models.update(run_baselines_scored(recipe, problem))
         tables.append(forecast_frame({n: fc for n, (fc, _, _) in models.items()}, problem.backtest.test_data,
                                      {"group": group}))
         plot_fans(forecasts, problem, run_dir / "plots" / group, cfg.fan_charts, f"{name} {group}")

@@ -25,10 +25,12 @@ from mambatune.domains.timeseries.ensemble import EnsemblePredictor, combine
 from mambatune.domains.timeseries.evaluation import METRIC_NAMES
 from mambatune.domains.timeseries.evaluation import evaluate as score_forecasts
 
-from . import ensemble_runs as shared
-from . import timeseries as ts
-from . import timeseries_verbs as verbs
-from .timeseries_report import members_table
+from .. import ensemble_runs as shared
+from ..recipe import save_resolved
+from .config import dataset_names
+from .data import load_problem
+from .report import members_table
+from .verbs import groups_of, load_predictor, open_run
 
 # settings that change which series and windows are forecast and how they are scored
 PROBLEM_KEYS = ("task", "dataset", "group", "prediction_length", "windows", "max_series", "max_history",
@@ -37,7 +39,7 @@ PROBLEM_KEYS = ("task", "dataset", "group", "prediction_length", "windows", "max
 
 def open_source(run) -> tuple:
     """(folder, recipe, results) of a finished time-series forecast run, or a clear error."""
-    folder, recipe, results = verbs.open_run(run)
+    folder, recipe, results = open_run(run)
     if recipe.data.task != "forecast":
         raise ValueError(f"{folder} is a time-series {recipe.data.task} run; an ensemble combines forecast runs")
     return folder, recipe, results
@@ -75,7 +77,7 @@ def collect_members(runs: list[tuple], groups: list) -> tuple[dict, list[dict], 
     for folder, recipe, results in runs:
         count = None
         for g in groups:
-            predictor = verbs.load_predictor(folder, recipe, g)
+            predictor = load_predictor(folder, recipe, g)
             found = predictor.members if isinstance(predictor, EnsemblePredictor) else [predictor]
             members[g].extend(found)
             count = len(found)
@@ -104,7 +106,7 @@ def combine_runs(runs: list, out) -> Path:
     out = Path(out)
     shared.check_out(out, opened)
     first, recipe, first_results = opened[0]
-    groups = verbs.groups_of(recipe) or [None]
+    groups = groups_of(recipe) or [None]
     members, records, sources = collect_members(opened, groups)
     size = len(members[groups[0]])
     if size < 2:
@@ -117,7 +119,6 @@ def combine_runs(runs: list, out) -> Path:
     name = f"{main}, ensemble of {size}"
 
     def write() -> None:
-        from .recipe import save_resolved
         out.mkdir(parents=True, exist_ok=True)
         for g in groups:
             EnsemblePredictor(members[g]).serialize(out / g / "predictor" if g else out / "predictor")
@@ -134,7 +135,7 @@ def combine_runs(runs: list, out) -> Path:
 
 def score_group(recipe, group, predictors: list) -> dict:
     """The ensemble's and each member's evaluation on the problem's backtest."""
-    problem = ts.load_problem(recipe.data, group=group) if group else ts.load_problem(recipe.data)
+    problem = load_problem(recipe.data, group=group) if group else load_problem(recipe.data)
     inputs = list(problem.backtest.test_data.input)
     per_member = [list(p.predict(inputs)) for p in predictors]
     def score(fc):
@@ -197,6 +198,6 @@ def write_ensemble_report(out: Path, recipe, results: dict, name: str, groups: l
                 + members_table(ens["members"], results["test"][name]))
     else:
         scores = {m: {g: group_score(v) for g, v in by.items()} for m, by in results["scores"].items()}
-        dataset = ts.dataset_names(recipe.data.dataset)[0]
+        dataset = dataset_names(recipe.data.dataset)[0]
         body = competition_report(scores, dataset, complete=recipe.data.max_series is None)
     atomic_write_text(out / "report.md", f"# {recipe.name}, ensemble\n\n{intro}\n\n{body}\n")

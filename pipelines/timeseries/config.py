@@ -1,31 +1,68 @@
-"""The time-series recipe's ``data`` section (:class:`DataConfig`) and the checks that need only it."""
+"""The time-series recipe's ``data`` section (:class:`DataConfig`), the dataset names it accepts and the
+checks that need only it (the bottom layer of ``pipelines.timeseries``: it imports nothing of the package)."""
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
-from mambatune.domains.tables import TableError, find_files
+from mambatune.domains.tables import TABLE_SUFFIXES, TableError, find_files
 from mambatune.domains.timeseries.backtest_data import PARTIAL_PERIOD_MODES
+from mambatune.domains.timeseries.demo_data import HOURLY as HOURLY_SERIES
+from mambatune.domains.timeseries.demo_data import competition_groups
 from mambatune.domains.timeseries.estimator import WINDOW_SAMPLINGS
 from mambatune.domains.timeseries.frequency import normalise_freq
 from mambatune.domains.timeseries.transforms import check_holidays
 from mambatune.domains.timeseries.user_data import SeriesColumns
 
-from .data_source import DataSource
-from .timeseries_problem import (
-    COMPETITIONS,
-    HOURLY,
-    check_datasets,
-    competition_groups,
-    dataset_names,
-    group_names,
-    is_series_file,
-)
+from ..data_source import DataSource
 
+HOURLY = tuple(HOURLY_SERIES)
+COMPETITIONS = ("m3", "m1")
 TASKS = ("forecast", "pretrain")
 CLASSICAL_BASELINES = ("seasonal_naive", "theta")
 FORECAST_FORMATS = ("csv", "parquet", "none")
 
+
+# -- dataset names ---------------------------------------------------------------------------------
+
+def dataset_names(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def group_names(value: str | list[str], dataset: str) -> list[str]:
+    """The competition groups ``data.group`` names (``all``: every group of ``dataset``)."""
+    if value == "all":
+        return competition_groups(dataset)
+    return [value] if isinstance(value, str) else list(value)
+
+
+def is_series_file(name) -> bool:
+    """Whether a ``data.dataset`` value names the user's own series (a path: a table suffix, a folder, a glob)
+    rather than a built-in set."""
+    if not isinstance(name, str) or name in HOURLY + COMPETITIONS:
+        return False
+    text = name.lower().removesuffix(".gz")
+    return text.endswith(TABLE_SUFFIXES) or any(ch in name for ch in "/*?[") or Path(name).exists()
+
+
+def check_datasets(value: str | list[str], name: str) -> None:
+    """One hourly series, several distinct ones, one competition, or one file of series (checked by data.path)."""
+    names = dataset_names(value)
+    if any(is_series_file(n) for n in names):
+        if len(names) > 1:
+            raise ValueError(f"{name}: a file of series is used alone, got {value!r}")
+        return
+    unknown = [n for n in names if n not in HOURLY + COMPETITIONS]
+    if unknown or not names:
+        raise ValueError(f"{name} must be one of {', '.join(HOURLY + COMPETITIONS)} or a list of hourly series "
+                         f"(your own file: data.path), got {value!r}")
+    if len(names) > 1 and (any(n in COMPETITIONS for n in names) or len(set(names)) != len(names)):
+        raise ValueError(f"{name}: a list must name distinct hourly series ({', '.join(HOURLY)}); a competition "
+                         f"({', '.join(COMPETITIONS)}) is used alone, got {value!r}")
+
+
+# -- the data section --------------------------------------------------------------------------------
 
 @dataclass
 class DataConfig(DataSource):
@@ -47,7 +84,7 @@ class DataConfig(DataSource):
     as does eval.baselines=false); forecasts_format: the backtest forecasts of every model saved as
     forecasts.csv or forecasts.parquet (one row per model, window and step; none: not saved); covariates: the table's
     known covariate columns, which the forecaster reads (values for the horizon too: see
-    ``timeseries_verbs.predict``); static: the table's static categorical columns (constant per
+    ``pipelines.timeseries.verbs.predict``); static: the table's static categorical columns (constant per
     item; predict accepts only the categories seen in training); group: the
     competition group (yearly, quarterly, monthly, other), a list of them, or all; prediction_length: horizon (null: the
     competition's official one); context_length: steps the model reads (left-padded when longer than

@@ -1,5 +1,5 @@
 """The time-series pipeline's outputs: fan charts, the per-series and ensemble-member tables and
-report.md of a run (``timeseries.run``; competition runs write theirs in ``timeseries_competition``)."""
+report.md of a run (``pipeline.run``; competition runs write theirs in ``competition``)."""
 from __future__ import annotations
 
 from pathlib import Path

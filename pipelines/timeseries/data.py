@@ -1,5 +1,5 @@
-"""What a time-series recipe forecasts: the dataset names it accepts and the backtest ("problem") each one
-gives (hourly demo series, M3 / M1 groups, or a file of the user's series)."""
+"""What a time-series recipe forecasts: the backtest ("problem") each dataset gives (hourly demo series,
+M3 / M1 groups, or a file of the user's series), and the training / validation series cut from it."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mambatune.domains.timeseries import from_gluonts, load_competition, load_hourly, official_split, rolling_origin
-from mambatune.domains.tables import TABLE_SUFFIXES
 from mambatune.domains.timeseries.backtest_data import (
     check_backtest_length,
     partial_last_period,
@@ -16,47 +15,8 @@ from mambatune.domains.timeseries.backtest_data import (
 )
 from mambatune.domains.timeseries.data import truncate
 from mambatune.domains.timeseries.user_data import read_series
-from mambatune.domains.timeseries.demo_data import HOURLY as HOURLY_SERIES
-from mambatune.domains.timeseries.demo_data import competition_groups
 
-HOURLY = tuple(HOURLY_SERIES)
-COMPETITIONS = ("m3", "m1")
-
-
-def dataset_names(value: str | list[str]) -> list[str]:
-    return [value] if isinstance(value, str) else list(value)
-
-
-def group_names(value: str | list[str], dataset: str) -> list[str]:
-    """The competition groups ``data.group`` names (``all``: every group of ``dataset``)."""
-    if value == "all":
-        return competition_groups(dataset)
-    return [value] if isinstance(value, str) else list(value)
-
-
-def is_series_file(name) -> bool:
-    """Whether a ``data.dataset`` value names the user's own series (a path: a table suffix, a folder, a glob)
-    rather than a built-in set."""
-    if not isinstance(name, str) or name in HOURLY + COMPETITIONS:
-        return False
-    text = name.lower().removesuffix(".gz")
-    return text.endswith(TABLE_SUFFIXES) or any(ch in name for ch in "/*?[") or Path(name).exists()
-
-
-def check_datasets(value: str | list[str], name: str) -> None:
-    """One hourly series, several distinct ones, one competition, or one file of series (checked by data.path)."""
-    names = dataset_names(value)
-    if any(is_series_file(n) for n in names):
-        if len(names) > 1:
-            raise ValueError(f"{name}: a file of series is used alone, got {value!r}")
-        return
-    unknown = [n for n in names if n not in HOURLY + COMPETITIONS]
-    if unknown or not names:
-        raise ValueError(f"{name} must be one of {', '.join(HOURLY + COMPETITIONS)} or a list of hourly series "
-                         f"(your own file: data.path), got {value!r}")
-    if len(names) > 1 and (any(n in COMPETITIONS for n in names) or len(set(names)) != len(names)):
-        raise ValueError(f"{name}: a list must name distinct hourly series ({', '.join(HOURLY)}); a competition "
-                         f"({', '.join(COMPETITIONS)}) is used alone, got {value!r}")
+from .config import HOURLY, columns, dataset_names, group_names, is_series_file
 
 
 @dataclass
@@ -73,8 +33,6 @@ class Problem:
     data_notes: list = dataclasses.field(default_factory=list)  # what reading a user's file changed or counted
     data_counts: dict = dataclasses.field(default_factory=dict)
 
-
-# -- data ----------------------------------------------------------------------------------------
 
 def load_problem(cfg, dataset: str | list[str] | None = None, group: str | None = None) -> Problem:
     names = dataset_names(dataset or cfg.dataset)
@@ -107,8 +65,6 @@ def load_problem(cfg, dataset: str | list[str] | None = None, group: str | None 
 def file_problem(cfg, path: str) -> Problem:
     """A rolling backtest over the user's series in ``path`` (``data.path``; see ``DataConfig``): read with the
     recipe's column keys, missing ends trimmed, an incomplete last day handled, short series named."""
-    from .timeseries_config import columns
-
     read = read_series(path, columns(cfg), freq=cfg.freq, encoding=cfg.encoding)
     series, notes, counts = read.series, list(read.notes), dict(read.counts)
     for step in (trim_missing_ends, lambda s: partial_last_period(s, cfg.partial_period)):

@@ -30,9 +30,9 @@ from mambatune.domains.timeseries.evaluation import METRIC_NAMES
 from mambatune.domains.timeseries.evaluation import evaluate as score_forecasts
 from mambatune.domains.timeseries.module import load_forecaster
 
-from . import domain_run
-from . import timeseries as ts
-from .timeseries_config import columns
+from .. import domain_run
+from .config import COMPETITIONS, HOURLY, columns, dataset_names, group_names
+from .data import load_problem
 
 QUANTILES = (0.1, 0.5, 0.9)
 
@@ -45,9 +45,9 @@ def open_run(run_dir):
 def groups_of(recipe) -> list[str] | None:
     """The groups of a competition run with one forecaster per group (None: one forecaster)."""
     cfg = recipe.data
-    names = ts.dataset_names(cfg.dataset)
-    if names[0] in ts.COMPETITIONS and len(ts.group_names(cfg.group, names[0])) > 1:
-        return ts.group_names(cfg.group, names[0])
+    names = dataset_names(cfg.dataset)
+    if names[0] in COMPETITIONS and len(group_names(cfg.group, names[0])) > 1:
+        return group_names(cfg.group, names[0])
     return None
 
 
@@ -57,7 +57,7 @@ def load_predictor(run_dir: Path, recipe, group: str | None = None) -> MambaPred
         return load_serialized(folder / "predictor")  # a MambaPredictor or an EnsemblePredictor
     if recipe.data.task == "pretrain" and (folder / "model").is_dir():
         cfg = recipe.data
-        freq = "h" if ts.dataset_names(cfg.dataset)[0] in ts.HOURLY else ts.load_problem(cfg, group=group).freq
+        freq = "h" if dataset_names(cfg.dataset)[0] in HOURLY else load_problem(cfg, group=group).freq
         return MambaPredictor(load_forecaster(folder / "model"), freq, cfg.num_samples, seed=recipe.model.seed)
     raise FileNotFoundError(f"{folder} has no predictor/ (or model/ for pretraining): the run did not save one")
 
@@ -80,14 +80,14 @@ def evaluate(run_dir, split: str | None = None) -> dict:
     name = next(iter(results["test"]))
     groups = groups_of(recipe)
     if groups is None:
-        problem = ts.load_problem(cfg)
+        problem = load_problem(cfg)
         forecasts = list(load_predictor(run_dir, recipe).predict(problem.backtest.test_data.input))
         ev = score_forecasts(forecasts, problem.backtest.test_data, seasonality=problem.mase_seasonality)
         return {"task": cfg.task, "split": split, "model": name, "problem": problem.description,
                 "examples": len(forecasts), "metrics": {k: ev.overall[k] for k in METRIC_NAMES}}
     evaluations, horizons = {}, {}
     for group in groups:
-        problem = ts.load_problem(cfg, group=group)
+        problem = load_problem(cfg, group=group)
         forecasts = list(load_predictor(run_dir, recipe, group).predict(problem.backtest.test_data.input))
         evaluations[group] = score_forecasts(forecasts, problem.backtest.test_data,
                                              seasonality=problem.mase_seasonality)

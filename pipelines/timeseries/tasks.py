@@ -1,31 +1,7 @@
-"""Time-series pipeline: forecast a demo dataset with the Mamba forecaster, baselines in the same run.
-
-``data.task`` picks what a recipe does (recipes in ``recipes/timeseries/``):
-
-- ``forecast``: train (``model.pretrained: null``) or fine-tune (a forecaster folder, or
-  ``default``) the forecaster with the recipe's PEFT method (none = full) on everything
-  before the backtest windows, forecast the windows, score them with GluonTS' metrics;
-- ``pretrain``: train a forecaster on ``data.dataset`` and save it under ``model/`` for
-  the fine-tuning recipes (``runs/pretrain_series/model`` by default).
-
-Backtests: hourly series (``electricity``, ``sf_traffic``, ``traffic_volume``,
-``bike_sharing``, ``solar``, ``wind``; ``data.dataset`` may list several, each one item)
-hold out their last ``data.windows`` horizons (rolling origin, one window per horizon),
-scored overall and per series (with the mean over series), and so does a file of the user's
-series (``data.dataset: sales.csv``, with ``data.covariates``); M3 / M1 use one group's
-official split and horizon; ``data.group: all`` (or a list) runs every group in one run,
-one forecaster per group, scored per group and overall in the M3 convention (mean over
-series of each series' sMAPE) beside seasonal naive and Theta (recipe ``forecast_m3``).
-``data.compare_context_lengths`` trains the same model at several context lengths with
-the same budget and windows and reports each (e.g. ``[512, 8192]``). In the same run and on the same windows: seasonal
-naive and Theta (``eval.baselines``), DeepAR and PatchTST (``data.deep_baselines``, same
-context and a comparable budget), and, when fine-tuning, the same forecaster trained from
-scratch at the same budget (``data.scratch_baseline``).
-
-The run folder: config.yaml, metrics.jsonl + checkpoints/ (the Trainer's), predictor/
-(a serialized MambaPredictor) or model/ (pretrain), plots/fan_*.png, results.json, report.md.
-``mambatune eval / predict / export`` on it: see ``timeseries_verbs``.
-"""
+"""What a time-series run trains and scores: the base forecaster (``model.pretrained``), the estimator a recipe
+makes, the forecasters trained on every rank under torchrun (an ensemble's members, the other context
+lengths, the scratch twin), their backtest scores and the same-run baselines. ``pipeline.run`` puts these
+together into the run folder; ``competition.run_competition`` does so per group."""
 from __future__ import annotations
 
 import dataclasses
@@ -34,38 +10,21 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
-from mambatune.core.atomic import atomic_write_text
 from mambatune.domains.timeseries.ensemble import EnsemblePredictor, combine
-from mambatune.domains.timeseries.evaluation import METRIC_NAMES, evaluate_by_series
-from mambatune.domains.timeseries.forecast_table import forecast_frame, write_forecasts
-from mambatune.domains.timeseries.evaluation import evaluate as score_forecasts
 from mambatune.domains.timeseries.estimator import MambaEstimator, check_patching
+from mambatune.domains.timeseries.evaluation import METRIC_NAMES
+from mambatune.domains.timeseries.evaluation import evaluate as score_forecasts
 from mambatune.domains.timeseries.module import FORECASTER_CONFIG, ForecasterConfig, save_forecaster
 
-from . import domain_run
-from .timeseries_problem import (  # noqa: F401  (also used as ts.load_problem, ... by the other modules)
-    COMPETITIONS,
-    HOURLY,
-    Problem,
-    check_datasets,
-    competition_groups,
-    dataset_names,
-    fit_and_validation,
-    group_names,
-    is_series_file,
-    load_problem,
-)
-from .timeseries_config import TASKS, DataConfig  # noqa: F401  (the recipe's data section)
-from .timeseries_report import plot_fans, write_report
+from .. import domain_run
+from .config import DataConfig, dataset_names
+from .data import Problem, fit_and_validation, load_problem
 
 DEFAULT_SERIES_MODEL = "runs/pretrain_series/model"  # where `mambatune run timeseries/pretrain_series` leaves it
 # pretrained on a GPU by this project's recipe and shipped in the package (recipe and log beside it)
 SHIPPED_SERIES_MODEL = Path(sys.modules["mambatune.domains.timeseries"].__file__).parent / "pretrained" / \
     "series-mamba-500k"
 HEAD_KEYS = ("kind", "distribution", "quantile_levels")
-MAX_PER_SERIES = 50  # a backtest of more series than this gets no per-series table in the report
 
 
 # -- models --------------------------------------------------------------------------------------
@@ -256,80 +215,10 @@ def run_baselines_scored(recipe, problem: Problem) -> dict:
             for n, r in results.items()}
 
 
-# -- the run -------------------------------------------------------------------------------------
-
 def main_name(recipe, pretrained: str | None) -> str:
     methods = "+".join(m.method for m in recipe.peft.methods) or "full"
     ensemble = f", ensemble of {recipe.data.ensemble}" if recipe.data.ensemble > 1 else ""
     return f"mamba {'fine-tuned' if pretrained else 'from scratch'} ({methods}{ensemble})"
-
-
-def run(recipe) -> Path:
-    """Runs the recipe and writes the run folder; returns it. Under torchrun every rank trains (all the
-    forecasters first); the main rank alone forecasts, scores, fits the baselines and writes the folder."""
-    from .recipe import save_resolved
-
-    start = time.time()
-    cfg = recipe.data
-    run_dir = Path(recipe.train.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    on_main = domain_run.is_main_process()
-    if on_main:
-        save_resolved(recipe, run_dir)
-    torch.manual_seed(cfg.seed)
-    pretrained = resolve_pretrained(recipe, run_dir) if cfg.task == "forecast" else None
-    arch = pretrained_architecture(pretrained, cfg) if pretrained else None
-    peft = recipe.peft if recipe.peft.methods else None
-    if peft is not None and pretrained is None and on_main:
-        print("note: PEFT without model.pretrained fine-tunes a randomly initialised forecaster")
-    name = "mamba (pretraining)" if cfg.task == "pretrain" else main_name(recipe, pretrained)
-    names = dataset_names(cfg.dataset)
-    if names[0] in COMPETITIONS and len(group_names(cfg.group, names[0])) > 1:
-        from .timeseries_competition import run_competition
-        return run_competition(recipe, run_dir, name, pretrained, peft, arch, start)
-    problem = load_problem(cfg)
-    predictor, members = train_main(recipe, problem, run_dir, pretrained=pretrained, peft=peft)
-    if on_main and cfg.task == "pretrain":
-        save_forecaster(predictor.model, run_dir / "model", meta={"pretrained_on": names})
-    elif on_main:
-        predictor.serialize(run_dir / "predictor")
-    other_contexts = train_contexts(recipe, problem, run_dir, name, pretrained, peft)
-    scratch = None
-    if pretrained and cfg.scratch_baseline and cfg.task == "forecast":
-        scratch = train_forecaster(make_estimator(recipe, problem, run_dir / "scratch", architecture=arch), problem)
-    if not on_main:
-        return run_dir
-    forecasts, evaluation, training = score_main(predictor, members, problem)
-    models = {name: (forecasts, evaluation, training["seconds"])}
-    contexts = score_contexts(recipe, other_contexts, problem, models[name], training)
-    models.update({f"{name}, context {c}": m for c, (m, _) in contexts.items() if c != cfg.context_length})
-    if scratch is not None:
-        s_fc, s_eval, s_train = score_forecaster(*scratch, problem)
-        models["mamba from scratch (full, same budget)"] = (s_fc, s_eval, s_train["seconds"])
-    models.update(run_baselines_scored(recipe, problem))
-    saved = write_forecasts(forecast_frame({n: fc for n, (fc, _, _) in models.items()}, problem.backtest.test_data),
-                            run_dir, cfg.forecasts_format)
-    charts = plot_fans(forecasts, problem, run_dir / "plots", cfg.fan_charts, name)
-    test = {n: {k: ev.overall[k] for k in METRIC_NAMES} | {"seconds": sec} for n, (_, ev, sec) in models.items()}
-    per_series = None
-    items = {entry.get("item_id") for entry in problem.backtest.test_data.input}
-    if names[0] not in COMPETITIONS and 1 < len(items) <= MAX_PER_SERIES:
-        per_series = {n: evaluate_by_series(fc, problem.backtest.test_data, seasonality=problem.mase_seasonality)
-                      for n, (fc, _, _) in models.items()}
-    results = {"task": cfg.task, "problem": problem.description, "pretrained": pretrained, "test": test,
-               "per_series": per_series,
-               "context_comparison": {str(c): {k: ev.overall[k] for k in METRIC_NAMES}
-                                      | {"seconds": sec, "steps": t["steps"], "best_step": t["best_step"]}
-                                      for c, ((_, ev, sec), t) in contexts.items()} or None,
-               "baselines": {n: m for n, m in test.items() if n != name}, "training": training,
-               "static_categories": dict(zip(cfg.static, problem.static_categories)) or None,
-               "data": {"notes": problem.data_notes, "counts": problem.data_counts} if cfg.path else None,
-               "forecasts": saved.name if saved else None,
-               "fan_charts": [str(p.relative_to(run_dir)) for p in charts],
-               "mase_seasonality": problem.mase_seasonality, "total_seconds": time.time() - start}
-    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2, default=float) + "\n")
-    write_report(run_dir, recipe, results, name)
-    return run_dir
 
 
 def train_contexts(recipe, problem: Problem, run_dir: Path, name: str, pretrained: str | None, peft) -> dict:
@@ -361,7 +250,3 @@ def score_contexts(recipe, trained: dict, problem: Problem, main: tuple, trainin
         fc, ev, t = score_forecaster(*trained[c], problem)
         out[c] = ((fc, ev, t["seconds"]), t)
     return out
-
-
-# the CLI verbs on a finished run (eval, predict, export) live beside this module
-evaluate, predict, export, read_inputs = domain_run.verbs_of("mambatune.pipelines.timeseries_verbs")
