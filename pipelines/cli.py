@@ -5,6 +5,7 @@ import argparse
 import csv
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 EPILOG = """examples:
@@ -103,13 +104,27 @@ def recipe_summary(path: Path) -> dict:
 
 
 def cmd_list() -> int:
+    """One line per shipped recipe: task, method, model and the measured time on 2 CPU cores and on a GPU
+    (pipelines/recipe_times.py says where each was measured), then how to run and copy one."""
     from .recipe import RECIPES_DIR, list_recipes, recipe_command
-    print(f"{'recipe':40s} {'task':14s} {'method':10s} {'model':18s} command")
+    from .recipe_times import recipe_times
+    rows = []
     for path in list_recipes():
-        name = path.relative_to(RECIPES_DIR).with_suffix("")
+        name = path.relative_to(RECIPES_DIR).with_suffix("").as_posix()
         info = recipe_summary(path)
-        print(f"{str(name):40s} {info['task']:14s} {info['method']:10s} {str(info['model']):18s} "
-              f"{recipe_command(path)}")
+        cpu, gpu = recipe_times(name)
+        rows.append((name, info["task"], info["method"], str(info["model"]), cpu.short(), gpu.short(),
+                     recipe_command(path)))
+    head = ("recipe", "task", "method", "model", "2-core CPU", "GPU")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    print("  ".join(f"{h:{w}s}" for h, w in zip(head, widths)).rstrip())
+    for row in rows:
+        print("  ".join(f"{v:{w}s}" for v, w in zip(row, widths)).rstrip())
+    print("times: a whole `mambatune run` (training, same-run baselines, report), measured; busy = on a 2-core "
+          "machine shared with other jobs; GPU figures use the GPU-size overrides in each recipe's header "
+          "(sources: mambatune/pipelines/recipe_times.py)")
+    print("run one: " + (rows[0][6] if rows and rows[0][6] else "mambatune run <recipe>") +
+          "   (each recipe's first line gives its command)")
     print("start one of your own: mambatune cp <recipe> my.yaml, edit it, then mambatune run my.yaml")
     return 0
 
@@ -176,6 +191,9 @@ def cmd_run(args) -> int:
     if args.dry_run:
         print(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
         return 0
+    if getattr(recipe.train, "tensorboard", False):
+        from mambatune.core.training.metrics_log import require_tensorboard
+        require_tensorboard()  # at the start, not after the data is read and the model built
     module = pipeline_module(recipe.pipeline)
     from mambatune.core.training.distributed import is_main_process
     if getattr(recipe.data, "cv_folds", None) and getattr(recipe.data, "fold", None) is None:
@@ -211,6 +229,24 @@ def results_table(run_dir: Path) -> str:
     return "\n".join(lines)
 
 
+@contextmanager
+def head_from_the_run():
+    """``eval``, ``predict`` and ``export`` build a finished run's model from its base with a new head and then
+    load the run's trained head (and adapter) over it, so the loader's "newly initialised (train these):
+    head.*" would be untrue there: it stays off the console. Every other loader message still shows."""
+    import logging
+
+    def drop_new_head(record: logging.LogRecord) -> bool:
+        return "newly initialised" not in record.getMessage()
+
+    logger = logging.getLogger("mambatune.core.checkpoints")
+    logger.addFilter(drop_new_head)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop_new_head)
+
+
 def refuse_cv_folder(run_dir: str, verb: str) -> None:
     from .cross_validation import is_cv_folder
     if is_cv_folder(run_dir):
@@ -226,7 +262,8 @@ def cmd_eval(args) -> int:
     refuse_cv_folder(args.run_dir, "eval")
     recipe = load_resolved(args.run_dir)
     split = args.split or recipe.eval.split
-    metrics = pipeline_module(recipe.pipeline).evaluate(args.run_dir, split)
+    with head_from_the_run():
+        metrics = pipeline_module(recipe.pipeline).evaluate(args.run_dir, split)
     text = json.dumps(metrics, indent=2, default=float) + "\n"
     atomic_write_text(Path(args.run_dir) / f"eval_{split}.json", text)
     print(text, end="")
@@ -244,7 +281,8 @@ def cmd_predict(args) -> int:
     if args.genome and "genome" not in options:
         raise ValueError(f"--genome applies to genomics runs; {args.run_dir} is a {recipe.pipeline} run")
     extra = {name: getattr(args, name) for name in options}
-    rows = module.predict(args.run_dir, module.read_inputs(args.input, recipe, **extra))
+    with head_from_the_run():
+        rows = module.predict(args.run_dir, module.read_inputs(args.input, recipe, **extra))
     fields = list(dict.fromkeys(k for row in rows for k in row)) or ["text", "label", "probability"]
     out = open(args.output, "w", newline="") if args.output else sys.stdout
     try:
@@ -271,7 +309,8 @@ def cmd_export(args) -> int:
     from .registry import get as pipeline_module
     refuse_cv_folder(args.run_dir, "export")
     recipe = load_resolved(args.run_dir)
-    out = pipeline_module(recipe.pipeline).export(args.run_dir, args.out)
+    with head_from_the_run():
+        out = pipeline_module(recipe.pipeline).export(args.run_dir, args.out)
     print(f"exported to {out}")
     return 0
 
