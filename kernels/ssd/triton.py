@@ -31,6 +31,16 @@ from .spec import SSDInputs
 
 MAX_CHUNK = 64  # the [Q, Q] decay tile lives in registers
 
+# Launch settings (benchmarks/ssd.py times alternatives): channels per forward program, warps per program.
+LAUNCH = {"fwd_bp": 64, "fwd_warps": 4, "bwd_warps": 4}
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """The tl.dot precision for inputs of ``dtype``: exact fp32 products ("ieee") for fp32 inputs, TF32
+    tensor cores for bf16 / fp16 inputs, whose own rounding (8 or 11 mantissa bits) is coarser than
+    TF32's (11 bits), so the products lose nothing the inputs had."""
+    return "ieee" if dtype == torch.float32 else "tf32"
+
 
 @triton.jit
 def _ssd_chunk_scan_fwd(
@@ -40,7 +50,7 @@ def _ssd_chunk_scan_fwd(
     s_bb, s_bl, s_bg,
     s_hb, s_hh, s_hp,
     CHUNK: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr, HAS_SEG: tl.constexpr, HAS_H0: tl.constexpr,
-    SAVE_STATES: tl.constexpr,
+    SAVE_STATES: tl.constexpr, PREC: tl.constexpr,
 ):
     # x, y: (b, L, H, P) with unit stride over P; dt: (b, L, H) contiguous; B, C: (b, L, G, N) with unit
     # stride over N; seg: (b, L) int32 contiguous; h0, ht: (b, H, P, N) with unit stride over N;
@@ -91,13 +101,13 @@ def _ssd_chunk_scan_fwd(
             m_in = o_q >= 0
             b_through = tl.exp(b_cum_end)
         b_diff = tl.where(m_keep, b_cum[:, None] - b_cum[None, :], 0.0)
-        b_W = tl.dot(b_C, tl.trans(b_B), input_precision="ieee")  # [CHUNK, CHUNK]
+        b_W = tl.dot(b_C, tl.trans(b_B), input_precision=PREC)  # [CHUNK, CHUNK]
         b_W = tl.where(m_keep, b_W * tl.exp(b_diff), 0.0) * b_dt[None, :]
-        b_y = tl.dot(b_W, b_x, input_precision="ieee")  # [CHUNK, BP]
+        b_y = tl.dot(b_W, b_x, input_precision=PREC)  # [CHUNK, BP]
         b_in = tl.where(m_in, tl.exp(b_cum), 0.0)  # [CHUNK]
-        b_y += tl.dot(b_C, tl.trans(b_h), input_precision="ieee") * b_in[:, None]
+        b_y += tl.dot(b_C, tl.trans(b_h), input_precision=PREC) * b_in[:, None]
         b_w_end = tl.where(m_to_end, tl.exp(b_cum_end - b_cum) * b_dt, 0.0)  # [CHUNK]
-        b_h = b_through * b_h + tl.dot(tl.trans(b_x * b_w_end[:, None]), b_B, input_precision="ieee")  # [BP, BN]
+        b_h = b_through * b_h + tl.dot(tl.trans(b_x * b_w_end[:, None]), b_B, input_precision=PREC)  # [BP, BN]
         tl.store(y_ptr + p_x, b_y, mask=m_x)
     tl.store(ht_ptr + p_h, b_h, mask=m_h)
 
@@ -109,6 +119,7 @@ def _ssd_chunk_scan_bwd(
     L, H, P, N, heads_per_group, n_chunks,
     s_bb, s_bl, s_bg,
     CHUNK: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr, HAS_SEG: tl.constexpr, HAS_DHT: tl.constexpr,
+    PREC: tl.constexpr,
 ):
     # one program per (batch, head), all P channels, walking the chunks backwards with dh = dL/dh [BP, BN].
     # x, dy, dx: (b, L, H, P) contiguous; dt, ddt: (b, L, H) contiguous; B, C: (b, L, G, N) unit stride over
@@ -162,20 +173,20 @@ def _ssd_chunk_scan_bwd(
             b_through = tl.exp(b_cum_end)
         # recompute the chunk's forward pieces
         b_decay = tl.where(m_keep, tl.exp(tl.where(m_keep, b_cum[:, None] - b_cum[None, :], 0.0)), 0.0)  # [CHUNK, CHUNK]
-        b_M = tl.dot(b_C, tl.trans(b_B), input_precision="ieee") * b_decay  # [CHUNK, CHUNK]
+        b_M = tl.dot(b_C, tl.trans(b_B), input_precision=PREC) * b_decay  # [CHUNK, CHUNK]
         b_xdt = b_x * b_dt[:, None]  # [CHUNK, BP]
         b_in = tl.where(m_in, tl.exp(b_cum), 0.0)  # [CHUNK]
         b_w_end = tl.where(m_to_end, tl.exp(b_cum_end - b_cum), 0.0)  # [CHUNK]
         # gradients
-        b_dM = tl.dot(b_dy, tl.trans(b_xdt), input_precision="ieee")  # [CHUNK, CHUNK]
-        b_Bdh = tl.dot(b_B, tl.trans(b_dh), input_precision="ieee")  # [CHUNK, BP]
-        b_dxdt = tl.dot(tl.trans(b_M), b_dy, input_precision="ieee") + b_w_end[:, None] * b_Bdh  # [CHUNK, BP]
+        b_dM = tl.dot(b_dy, tl.trans(b_xdt), input_precision=PREC)  # [CHUNK, CHUNK]
+        b_Bdh = tl.dot(b_B, tl.trans(b_dh), input_precision=PREC)  # [CHUNK, BP]
+        b_dxdt = tl.dot(tl.trans(b_M), b_dy, input_precision=PREC) + b_w_end[:, None] * b_Bdh  # [CHUNK, BP]
         b_dCB = b_dM * b_decay
-        b_dC = tl.dot(b_dCB, b_B, input_precision="ieee") + b_in[:, None] * tl.dot(b_dy, b_hin, input_precision="ieee")
-        b_dB = tl.dot(tl.trans(b_dCB), b_C, input_precision="ieee") + b_w_end[:, None] * tl.dot(
-            b_xdt, b_dh, input_precision="ieee")  # [CHUNK, BN]
+        b_dC = tl.dot(b_dCB, b_B, input_precision=PREC) + b_in[:, None] * tl.dot(b_dy, b_hin, input_precision=PREC)
+        b_dB = tl.dot(tl.trans(b_dCB), b_C, input_precision=PREC) + b_w_end[:, None] * tl.dot(
+            b_xdt, b_dh, input_precision=PREC)  # [CHUNK, BN]
         b_G = b_dM * b_M
-        b_Ch = tl.dot(b_C, tl.trans(b_hin), input_precision="ieee")  # [CHUNK, BP]
+        b_Ch = tl.dot(b_C, tl.trans(b_hin), input_precision=PREC)  # [CHUNK, BP]
         b_dw = tl.sum(b_xdt * b_Bdh, axis=1) * b_w_end  # [CHUNK]
         b_dcum = tl.sum(b_G, axis=1) - tl.sum(b_G, axis=0) + b_in * tl.sum(b_dy * b_Ch, axis=1) - b_dw
         b_dcum_end = tl.sum(b_dw, axis=0) + b_through * tl.sum(tl.sum(b_dh * b_hin, axis=1), axis=0)
@@ -188,7 +199,7 @@ def _ssd_chunk_scan_bwd(
         p_dbc = ((i_b * L + o_t[:, None]) * H + i_h) * N + o_n[None, :]
         tl.store(dB_ptr + p_dbc, b_dB, mask=m_bc)
         tl.store(dC_ptr + p_dbc, b_dC, mask=m_bc)
-        b_dh = b_through * b_dh + tl.dot(tl.trans(b_dy * b_in[:, None]), b_C, input_precision="ieee")  # [BP, BN]
+        b_dh = b_through * b_dh + tl.dot(tl.trans(b_dy * b_in[:, None]), b_C, input_precision=PREC)  # [BP, BN]
     tl.store(dh0_ptr + p_h, b_dh, mask=m_h)
     tl.store(dA_ptr + i_bh, b_dA)
 
@@ -221,7 +232,7 @@ def _scan_fwd(p: SSDInputs, save_states: bool):
     if length == 0:
         ht.copy_(h0 if h0 is not None else torch.zeros_like(ht))
         return y, ht, (x, B, C, dt, seg, states)
-    BP = min(64, max(16, triton.next_power_of_2(headdim)))
+    BP = min(LAUNCH["fwd_bp"], max(16, triton.next_power_of_2(headdim)))
     grid = (batch * heads, triton.cdiv(headdim, BP))
     _ssd_chunk_scan_fwd[grid](
         x, dt, B, C, seg if seg is not None else dt, h0 if h0 is not None else ht, y, ht, states,
@@ -231,6 +242,7 @@ def _scan_fwd(p: SSDInputs, save_states: bool):
         B.stride(0), B.stride(1), B.stride(2),
         ht.stride(0), ht.stride(1), ht.stride(2),
         CHUNK=chunk, BP=BP, BN=BN, HAS_SEG=seg is not None, HAS_H0=h0 is not None, SAVE_STATES=save_states,
+        PREC=dot_precision(p.x.dtype), num_warps=LAUNCH["fwd_warps"],
     )
     return y, ht, (x, B, C, dt, seg, states)
 
@@ -255,6 +267,7 @@ def _scan_bwd(p: SSDInputs, saved, dy: torch.Tensor, dht: torch.Tensor | None):
         length, heads, headdim, n_state, heads // groups, states.shape[2],
         B.stride(0), B.stride(1), B.stride(2),
         CHUNK=chunk, BP=BP, BN=BN, HAS_SEG=seg is not None, HAS_DHT=dht is not None,
+        PREC=dot_precision(p.x.dtype), num_warps=LAUNCH["bwd_warps"],
     )
     per_group = heads // groups
     dB = dB.view(batch, length, groups, per_group, n_state).sum(3)

@@ -28,7 +28,8 @@ def run(backend, inputs, seed=1, **kw):
             v.grad = None
     y, h = ssd_scan(**inputs, dt_softplus=True, return_final_state=True, backend=backend, **kw)
     g = torch.Generator().manual_seed(seed)
-    loss = (y.float() * torch.randn(y.shape, generator=g)).sum() + (h * torch.randn(h.shape, generator=g)).sum()
+    w_y, w_h = torch.randn(y.shape, generator=g).to(y.device), torch.randn(h.shape, generator=g).to(h.device)
+    loss = (y.float() * w_y).sum() + (h * w_h).sum()
     loss.backward()
     grads = {k: v.grad.clone() for k, v in inputs.items() if isinstance(v, torch.Tensor) and v.requires_grad}
     return y, h, grads
@@ -163,3 +164,66 @@ def test_triton_matches_chunked_on_gpu(assert_close, dtype):
     assert_close("final state", h_t, h_c, tol)
     for k in g_c:
         assert_close(f"grad {k}", g_t[k], g_c[k], 10 * tol)
+
+
+# -- Triton on the GPU: every gradient against the reference loop, at the kernels' real tile sizes ----------
+
+GPU_CASES = [  # (batch, length, heads, headdim, groups, n, dropped inputs)
+    (2, 1, 4, 64, 1, 128, ()),
+    (2, 63, 4, 64, 2, 128, ()),
+    (1, 257, 6, 80, 3, 100, ()),  # headdim and N not powers of two: masked tiles
+    (2, 1000, 4, 64, 1, 128, ()),
+    (2, 1000, 4, 64, 1, 128, ("seq_idx", "mask", "initial_state", "z", "D", "dt_bias")),
+    (2, 517, 8, 32, 2, 64, ("mask",)),
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", GPU_CASES, ids=lambda c: f"B{c[0]}_L{c[1]}_H{c[2]}_P{c[3]}_G{c[4]}_N{c[5]}_"
+                         + ("without_" + "_".join(c[6]) if c[6] else "all"))
+def test_triton_matches_reference_on_gpu(nan_empty, assert_close, case):
+    """Outputs, final state and every gradient (x, dt, A, B, C, D, z, dt_bias, initial state) in fp32, with
+    seq_idx resets, padding and an initial state, against the fp32 loop on the same GPU."""
+    batch, length, heads, headdim, groups, n, drop = case
+    inputs = on_device(make_inputs(batch=batch, length=length, heads=heads, headdim=headdim, groups=groups, n=n))
+    for k in drop:
+        inputs[k] = None
+    y_r, h_r, g_r = run("reference", inputs)
+    y_t, h_t, g_t = run("triton", inputs, chunk_size=64)
+    assert_close("y", y_t, y_r, 1e-5)
+    assert_close("final state", h_t, h_r, 1e-5)
+    assert set(g_t) == set(g_r)
+    for k in g_r:
+        assert_close(f"grad {k}", g_t[k], g_r[k], 1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("launch", [{"fwd_bp": 32}, {"fwd_bp": 16, "fwd_warps": 8, "bwd_warps": 8}],
+                         ids=["bp32", "bp16_warps8"])
+def test_triton_launch_settings_on_gpu(nan_empty, assert_close, monkeypatch, launch):
+    """The launch settings benchmarks/ssd.py times give the same results."""
+    from mambatune.kernels.ssd import triton as ssd_triton
+
+    monkeypatch.setattr(ssd_triton, "LAUNCH", {**ssd_triton.LAUNCH, **launch})
+    inputs = on_device(make_inputs(batch=2, length=300, heads=4, headdim=64, groups=2, n=128))
+    y_r, h_r, g_r = run("reference", inputs)
+    y_t, h_t, g_t = run("triton", inputs, chunk_size=64)
+    assert_close("y", y_t, y_r, 1e-5)
+    assert_close("final state", h_t, h_r, 1e-5)
+    for k in g_r:
+        assert_close(f"grad {k}", g_t[k], g_r[k], 1e-4)
+
+
+@pytest.mark.gpu
+def test_triton_bf16_on_gpu(assert_close):
+    """bf16 inputs (TF32 products in the kernels) against the fp32 loop on the same rounded inputs."""
+    inputs = on_device(make_inputs(batch=2, length=777, heads=4, headdim=64, groups=1, n=128, dtype=torch.bfloat16))
+    ref = {k: (v.detach().float().requires_grad_(True) if isinstance(v, torch.Tensor) and v.is_floating_point()
+               else v) for k, v in inputs.items()}
+    y_r, h_r, g_r = run("reference", ref)
+    y_t, h_t, g_t = run("triton", inputs, chunk_size=64)
+    assert y_t.dtype == torch.bfloat16
+    assert_close("y", y_t.float(), y_r, 1e-2)
+    assert_close("final state", h_t, h_r, 5e-3)
+    for k in g_r:
+        assert_close(f"grad {k}", g_t[k].float(), g_r[k], 2e-2)
