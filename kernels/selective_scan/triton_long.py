@@ -161,7 +161,8 @@ def _red_add(ptrs, vals, mask, VEC_RED: tl.constexpr):
             mov.b32 $3, 0;
             }""",
             constraints="=r,=r,=r,=r,l,l,l,l,r,r,r,r,r,r,r,r",
-            args=[ptrs, vals, mask.to(tl.int32)], dtype=tl.int32, is_pure=False, pack=4)
+            # the address as an integer: Triton 3.6 refuses a pointer beside a float among the arguments
+            args=[ptrs.to(tl.int64), vals, mask.to(tl.int32)], dtype=tl.int32, is_pure=False, pack=4)
     else:
         tl.atomic_add(ptrs, vals, mask=mask, sem="relaxed")
 
