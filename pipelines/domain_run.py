@@ -47,48 +47,13 @@ def resolve_pretrained(path: str | None, env_var: str, default: str, make_with: 
 
 def train_model(model, train_cfg, train_data, val_data, collate, metrics_fn, methods=None):
     """Applies ``methods`` (a PeftConfig; None or empty: full fine-tuning), prints the trainable
-    parameters, trains; returns (the trained model, the TrainResult, the printed summary).
+    parameters, trains; returns (the trained model, the TrainResult, the printed summary): the one
+    fine-tune path, ``core.training.finetune`` (see it for torchrun: under FSDP the ranks other than the
+    main one get ``None`` for the model). The run identity holds a fingerprint of ``train_data``, so a
+    resume onto changed data is refused."""
+    from mambatune.core.training.finetune import finetune
 
-    Under torchrun every rank calls this (training is collective) and gets the TrainResult; the model
-    comes back whole and unwrapped on the device it trained on, so scoring and saving it after this are
-    no collective and run on the main rank only (:func:`is_main_process`). Under FSDP the shards are
-    gathered here, on every rank, into a copy the main rank keeps (taken before sharding); the other
-    ranks of an FSDP run get ``None`` for the model. That copy's parameters live on the meta device until
-    the gathered weights are assigned to them, so rank 0 never holds the model twice."""
-    from mambatune.core import peft
-    from mambatune.core.training import Trainer
-    from mambatune.core.training import distributed as dist_utils
-
-    on_main = dist_utils.is_main_process()
-    if methods is not None and methods.methods:
-        peft.apply(model, methods)
-    summary = peft.trainable_summary(model, file=None)
-    if on_main:
-        print(summary)
-    whole = skeleton(model) if on_main and dist_utils.shards_parameters(train_cfg.distributed) else None
-    trainer = Trainer(model, train_cfg, train_data, val_data, collate, metrics_fn)
-    result = trainer.train()
-    if trainer.env.active and trainer.env.strategy == "fsdp":
-        state = trainer.full_state_dict()  # a collective: every rank; only rank 0 receives the tensors
-        model = None
-        if whole is not None:
-            whole.load_state_dict(state, assign=True)
-            model = trainer.precision.prepare(whole.to(trainer.device))
-    else:
-        model = dist_utils.unwrap(trainer.model)
-    trainer.close()
-    return model, result, summary
-
-
-def skeleton(model):
-    """A copy of ``model`` whose parameters are empty meta tensors (same shapes, dtypes, requires_grad and
-    sharing); buffers are copied. Filled by ``load_state_dict(state, assign=True)``."""
-    import copy
-
-    import torch
-    memo = {id(p): torch.nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
-            for p in model.parameters()}
-    return copy.deepcopy(model, memo)
+    return finetune(model, train_cfg, train_data, val_data, collate, metrics_fn, methods=methods)
 
 
 def is_main_process() -> bool:

@@ -1,5 +1,6 @@
 """mambatune.core.training: the generic engine (loop, optimizer groups, schedule, precision, resume, DDP/FSDP)."""
 from .distributed import DistEnv, ResumableSampler
+from .finetune import finetune as finetune  # the one fine-tune path (PEFT, Trainer, FSDP gather)
 from .metrics_log import MetricsLog, plot_curves, read_metrics
 from .monitor import SSMMonitor
 from .nonfinite import NonFiniteLossError

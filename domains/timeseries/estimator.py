@@ -8,9 +8,10 @@
     predictor.serialize(Path("predictor"))                            # json + safetensors, no pickle
     predictor = MambaPredictor.deserialize(Path("predictor"))
 
-Training runs through ``core.training.Trainer`` on a fixed, seeded sample of
-(context, horizon) windows (``ForecastWindows``), so a run is reproducible and
-resumable like every other mambatune run. With ``pretrained=`` the estimator starts
+Training runs through ``core.training.finetune`` (the one fine-tune path of every
+domain, over ``core.training.Trainer``) on a fixed, seeded sample of (context, horizon)
+windows (``ForecastWindows``), so a run is reproducible and resumable like every other
+mambatune run. With ``pretrained=`` the estimator starts
 from a saved forecaster (``save_forecaster``, a serialized predictor, or the
 ``pretrain_series`` recipe's ``model/``) and fine-tunes it with ``peft=`` (LoRA,
 head-only, ...; None = full). The architecture then comes from the checkpoint; a
@@ -154,6 +155,7 @@ class MambaEstimator:
             scaling=scaling, dropout=dropout, backbone=backbone or {"d_model": 64, "n_layer": 2, "d_state": 16},
             seasonal_skip=seasonal_skip or 0, scale_window=scale_window or 0, holidays=holidays or "", **extra)
         self.last_result = None  # the Trainer's TrainResult of the last train() call
+        self.last_summary = ""  # its trainable-parameter table
 
     # -- model --------------------------------------------------------------------------------
     def create_model(self) -> MambaForecaster:
@@ -217,12 +219,19 @@ class MambaEstimator:
             return torch.utils.data.Subset(windows, np.sort(pick).tolist())
         return windows
 
-    def train(self, training_data, validation_data=None, **kwargs) -> "MambaPredictor":
+    def train(self, training_data, validation_data=None, **kwargs) -> "MambaPredictor | None":
         """Trains on ``training_data`` (GluonTS dataset / entries / SeriesCollection at ``freq``) and
         returns a predictor; ``validation_data``: series whose last ``prediction_length`` steps are
-        scored for early stopping and the best checkpoint."""
-        from mambatune.core import peft as peft_lib
-        from mambatune.core.training import TrainConfig, Trainer
+        scored for early stopping and the best checkpoint.
+
+        Training goes through ``core.training.finetune``, the one fine-tune path of every domain (PEFT,
+        the Trainer, the FSDP gather); the run identity of its checkpoints holds a fingerprint of the
+        training series, so resuming ``train["output_dir"]`` with other series is refused. Under torchrun
+        every rank calls this; under FSDP the ranks other than the main one get ``None`` (only the main rank
+        holds the gathered model). ``last_result`` and ``last_summary``: the TrainResult and the
+        trainable-parameter table."""
+        from mambatune.core.training import TrainConfig
+        from mambatune.core.training.finetune import finetune, fingerprint_of
 
         training = as_collection(training_data, self.freq)
         layout = covariate_layout(training)
@@ -240,11 +249,6 @@ class MambaEstimator:
         model = self.create_model()  # settles the config (a pretrained model's holidays, ...) the windows need
         train_set = self.windows(training)
         val_set = self.windows(validation, validation=True) if validation is not None else None
-        if self.peft is not None:
-            peft_lib.apply(model, self.peft)
-            for name, p in model.named_parameters():  # covariate maps the pretrained model lacked always train
-                if name.split(".")[0] in self.new_parameters:
-                    p.requires_grad_(True)
         cfg = dict(self.train_config)
         tmp = None
         if not cfg.get("output_dir"):
@@ -252,14 +256,20 @@ class MambaEstimator:
             cfg["output_dir"] = tmp.name
         cfg["seed"] = cfg.get("seed", self.seed)
         cfg["batch_size"] = min(cfg["batch_size"], len(train_set))
-        trainer = Trainer(model, TrainConfig(**cfg), train_set, val_set, collate_windows)
+        # the series and how windows are drawn from them: cheaper than hashing every window, and as exact
+        fingerprint = fingerprint_of({"series": training.entries, "max_train_windows": self.max_train_windows,
+                                      "window_sampling": self.window_sampling, "min_past": self.min_past})
         try:
-            self.last_result = trainer.train()
-            trained = trained_model(trainer, model)
+            # covariate maps the pretrained model lacked train whatever the PEFT method freezes
+            trained, self.last_result, self.last_summary = finetune(
+                model, TrainConfig(**cfg), train_set, val_set, collate_windows, methods=self.peft,
+                train_anyway=[f"{name}." for name in self.new_parameters], data_fingerprint=fingerprint,
+                announce=False)
         finally:
-            trainer.close()
             if tmp is not None:
                 tmp.cleanup()
+        if trained is None:  # an FSDP rank other than the main one
+            return None
         return MambaPredictor(plain_forecaster(trained), self.freq, self.num_samples, seed=self.seed)
 
 
@@ -290,35 +300,6 @@ def balanced_pick(series_of_window: np.ndarray, n: int, rng: np.random.Generator
         left -= take[k]
     picks = [rng.choice(np.flatnonzero(series_of_window == s), t, replace=False) for s, t in zip(series, take)]
     return np.concatenate(picks)
-
-
-def trained_model(trainer, model: MambaForecaster) -> MambaForecaster:
-    """The trained forecaster, whole and unwrapped, on every rank: under DDP the wrapped module; under
-    FSDP (whose sharded parameters cannot be copied) the gathered full state loaded into a copy of the
-    model's structure (a collective: every rank calls this)."""
-    from mambatune.core.training import distributed as dist_utils
-
-    env = trainer.env
-    if not (env.active and env.strategy == "fsdp"):
-        return dist_utils.unwrap(trainer.model)
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-    state = get_model_state_dict(trainer.model, options=StateDictOptions(full_state_dict=True))
-    whole = _structure_like(model)
-    whole.load_state_dict({k: v.detach().cpu() for k, v in state.items()})
-    return whole
-
-
-def _structure_like(model: MambaForecaster) -> MambaForecaster:
-    """A fresh forecaster with the same modules as ``model`` (PEFT wrappers included, re-applied from its
-    config), on CPU."""
-    from mambatune.core import peft as peft_lib
-
-    fresh = MambaForecaster(model.config)
-    state = getattr(model, "peft_state", None)
-    if state is not None:
-        peft_lib.apply(fresh, state.config)
-    return fresh
 
 
 def plain_forecaster(model: MambaForecaster) -> MambaForecaster:

@@ -96,7 +96,8 @@ def make_estimator(recipe, problem: Problem, output_dir: Path, pretrained: str |
 
 
 def train_forecaster(estimator: MambaEstimator, problem: Problem) -> tuple:
-    """Trains one forecaster (on every rank under torchrun); returns (predictor, training record)."""
+    """Trains one forecaster (on every rank under torchrun); returns (predictor, training record). The predictor
+    is None on the ranks other than the main one of an FSDP run."""
     fit, val = fit_and_validation(problem)
     started = time.time()
     predictor = estimator.train(fit, validation_data=val)
@@ -136,6 +137,8 @@ def train_main(recipe, problem: Problem, out_dir: Path, pretrained: str | None =
                                    context_length=context, seed=seed)
         predictor, training = train_forecaster(estimator, problem)
         members.append({"predictor": predictor, "training": training, "seed": seed, "context_length": context})
+    if not domain_run.is_main_process():  # under FSDP the other ranks hold no model (see MambaEstimator.train)
+        return None, members
     return EnsemblePredictor([m["predictor"] for m in members]), members
 
 
