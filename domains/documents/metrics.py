@@ -120,7 +120,7 @@ def save_confusion_matrix(matrix, label_names: list[str], path: str | Path, titl
     cm = np.asarray(matrix, dtype=np.float64)
     shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
     k = len(label_names)
-    fig, ax = plt.subplots(figsize=(2.5 + 0.55 * k, 1.6 + 0.5 * k), dpi=100)
+    fig, ax = plt.subplots(figsize=(max(6.0, 3.0 + 0.55 * k), max(4.5, 2.4 + 0.5 * k)), dpi=100, layout="constrained")
     image = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
     bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     bar.set_label("share of the true class" if normalize else "examples", fontsize=8)
