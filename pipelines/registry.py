@@ -51,7 +51,7 @@ PIPELINES: dict[str, Entry] = {
     "sequence_classification": Entry("mambatune.pipelines.sequence_classification"),
     "genomics": Entry("mambatune.pipelines.genomics", "mambatune.pipelines.genomics_ensemble",
                       ("auroc", "auprc", "accuracy", "macro_f1"), ("genome",)),
-    "documents": Entry("mambatune.pipelines.documents", "mambatune.pipelines.documents_ensemble",
+    "documents": Entry("mambatune.pipelines.documents", "mambatune.pipelines.documents.ensemble",
                        ("accuracy", "micro_f1", "macro_f1")),
     "timeseries": Entry("mambatune.pipelines.timeseries", "mambatune.pipelines.timeseries.ensemble",
                         ("MASE", "sMAPE", "wQL")),

@@ -181,7 +181,7 @@ def test_empty_texts_counted_or_refused(tmp_path, capsys, no_split):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     err = bad_run(tmp_path, capsys, f"data.path={path}", *COLUMNS, "data.empty_texts=error")
     assert "2 empty document(s)" in err and "gaps.jsonl, row 4" in err and "data.empty_texts=drop" in err
-    from mambatune.pipelines.documents_data import DataConfig, load_data
+    from mambatune.pipelines.documents.data import DataConfig, load_data
     data = load_data(DataConfig(path=str(path), text_column="body", label_column="licence", id_column="doc_id"))
     assert sum(len(t) for t in data.tables.values()) == 38 and data.tables["train"].report.n_empty_dropped == 2
     assert any("2 empty document(s) left out" in n and "gaps.jsonl, row 8" in n for n in data.notes)
@@ -216,3 +216,6 @@ def test_your_data_documents_page_runs(tmp_path, monkeypatch):
     for i, block in enumerate(code):
         exec(compile(block, f"your-data.md[long documents, python block {i}]", "exec"), {"__name__": f"docs_{i}"})
     assert (tmp_path / "runs" / "contracts" / "splits.csv").is_file()
+    predicted = read_rows(tmp_path / "new_predictions.csv")  # the page's predict step: a row per input
+    assert [r["id"] for r in predicted] == ["n1", "n2", "n3"] and predicted[1]["note"].startswith("empty document")
+    assert predicted[2]["flag"].startswith("long:") and predicted[2]["flag"].endswith("cut to 128")

@@ -8,8 +8,10 @@ What a run leaves and what the verbs rebuild from it: ``classify`` saves ``label
 
 ``predict`` reads a folder of ``.txt`` / ``.md`` files (recursively; id = the relative path), one
 ``.txt`` / ``.md`` file (one document), or a table (JSON lines / CSV / TSV / parquet / JSON, ``.gz`` too)
-with the recipe's text column (id = the recipe's ``data.id_column`` or an ``id`` column, else the file row). Every document is one output row; an empty
-one keeps its row with a ``note`` and no prediction.
+with a text column and an id column (options, else the run's own ``data.text_column`` / ``data.id_column``,
+else ``text`` / ``id``; no id column: the file row). Every input is one output row, in input order: an empty
+one keeps its row with a ``note`` and no prediction; one far outside the training lengths is scored and
+flagged (``flag``: cut to ``max_length``, or far shorter / longer than the training documents).
 
 An ensemble run (``data.ensemble`` > 1, or made by ``mambatune ensemble``) holds its classifiers in
 ``member-<k>/`` (each with ``member.json``: its model seed and base model); ``eval`` and ``predict``
@@ -37,9 +39,11 @@ from mambatune.domains import tables
 from mambatune.domains.documents.tokenizer_file import check_tokenizer, save_tokenizer
 from mambatune.domains.documents.training import DocumentClassifier, lm_windows, predict_scores
 
-from . import documents as d
-from . import domain_run
-from . import ensemble_runs as shared
+from .. import domain_run
+from .. import ensemble_runs as shared
+from .data import load_splits, make_tokenizer
+from .models import build_classifier
+from .scores import lm_nats_per_token, probabilities, sigmoid, word_counts
 
 TEXT_SUFFIXES = (".txt", ".md", ".text")
 
@@ -60,7 +64,7 @@ def load_classifier(run_dir: Path, recipe, results: dict):
 def classifier_info(run_dir: Path, recipe, results: dict) -> tuple:
     """(tokenizer, label names, multi_label) of a classify run; the recipe's tokenizer must be the one saved with
     the run's model (its tokenizer.json, where the run wrote one)."""
-    tok = d.make_tokenizer(recipe.data)
+    tok = make_tokenizer(recipe.data)
     for folder in (run_dir / "model", run_dir / "adapter", run_dir / "member-0" / "model", run_dir / "member-0" / "adapter"):
         check_tokenizer(tok, folder)
     return tok, json.loads((run_dir / "labels.json").read_text()), bool(results.get("multi_label"))
@@ -75,7 +79,7 @@ def load_model(folder: Path, recipe, base_model: str | None, tok, names: list[st
         if (folder / "base").is_dir():
             model = load_pretrained(folder / "base")
         else:  # the pretrained base with the run's seeded head, as the run built it
-            model = d.build_classifier(recipe, tok, len(names), multi, None, base_model)
+            model = build_classifier(recipe, tok, len(names), multi, None, base_model)
         peft.load_adapter(model, folder / "adapter")
     else:
         raise FileNotFoundError(f"{folder} has neither model/ nor adapter/: the run did not save a model")
@@ -106,7 +110,7 @@ def member_probabilities(run_dir: Path, recipe, results: dict, data) -> list[np.
         wrapped = load_model(folder, member_recipe, base, tok, names, multi)
         logits = predict_scores(wrapped, data, recipe.train.batch_size, recipe.data.max_tokens_per_batch) \
             if data is not None else np.zeros((0, len(names)))
-        out.append(d.probabilities(logits, multi))
+        out.append(probabilities(logits, multi))
         del wrapped
     return out
 
@@ -127,7 +131,7 @@ def load_lm(run_dir: Path, recipe):
 def lm_split_windows(recipe, split: str, tok) -> list:
     """The windows the run scored (test) or trained / validated on (train / val), rebuilt the same way."""
     cfg = recipe.data
-    tables = d.load_splits(dataclasses.replace(cfg, max_train=None, max_eval=None), recipe.source)
+    tables = load_splits(dataclasses.replace(cfg, max_train=None, max_eval=None), recipe.source)
     length = cfg.max_length or 4096
     if split == "test":
         return lm_windows(tables["test"].texts, tok, length, max_windows=cfg.max_eval or 200)
@@ -149,14 +153,14 @@ def evaluate(run_dir, split: str | None = None) -> dict:
     cfg = recipe.data
     name = next(iter(results["test"]))
     if cfg.task == "pretrain_text":
-        tok = d.make_tokenizer(cfg)
+        tok = make_tokenizer(cfg)
         windows = lm_split_windows(recipe, split, tok)
-        nats = d.lm_nats_per_token(load_lm(run_dir, recipe), windows, tok.pad_id)
+        nats = lm_nats_per_token(load_lm(run_dir, recipe), windows, tok.pad_id)
         unit = "byte" if cfg.tokenizer == "byte" else "token"
         return {"task": cfg.task, "split": split, "model": name, "examples": len(windows),
                 "metrics": {f"nats_per_{unit}": nats, f"bits_per_{unit}": nats / np.log(2)}}
     tok, names, multi = classifier_info(run_dir, recipe, results)
-    tables = d.load_splits(cfg, recipe.source)
+    tables = load_splits(cfg, recipe.source)
     vocab = LabelVocabulary.from_table(tables["train"])
     data = DocumentDataset(tables[split], tok, vocab=vocab, max_length=cfg.max_length, overflow=cfg.overflow,
                            stride=cfg.chunk_stride, unseen="error" if split == "train" else cfg.unseen_labels)
@@ -166,8 +170,8 @@ def evaluate(run_dir, split: str | None = None) -> dict:
     else:
         scores = predict_scores(load_classifier(run_dir, recipe, results)[0], data, recipe.train.batch_size,
                                 cfg.max_tokens_per_batch)
-        scores = d.sigmoid(scores) if multi else scores
-    y, lengths, edges = data.label_matrix(), d.word_counts(tables[split]), tuple(cfg.length_edges)
+        scores = sigmoid(scores) if multi else scores
+    y, lengths, edges = data.label_matrix(), word_counts(tables[split]), tuple(cfg.length_edges)
     if multi:
         metrics = multilabel_metrics(y, scores, names, thresholds=thresholds_of(run_dir, results),
                                      lengths=lengths, length_edges=edges)
@@ -182,40 +186,78 @@ def evaluate(run_dir, split: str | None = None) -> dict:
 
 @dataclass
 class DocumentInputs:
+    """What ``predict`` scores: an id and a text per input, a note per input (what was changed, e.g. a missing
+    id), and counts for stderr."""
+
     ids: list[str]
     texts: list[str]
     counts: Counter = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.notes = self.notes or [""] * len(self.ids)
 
 
-def read_inputs(source: str, recipe) -> DocumentInputs:
-    """Documents from a folder of text files, one text file, or a table with the recipe's text column."""
+def read_inputs(source: str, recipe, text_column: str | None = None, id_column: str | None = None) -> DocumentInputs:
+    """Documents from a folder of text files, one text file, or a table (CSV / TSV / JSON lines / parquet /
+    JSON, ``.gz`` too) with a text column and an id column: ``text_column`` / ``id_column`` when given (must
+    exist), else the run's own (``data.text_column`` / ``data.id_column``) or ``text`` / ``id``. Every row is
+    an input; a row without text keeps its place (``predict`` notes it), one without an id is named by its
+    row number."""
     path = Path(source)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
         if not files:
             raise ValueError(f"{path} has no {' / '.join(TEXT_SUFFIXES)} files")
-        out = DocumentInputs([str(f.relative_to(path)) for f in files], [])
+        out = DocumentInputs([f.relative_to(path).as_posix() for f in files], [])
         for f in files:
             text, n_bad = decode_text(f.read_bytes())
             out.counts["non_utf8_documents"] += n_bad > 0
             out.texts.append(text)
+            out.notes.append(f"{n_bad} invalid UTF-8 byte sequence(s) replaced" if n_bad else "")
         return out
     if not path.is_file():
         raise FileNotFoundError(f"input {source} not found; documents predict reads a folder of text files, a "
                                 ".txt file, or a JSONL / CSV / TSV / parquet table with a text column")
     if path.suffix.lower() in TEXT_SUFFIXES:
-        return DocumentInputs([path.name], [decode_text(path.read_bytes())[0]])
-    cfg = recipe.data
+        text, n_bad = decode_text(path.read_bytes())
+        return DocumentInputs([path.name], [text], notes=[f"{n_bad} invalid UTF-8 byte sequence(s) replaced"
+                                                          if n_bad else ""])
+    return read_table_inputs(path, recipe.data, text_column, id_column)
+
+
+def read_table_inputs(path: Path, cfg, text_column: str | None, id_column: str | None) -> DocumentInputs:
+    """A table of documents (see :func:`read_inputs`); errors name the file and its columns."""
     frame = tables.read_table(path, encoding=cfg.encoding)  # any table format, .gz too; errors name file and row
-    column = cfg.text_column if cfg.text_column in frame.columns else "text"
-    tables.require_columns(frame, {"data.text_column": column}, f"predict input {path}")
+    where = f"predict input {path}"
+    present = [c for c in frame.columns if c not in (tables.FILE, tables.ROW)]
+    if text_column is not None:
+        tables.require_columns(frame, {"the text column (--text-column)": text_column}, where)
+        column = text_column
+    else:
+        column = next((c for c in (cfg.text_column, "text") if c in frame.columns), None)
+        if column is None:
+            raise tables.TableError(f"{where}: no text column: the run read {cfg.text_column!r} and there is no "
+                                    f"'text' column either; its columns are {', '.join(present)}. Name the column "
+                                    "of the documents (--text-column), or rename it")
+    if id_column is not None:
+        tables.require_columns(frame, {"the id column (--id-column)": id_column}, where)
+    else:
+        id_column = next((c for c in (cfg.id_column, "id") if c and c in frame.columns and c != column), None)
     text = pl.col(column)
     if isinstance(frame.schema[column], (pl.List, pl.Array)):  # paragraphs, joined as the run's loader does
         text = text.list.join("\n\n")
     texts = frame.select(text.cast(pl.String))[column].to_list()
-    id_column = next((c for c in (cfg.id_column, "id") if c and c in frame.columns), None)
-    ids = [str(v) for v in frame[id_column].to_list()] if id_column else [str(r) for r in frame[tables.ROW].to_list()]
-    return DocumentInputs(ids, [t or "" for t in texts])
+    rows = [str(r) for r in frame[tables.ROW].to_list()]
+    out = DocumentInputs(rows, [t or "" for t in texts])
+    if id_column is not None:
+        for i, v in enumerate(frame[id_column].to_list()):
+            if v is None or not str(v).strip():
+                out.notes[i] = f"no {id_column!r}: named by its row ({tables.where_row(frame, i)})"
+                out.counts["rows_without_id"] += 1
+            else:
+                out.ids[i] = str(v).strip()
+    return out
 
 
 def decode_text(data: bytes) -> tuple[str, int]:
@@ -223,62 +265,90 @@ def decode_text(data: bytes) -> tuple[str, int]:
     return decode_utf8(data, "replace")
 
 
-def length_note(tokens: int, cfg) -> str:
-    if cfg.max_length is None or tokens <= cfg.max_length:
+FAR = 2  # an input is flagged when its length is more than FAR times outside the training lengths' 5-95% range
+
+
+def length_flag(tokens: int, cfg, trained: dict | None) -> str:
+    """Why an input is far from what the model was trained on: longer than ``max_length`` (cut: the model reads
+    its start only), or, against the training documents' lengths (``results.json`` ``train_lengths``, tokens as
+    the model read them), more than :data:`FAR` times shorter than the 5th or longer than the 95th percentile."""
+    if cfg.max_length is not None and tokens > cfg.max_length and cfg.overflow == "truncate":
+        return f"long: {tokens:,} tokens, cut to {cfg.max_length:,}"
+    if not trained:
         return ""
-    if cfg.overflow == "chunk":
-        return f"{tokens} tokens cut into chunks of {cfg.max_length} (features pooled by {cfg.chunk_pool})"
-    return f"truncated to {cfg.max_length} of {tokens} tokens"
+    cap = cfg.max_length if cfg.overflow == "truncate" and cfg.max_length is not None else None
+    low, high = (min(trained[k], cap) if cap else trained[k] for k in ("p05", "p95"))
+    if tokens * FAR < low:
+        return f"short: {tokens:,} tokens; 95% of training documents had at least {low:,}"
+    if tokens > FAR * high:
+        return f"long: {tokens:,} tokens; 95% of training documents had at most {high:,}"
+    return ""
+
+
+def length_note(tokens: int, cfg) -> str:
+    if cfg.max_length is None or tokens <= cfg.max_length or cfg.overflow != "chunk":
+        return ""
+    return f"{tokens:,} tokens cut into chunks of {cfg.max_length} (features pooled by {cfg.chunk_pool})"
 
 
 def predict(run_dir, inputs: DocumentInputs) -> list[dict]:
-    """One row per document: id, tokens, the predicted label (multi-label: every label over its tuned
-    threshold, joined by ``;``), a probability per label, and a note (truncation, chunks, empty)."""
+    """One row per input, in input order: id, tokens, the predicted label (multi-label: every label over its
+    tuned threshold, joined by ``;``), a probability per label, a ``flag`` for an input far outside the
+    training lengths (:func:`length_flag`), and a ``note`` (not classified and why, chunks, changes)."""
     run_dir, recipe, results = open_run(run_dir)
     cfg = recipe.data
     ok = [i for i, t in enumerate(inputs.texts) if t.strip()]
     inputs.counts.update(documents=len(inputs.texts), empty_not_classified=len(inputs.texts) - len(ok))
-    domain_run.report_skipped("predict documents", dict(inputs.counts))
     if cfg.task == "pretrain_text":
+        domain_run.report_skipped("predict documents", dict(inputs.counts))
         return predict_lm(run_dir, recipe, inputs, ok)
     tok, names, multi = classifier_info(run_dir, recipe, results)
     label = pl.Series("label", [[] for _ in ok], dtype=pl.List(pl.String)) if multi else \
         pl.Series("label", [names[0]] * len(ok), dtype=pl.String)  # placeholders: the dataset wants labels
-    table = DocumentTable(pl.DataFrame({"text": [inputs.texts[i] for i in ok]}).with_columns(label), multi,
-                          LoadReport("predict"))
+    table = DocumentTable(pl.DataFrame({"text": [inputs.texts[i] for i in ok]}, schema={"text": pl.String})
+                          .with_columns(label), multi, LoadReport("predict"))
     data = DocumentDataset(table, tok, vocab=LabelVocabulary(names), max_length=cfg.max_length,
                            overflow=cfg.overflow, stride=cfg.chunk_stride, unseen="map") if ok else None
     # one classifier's probabilities, or the mean of an ensemble's members'
     probs = np.mean(member_probabilities(run_dir, recipe, results, data), axis=0)
     if multi:
         thresholds = np.asarray(thresholds_of(run_dir, results) or [0.5] * len(names))
-    rows = [{"id": i, "tokens": 0, "label": "", **{f"p_{n}": "" for n in names},
-             "note": "empty document: not classified"} for i in inputs.ids]
+    rows = [{"id": i, "tokens": 0, "label": "", **{f"p_{n}": "" for n in names}, "flag": "",
+             "note": join_notes("empty document: not classified", note)} for i, note in zip(inputs.ids, inputs.notes)]
+    trained = results.get("train_lengths")
     for j, i in enumerate(ok):
         tokens = int(data.raw_lengths[j])
         predicted = ";".join(n for n, p, t in zip(names, probs[j], thresholds) if p >= t) if multi \
             else names[int(probs[j].argmax())]
+        flag = length_flag(tokens, cfg, trained)
+        inputs.counts["flagged_length"] += bool(flag)
         rows[i].update({"tokens": tokens, "label": predicted, **{f"p_{n}": round(float(p), 6)
                                                                   for n, p in zip(names, probs[j])},
-                        "note": length_note(tokens, cfg)})
+                        "flag": flag, "note": join_notes(length_note(tokens, cfg), inputs.notes[i])})
+    domain_run.report_skipped("predict documents", dict(inputs.counts))
     return rows
+
+
+def join_notes(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
 
 
 def predict_lm(run_dir: Path, recipe, inputs: DocumentInputs, ok: list[int]) -> list[dict]:
     """Per document: the LM's loss on its windows of ``max_length`` tokens, in bits per byte (or token)."""
     cfg = recipe.data
-    tok = d.make_tokenizer(cfg)
+    tok = make_tokenizer(cfg)
     model = load_lm(run_dir, recipe)
     unit = "byte" if cfg.tokenizer == "byte" else "token"
-    rows = [{"id": i, "tokens": 0, f"bits_per_{unit}": "", "note": "empty document: not scored"} for i in inputs.ids]
+    rows = [{"id": i, "tokens": 0, f"bits_per_{unit}": "", "note": join_notes("empty document: not scored", note)}
+            for i, note in zip(inputs.ids, inputs.notes)]
     for i in ok:
         windows = lm_windows([inputs.texts[i]], tok, cfg.max_length or 4096, min_length=2)
         if not windows:
             rows[i]["note"] = "shorter than two tokens: not scored"
             continue
-        nats = d.lm_nats_per_token(model, windows, tok.pad_id)
+        nats = lm_nats_per_token(model, windows, tok.pad_id)
         rows[i].update({"tokens": sum(len(w) for w in windows), f"bits_per_{unit}": round(nats / np.log(2), 6),
-                        "note": ""})
+                        "note": inputs.notes[i]})
     return rows
 
 
@@ -305,7 +375,7 @@ def export(run_dir, out) -> Path:
         domain_run.export_model(wrapped.model, out, meta)
     if cfg.tokenizer != "byte" and Path(cfg.tokenizer).is_file():
         shutil.copyfile(cfg.tokenizer, Path(out) / "tokenizer.json")
-    tok = d.make_tokenizer(cfg)
+    tok = make_tokenizer(cfg)
     for folder in [Path(out) / "model", *sorted(Path(out).glob("member-*/model"))]:
         if folder.is_dir():  # the exported model keeps the ids it was trained on
             save_tokenizer(tok, folder)

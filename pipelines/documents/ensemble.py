@@ -8,14 +8,14 @@ Two ways to make one, both giving the same run folder layout::
     member-<k>/   one classifier each: model/, or adapter/ (+ base/), and member.json (its seed, base model)
     results.json  report.md  plots/confusion_*.png
 
-- ``data.ensemble: K`` in a ``classify`` recipe trains the K members in one run (``documents.run_classify``,
-  with :func:`score_ensemble` from here and ``ensemble_runs.training_record``);
+- ``data.ensemble: K`` in a ``classify`` recipe trains the K members in one run (``tasks.run_classify``,
+  with ``scores.score_ensemble`` and ``ensemble_runs.training_record``);
 - ``mambatune ensemble RUN [RUN ...] --out DIR`` (:func:`combine_runs`) combines finished runs trained
   separately, e.g. seeds trained side by side on several GPUs; a run that is itself an ensemble
   contributes its members. The runs must read the same data the same way (:func:`check_compatible`).
 
 results.json ``test`` holds the ensemble first, then each member alone (``... member k``), then the
-baselines. ``mambatune eval / predict / export`` work on the folder (``documents_verbs``).
+baselines. ``mambatune eval / predict / export`` work on the folder (``verbs``).
 """
 from __future__ import annotations
 
@@ -24,16 +24,18 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 
 from mambatune.core.atomic import atomic_write_text
 from mambatune.domains.documents import DocumentDataset, LabelVocabulary
 from mambatune.domains.documents.metrics import save_confusion_matrix
 from mambatune.domains.documents.training import predict_scores
 
-from . import documents as d
-from . import documents_verbs as verbs
-from . import ensemble_runs as shared
+from .. import ensemble_runs as shared
+from ..recipe import load_resolved
+from . import verbs
+from .data import load_splits, make_tokenizer
+from .report import write_report
+from .scores import combine_text, score_ensemble, slug, word_counts, write_test_predictions
 
 # data settings that change what a model reads, or which documents it is scored on
 READ_KEYS = ("source", "path", "test_path", "labels_path", "file_column", "text_column", "label_column", "id_column",
@@ -42,43 +44,10 @@ READ_KEYS = ("source", "path", "test_path", "labels_path", "file_column", "text_
              "max_length", "overflow", "chunk_stride", "chunk_pool", "max_eval", "unseen_labels")
 
 
-# -- scoring (data.ensemble runs and combined runs alike) ----------------------------------------
-
-def combine_text(multi: bool) -> str:
-    if multi:
-        return ("the mean of the members' sigmoid probabilities, with per-class thresholds tuned on the averaged "
-                "validation probabilities")
-    return "the mean of the members' softmax probabilities (prediction: the most probable label)"
-
-
-def score_ensemble(logits: list[dict], y: dict, names: list[str], multi: bool, lengths, edges, method: str,
-                   members: list[dict]) -> tuple:
-    """(test metrics, thresholds, ensemble record, the ensemble's test probabilities) from each member's
-    ``{"val", "test"}`` logits: the
-    ensemble (``"<method>, ensemble of K"``, the mean of the members' probabilities) first, then each
-    member alone (``"<its method> member k"``, scored as a single run scores its model). ``members``:
-    per member, what the record keeps (``seed``, ``dir``, ...; ``method`` when it differs)."""
-    if len(logits) != len(members) or not logits:
-        raise ValueError(f"an ensemble needs one record per member: {len(logits)} members, {len(members)} records")
-    probs = [{s: d.probabilities(m[s], multi) for s in ("val", "test")} for m in logits]
-    mean = {s: np.mean([p[s] for p in probs], axis=0) for s in ("val", "test")}
-    metrics, thresholds = d.model_metrics(y, mean["val"], mean["test"], names, multi, lengths, edges)
-    test = {f"{method}, ensemble of {len(logits)}": metrics}
-    records = []
-    for k, (raw, p, info) in enumerate(zip(logits, probs, members)):
-        name = f"{info.get('method', method)} member {k}"
-        scores = p if multi else raw  # a single run: sigmoid probabilities, or the argmax of its logits
-        test[name] = d.model_metrics(y, scores["val"], scores["test"], names, multi, lengths, edges)[0]
-        records.append({"member": k, "name": name, **info})
-    return test, thresholds, {"size": len(logits), "method": method, "combine": combine_text(multi),
-                              "members": records}, mean["test"]
-
-
 # -- `mambatune ensemble`: finished runs combined ------------------------------------------------
 
 def open_source(run) -> tuple:
     """(folder, recipe, results) of a finished documents classify run, or a clear error."""
-    from .recipe import load_resolved
     folder = Path(run)
     if folder.is_dir() and (folder / "config.yaml").is_file():
         pipeline = load_resolved(folder).pipeline
@@ -134,7 +103,7 @@ def combine_runs(runs: list, out) -> Path:
         results["total_seconds"] = time.time() - start
         copy_baseline_plots(first, out, results["baselines"])
         shared.finish_combined(out, recipe, results, opened, members, combine_text(results["multi_label"]),
-                               d.write_report)
+                               write_report)
     shared.write_combined_run(out, write)
     return out
 
@@ -142,15 +111,15 @@ def combine_runs(runs: list, out) -> Path:
 def eval_splits(recipe, names: list[str]) -> tuple:
     """({"val", "test"} DocumentDatasets as the runs scored them, test word counts, the test table)."""
     cfg = recipe.data
-    tables = d.load_splits(cfg, recipe.source)
+    tables = load_splits(cfg, recipe.source)
     vocab = LabelVocabulary.from_table(tables["train"])
     if vocab.names() != names:
         raise ValueError(f"the training split of {cfg.source} now has labels {vocab.names()}, the runs {names}: "
                          "the data changed since they were trained")
-    tok = d.make_tokenizer(cfg)
+    tok = make_tokenizer(cfg)
     data = {s: DocumentDataset(tables[s], tok, vocab=vocab, max_length=cfg.max_length, overflow=cfg.overflow,
                                stride=cfg.chunk_stride, unseen=cfg.unseen_labels) for s in ("val", "test")}
-    return data, d.word_counts(tables["test"]), tables["test"]
+    return data, word_counts(tables["test"]), tables["test"]
 
 
 def score_combined(out: Path, recipe, first_results: dict, members: list[dict], names: list[str], data: dict,
@@ -169,7 +138,7 @@ def score_combined(out: Path, recipe, first_results: dict, members: list[dict], 
     records = [shared.member_record(k, m, method) for k, m in enumerate(members)]
     test, thresholds, ensemble, probs = score_ensemble(logits, y, names, multi, test_lengths,
                                                        tuple(cfg.length_edges), method, records)
-    d.write_test_predictions(out, test_table, names, probs, multi, thresholds)
+    write_test_predictions(out, test_table, names, probs, multi, thresholds)
     baselines = shared.first_baselines(first_results)
     test.update(baselines)
     if multi:
@@ -177,7 +146,7 @@ def score_combined(out: Path, recipe, first_results: dict, members: list[dict], 
     else:
         ens_name = next(iter(test))
         save_confusion_matrix(test[ens_name]["confusion_matrix"], names,
-                              out / "plots" / f"confusion_{d.slug(ens_name)}.png",
+                              out / "plots" / f"confusion_{slug(ens_name)}.png",
                               title=f"{ens_name}: test confusion matrix")
     first_run = members[0]["source_run"]
     ensemble["note"] = (f"The baseline rows are copied from {first_run}/results.json, not refitted: the baselines "
@@ -185,6 +154,7 @@ def score_combined(out: Path, recipe, first_results: dict, members: list[dict], 
     return {"task": "classify", "multi_label": multi, "labels": names, "test": test, "baselines": baselines,
             "sizes": first_results.get("sizes"), "length_handling": first_results.get("length_handling"),
             "load_reports": first_results.get("load_reports"),
+            "train_lengths": first_results.get("train_lengths"), "model_notes": first_results.get("model_notes", []),
             "training": shared.training_record([m["training"] for m in members], [r["seed"] for r in records]),
             "summary": first_results.get("summary"), "base_model": first_results.get("base_model"),
             "ensemble": ensemble}
@@ -192,7 +162,7 @@ def score_combined(out: Path, recipe, first_results: dict, members: list[dict], 
 
 def copy_baseline_plots(first: Path, out: Path, baselines: dict) -> None:
     for name in baselines:
-        plot = first / "plots" / f"confusion_{d.slug(name)}.png"
+        plot = first / "plots" / f"confusion_{slug(name)}.png"
         if plot.is_file():
             (out / "plots").mkdir(exist_ok=True)
             shutil.copyfile(plot, out / "plots" / plot.name)
