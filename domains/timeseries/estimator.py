@@ -113,7 +113,9 @@ class MambaEstimator:
     it may be switched on when fine-tuning: the head gets its per-step weights, starting at 1);
     scale_window: scaling statistics from the context's last W steps (see ``ForecasterConfig``; None
     keeps a pretrained model's, 0 = the whole context); holidays: a holiday calendar (``us``) whose
-    covariates the model reads (None keeps a pretrained model's, "" = none).
+    covariates the model reads (None keeps a pretrained model's, "" = none); backend: the kernels'
+    backend of a pretrained forecaster (``core.MambaConfig.backend``; None keeps its own; a new model takes
+    ``backbone["backend"]``).
 
     Covariates come from the data: every series' ``feat_dynamic_real`` rows are known covariates
     (for prediction they must run ``prediction_length`` steps past the target, as in GluonTS) and
@@ -131,7 +133,8 @@ class MambaEstimator:
                  backbone: dict[str, Any] | None = None, pretrained: str | Path | None = None, peft=None,
                  train: dict[str, Any] | None = None, max_train_windows: int = 4096, min_past: int | None = None,
                  num_samples: int = 100, seed: int = 0, window_sampling: str = "proportional",
-                 seasonal_skip: int | None = None, scale_window: int | None = None, holidays: str | None = None):
+                 seasonal_skip: int | None = None, scale_window: int | None = None, holidays: str | None = None,
+                 backend: str | None = None):
         if window_sampling not in WINDOW_SAMPLINGS:
             raise ValueError(f"window_sampling must be one of {WINDOW_SAMPLINGS}, got {window_sampling!r}")
         self.freq = freq
@@ -148,6 +151,7 @@ class MambaEstimator:
         self.seasonal_skip = seasonal_skip  # None: the pretrained model's (0 from scratch)
         self.scale_window = scale_window  # likewise
         self.holidays = holidays  # likewise
+        self.backend = backend  # the kernels a pretrained forecaster runs on (None: its own setting)
         self.config = ForecasterConfig(
             context_length=context_length, prediction_length=prediction_length,
             patch_length=min(patch_length, context_length), stride=min(stride, patch_length, context_length),
@@ -165,6 +169,12 @@ class MambaEstimator:
         if self.pretrained is None:
             return MambaForecaster(self.config)
         model = load_forecaster(self.pretrained)
+        if self.backend is not None and model.config.backbone.get("backend", "auto") != self.backend:
+            # how the backbone computes, not what it is: the same weights in a model built for that backend
+            weights = model.state_dict()
+            model = MambaForecaster(ForecasterConfig.from_dict(
+                {**model.config.to_dict(), "backbone": {**model.config.backbone, "backend": self.backend}}))
+            model.load_state_dict(weights)
         base, want = model.config, self.config
         check_patching(base, *self.patching, where=str(self.pretrained))
         if base.num_time_features not in (0, num_time_features(self.freq)):

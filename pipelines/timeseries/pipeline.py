@@ -46,6 +46,7 @@ from .config import COMPETITIONS, dataset_names, group_names
 from .data import load_problem
 from .report import plot_fans, write_report
 from .tasks import (
+    built_backbone,
     main_name,
     make_estimator,
     pretrained_architecture,
@@ -75,6 +76,11 @@ def run(recipe) -> Path:
     torch.manual_seed(cfg.seed)
     pretrained = resolve_pretrained(recipe, run_dir) if cfg.task == "forecast" else None
     arch = pretrained_architecture(pretrained, cfg) if pretrained else None
+    backbone, model_notes = built_backbone(recipe, arch)  # a contradicting override: RecipeError, before training
+    if on_main:  # config.yaml now records the backbone as built (a pretrained forecaster's shape)
+        save_resolved(recipe, run_dir, built=backbone, notes=model_notes)
+        for note in model_notes:
+            print(f"model: {note}", flush=True)
     peft = recipe.peft if recipe.peft.methods else None
     if peft is not None and pretrained is None and on_main:
         print("note: PEFT without model.pretrained fine-tunes a randomly initialised forecaster")
@@ -121,7 +127,8 @@ def run(recipe) -> Path:
                "data": {"notes": problem.data_notes, "counts": problem.data_counts} if cfg.path else None,
                "forecasts": saved.name if saved else None,
                "fan_charts": [str(p.relative_to(run_dir)) for p in charts],
-               "mase_seasonality": problem.mase_seasonality, "total_seconds": time.time() - start}
+               "model_notes": model_notes, "mase_seasonality": problem.mase_seasonality,
+               "total_seconds": time.time() - start}
     atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2, default=float) + "\n")
     write_report(run_dir, recipe, results, name)
     return run_dir

@@ -74,6 +74,8 @@ def write_report(run_dir: Path, recipe, results: dict, name: str) -> None:
                        "| context | MASE | wQL | sMAPE | steps | seconds |\n|---|---|---|---|---|---|\n" + lengths + "\n")
     if train.get("members"):
         per_series += "\n" + members_table(train["members"], results["test"][name]) + "\n"
+    if results.get("model_notes"):
+        per_series += "\n## Model\n\n" + "\n".join(f"- {n}" for n in results["model_notes"]) + "\n"
     if results.get("data"):
         notes = "\n".join(f"- {n}" for n in results["data"]["notes"]) or "- nothing changed or missing"
         per_series += f"\n## Data\n\nWhat reading `{cfg.path}` changed or counted:\n\n{notes}\n"

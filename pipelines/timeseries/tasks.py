@@ -14,9 +14,11 @@ from mambatune.domains.timeseries.ensemble import EnsemblePredictor, combine
 from mambatune.domains.timeseries.estimator import MambaEstimator, check_patching
 from mambatune.domains.timeseries.evaluation import METRIC_NAMES
 from mambatune.domains.timeseries.evaluation import evaluate as score_forecasts
+from mambatune.core import MambaConfig
 from mambatune.domains.timeseries.module import FORECASTER_CONFIG, ForecasterConfig, save_forecaster
 
 from .. import domain_run
+from ..recipe import pretrained_overrides
 from .config import DataConfig, dataset_names
 from .data import Problem, fit_and_validation, load_problem
 
@@ -78,10 +80,14 @@ def make_estimator(recipe, problem: Problem, output_dir: Path, pretrained: str |
         train["max_steps"] = max_steps
     arch = {"patch_length": cfg.patch_length, "stride": cfg.stride, "scaling": cfg.scaling,
             "time_features": cfg.time_features, "dropout": cfg.dropout, "backbone": dict(recipe.model.config)}
+    behaviour = {}  # the model.config keys that apply to a pretrained forecaster (its backend)
+    if pretrained is not None or architecture is not None:
+        behaviour, _ = pretrained_overrides(recipe, (architecture or pretrained_architecture(pretrained, cfg))
+                                            .mamba_config())
     if architecture is not None:  # the same model as a pretrained one (scratch baseline)
         arch = {"patch_length": architecture.patch_length, "stride": architecture.stride,
                 "scaling": architecture.scaling, "time_features": architecture.num_time_features > 0,
-                "dropout": architecture.dropout, "backbone": dict(architecture.backbone)}
+                "dropout": architecture.dropout, "backbone": {**architecture.backbone, **behaviour}}
     # null in the recipe: the pretrained architecture's setting (scratch baseline), else the estimator's default
     inherited = {name: getattr(architecture, name) if value is None and architecture is not None else value
                  for name, value in (("seasonal_skip", problem.season_length if cfg.seasonal_skip == "season"
@@ -92,7 +98,19 @@ def make_estimator(recipe, problem: Problem, output_dir: Path, pretrained: str |
                           peft=peft, train=train, max_train_windows=cfg.max_train_windows,
                           window_sampling=cfg.window_sampling,
                           num_samples=cfg.num_samples, seed=seed, **inherited, **arch,
-                          **head_options(recipe))
+                          backend=behaviour.get("backend") if pretrained else None, **head_options(recipe))
+
+
+def built_backbone(recipe, architecture: ForecasterConfig | None) -> tuple[MambaConfig, list[str]]:
+    """The forecaster's backbone as this run builds it, and notes for the report. A new forecaster: the recipe's
+    ``model.config`` (or the estimator's default). A pretrained one (``architecture``) keeps its shape: the
+    recipe's ``model.config`` goes through ``recipe.pretrained_overrides``, so a shape key of the recipe file
+    that differs is noted as not used, one given on the command line that contradicts the pretrained
+    forecaster is a RecipeError, and the behaviour keys (``backend``) apply."""
+    if architecture is None:
+        return ForecasterConfig(backbone=dict(recipe.model.config) or ForecasterConfig().backbone).mamba_config(), []
+    behaviour, notes = pretrained_overrides(recipe, architecture.mamba_config())
+    return ForecasterConfig(backbone={**architecture.backbone, **behaviour}).mamba_config(), notes
 
 
 def train_forecaster(estimator: MambaEstimator, problem: Problem) -> tuple:

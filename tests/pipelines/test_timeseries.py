@@ -256,6 +256,43 @@ def test_seasonal_skip_season_follows_the_data(tmp_path):
     assert main(["run", "timeseries/forecast_full", "data.seasonal_skip=weekly", "--dry-run"]) == 2
 
 
+def test_config_yaml_records_the_pretrained_forecaster_as_built(tmp_path, capsys):
+    """The model section with a pretrained forecaster: config.yaml says the backbone that was trained (the
+    shipped forecaster's 4 layers, not the recipe file's 2), the recipe file's unused shape keys are noted
+    there and in the report, and a command-line shape override that contradicts it is a clear error."""
+    import yaml
+
+    out = tmp_path / "pre"
+    tiny = [a for a in TINY if not a.startswith(("model.config", "data.patch_length", "data.stride"))]
+    shipped = ["model.pretrained=series-mamba-500k", "data.patch_length=16", "data.stride=8",
+               "data.scratch_baseline=false", "eval.baselines=false"]
+    assert main(["run", "timeseries/forecast_lora", f"train.output_dir={out}", *tiny, *shipped]) == 0
+    text = (out / "config.yaml").read_text()
+    model = yaml.safe_load(text)["model"]
+    assert model["config"]["n_layer"] == 4 and model["config"]["d_model"] == 128  # the shipped forecaster's
+    assert "# note: model.config.n_layer=2 of the recipe not used: the pretrained model has n_layer=4" in text
+    results = json.loads((out / "results.json").read_text())
+    assert any("d_model=64 of the recipe not used" in n for n in results["model_notes"])
+    assert "## Model" in (out / "report.md").read_text()
+    capsys.readouterr()
+    assert main(["run", "timeseries/forecast_lora", f"train.output_dir={tmp_path / 'bad'}", *tiny, *shipped,
+                 "model.config.n_layer=2"]) == 2
+    err = capsys.readouterr().err
+    assert "model.config.n_layer=2 contradicts the pretrained model 'series-mamba-500k', which has n_layer=4" in err
+    assert not (tmp_path / "bad" / "checkpoints").exists()  # refused before training
+
+
+def test_config_yaml_records_a_new_forecaster_as_built(tmp_path):
+    import yaml
+
+    out = tmp_path / "new"
+    assert main(["run", "timeseries/forecast_full", f"train.output_dir={out}", *TINY, "eval.baselines=false",
+                 "data.windows=1"]) == 0
+    model = yaml.safe_load((out / "config.yaml").read_text())["model"]["config"]
+    assert (model["d_model"], model["n_layer"], model["d_state"]) == (8, 1, 4)
+    assert model["vocab_size"] == 1 and "expand" in model  # every field of the backbone as built
+
+
 def test_holiday_covariates_when_fine_tuning_the_shipped_forecaster(tmp_path):
     """LoRA from the shipped forecaster (trained without covariates) with data.holidays=us: the covariate
     maps are added, trained (they start at zero) and saved, and the report names the calendar."""

@@ -121,3 +121,21 @@ def test_docs_page_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for i, block in enumerate(blocks):
         exec(compile(block, f"{page.name}[time series, python block {i}]", "exec"), {"__name__": f"docs_{i}"})
+
+
+def test_resuming_a_run_after_its_data_file_changed_is_refused(tmp_path, capsys):
+    """The run identity holds a fingerprint of the training series (issue 17): the same command after the
+    file changed does not resume the old checkpoints onto the new data; it stops and names the change."""
+    data = parking_csv(tmp_path / "parking.csv", days=10)
+    out = tmp_path / "run"
+    args = ["run", "timeseries/forecast_full", f"train.output_dir={out}", f"data.path={data}", *COLUMNS,
+            "data.prediction_length=12", "data.baselines=[]", *[t for t in TINY if not t.startswith("data.max_history")]]
+    assert main(args) == 0
+    assert main(args) == 0  # the same data: the finished run resumes (nothing left to train)
+    lines = data.read_text().splitlines()
+    lines[30] = lines[30].rsplit(",", 1)[0] + ",999"  # one reading changed
+    data.write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "extra.data_fingerprint:" in err and "other settings" in err, err
