@@ -18,6 +18,12 @@ is not counted). The count is exact and costs nothing (the methods are applied t
 copy of the backbone), so an over-budget trial is pruned before it trains, marked
 ``over_budget`` and not counted; the TPE sampler learns the region is infeasible (its
 ``constraints_func``).
+
+``kind`` (``Search.kind``; ``any`` by default) restricts the combinations: ``single`` samples exactly
+one method per trial, ``hybrid`` only combinations of two or more (a sample with fewer is rejected
+before it trains and not counted, like an over-budget one). Two searches of the same recipe, trials and
+budget, one ``single`` and one ``hybrid``, compare the best hybrid with the best single method at equal
+effort (``benchmarks/search.py``).
 """
 from __future__ import annotations
 
@@ -34,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .search_space import build_space, check_switches, model_shape, single
+from .search_space import build_space, check_kind, check_switches, model_shape, single
 from .search_trial import HEARTBEAT_S, POLL_S, fork_server, optuna_module, run_trial, trial_dir, without_children
 
 PRUNERS = ("median", "hyperband", "none")
@@ -58,8 +64,9 @@ class Search:
     budget: int | None = None
     methods: list[str] | None = None
     seed: int = 0
+    kind: str = "any"
 
-    DEFINING = ("recipe", "overrides", "budget", "methods", "seed")  # a resumed search must not change these
+    DEFINING = ("recipe", "overrides", "budget", "methods", "seed", "kind")  # a resumed search must not change these
 
     def __post_init__(self) -> None:
         if Path(self.recipe).is_file():  # a file by its absolute path, so workers and resumes find it anywhere
@@ -115,6 +122,8 @@ def study_name(recipe_name: str, search: Search) -> str:
     resumed search, or the same command on another host, finds the same study."""
     defining = {"name": recipe_name, "overrides": search.overrides, "budget": search.budget,
                 "methods": check_switches(search.methods), "seed": search.seed}
+    if search.kind != "any":  # so the studies of searches made before kinds existed keep their names
+        defining["kind"] = search.kind
     digest = hashlib.sha256(json.dumps(defining, sort_keys=True).encode()).hexdigest()[:8]
     return f"{recipe_name}-{digest}"
 
@@ -135,8 +144,9 @@ def make_pruner(name, optuna):
 
 
 def over_budget_violation(trial) -> list[float]:
-    """TPE's constraint: positive for a trial pruned over the budget, so the sampler avoids its region."""
-    return [float(trial.user_attrs.get("over_budget_by", 0))]
+    """TPE's constraint: positive for a trial pruned over the budget (or, in a hybrid search, with fewer
+    than two methods), so the sampler avoids its region."""
+    return [float(trial.user_attrs.get("over_budget_by", 0)) + float(bool(trial.user_attrs.get("not_hybrid")))]
 
 
 def open_study(search: Search, name: str, maximize: bool, worker: int = 0, pruner=None):
@@ -164,10 +174,15 @@ def retry_trial(study, trial) -> None:
     study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
 
 
+def rejected(trial) -> bool:
+    """Pruned before it trained: over the budget, or not a hybrid in a hybrid search."""
+    return bool(trial.user_attrs.get("over_budget") or trial.user_attrs.get("not_hybrid"))
+
+
 def counted(trials) -> int:
-    """Trials that count towards --trials: all but over-budget ones and dead ones that were re-enqueued."""
+    """Trials that count towards --trials: all but rejected ones and dead ones that were re-enqueued."""
     retried = {t.user_attrs.get("retry_of") for t in trials}
-    return sum(1 for t in trials if not t.user_attrs.get("over_budget")
+    return sum(1 for t in trials if not rejected(t)
                and not (t.state.name == "FAIL" and t.number in retried))
 
 
@@ -212,7 +227,7 @@ def gpu_of_worker(index: int, workers: int) -> dict[str, str]:
 
 def enqueue_singles(study, space, trials: int, lr: float) -> None:
     """One trial per method alone at its usual settings first, when --trials leaves as many for the search."""
-    if trials < 2 * len(space.switches) or len(space.switches) < 2:
+    if trials < 2 * len(space.switches) or len(space.switches) < 2 or space.kind == "hybrid":
         return
     for switch in space.switches:
         study.enqueue_trial(single(switch, space, lr), user_attrs={"seeded": f"{switch} alone"})
@@ -233,13 +248,14 @@ def worker(search: Search, index: int = 0, pruner=None) -> None:
         raise ValueError(f"--budget: cannot read the shape of model.pretrained={recipe.model.pretrained!r} here; "
                          "name a model folder or a shipped model there")
     from .recipe import pipeline_module
-    space = build_space(search.methods, shape)
+    space = build_space(search.methods, shape, search.kind)
     if index == 0 and space.left_out:
         study.set_user_attr("left_out", space.left_out)
     ctx = {"processes": fork_server(pipeline_module(recipe.pipeline).__name__), "folder": folder,
            "space": space, "base_lr": recipe.train.lr, "base": base,
            "shape": shape, "budget": search.budget, "metric": recipe.train.metric_for_best,
-           "maximize": recipe.train.higher_is_better(), "env": gpu_of_worker(index, search.workers)}
+           "maximize": recipe.train.higher_is_better(), "env": gpu_of_worker(index, search.workers),
+           "kind": space.kind}
     deadline = time.time() + search.timeout if search.timeout else None
     in_a_row = {"over_budget": 0, "failed": 0}
     while deadline is None or time.time() < deadline:
@@ -269,6 +285,8 @@ def worker(search: Search, index: int = 0, pruner=None) -> None:
                 continue
             line, end = run_trial(study, storage, trial, ctx)
         print(line, flush=True)
+        if end == "not_hybrid":  # neither breaks nor extends a run of over-budget samples
+            continue
         in_a_row = {kind: count + 1 if end == kind else 0 for kind, count in in_a_row.items()}
         if in_a_row["over_budget"] >= MAX_OVER_BUDGET:
             raise ValueError(f"--budget {search.budget:,}: {MAX_OVER_BUDGET} samples in a row exceed it; raise it "
@@ -289,7 +307,8 @@ def record_settings(search: Search) -> None:
     path = settings_file(search.folder)
     if path.is_file():
         old = json.loads(path.read_text())
-        changed = [k for k in Search.DEFINING if old.get(k) != getattr(search, k)]
+        defaults = {f.name: f.default for f in dataclasses.fields(Search)}
+        changed = [k for k in Search.DEFINING if old.get(k, defaults[k]) != getattr(search, k)]
         if changed:
             raise ValueError(f"{search.folder} holds a search with other {', '.join(changed)} "
                              f"({', '.join(f'{k}={old.get(k)!r}' for k in changed)}); resume it with the same ones "
@@ -310,6 +329,7 @@ def run_search(search: Search, pruner=None) -> Path:
                          f"{', '.join(PRUNERS)} for several workers")
     make_pruner(search.pruner, optuna_module())
     check_switches(search.methods)
+    check_kind(search.kind)
     base, recipe = base_recipe(search)
     folder = search.folder
     folder.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,8 @@ FIXED = ("number", "state", "value", "kind", "methods", "method_params", "traina
 def note_of(t, retried: set[int]) -> str:
     if t.user_attrs.get("over_budget"):
         return "over the parameter budget: pruned before training"
+    if t.user_attrs.get("not_hybrid"):
+        return "fewer than two methods in a hybrid search: pruned before training"
     if t.state.name == "FAIL" and t.number in retried:
         return "its worker was killed: re-run as a later trial"
     if t.user_attrs.get("error"):
@@ -34,6 +36,8 @@ def note_of(t, retried: set[int]) -> str:
     return t.user_attrs.get("seeded", "")
 
 
+KIND_TEXT = {"any": "any (any combination of the methods)", "single": "single (one method per trial)",
+             "hybrid": "hybrid (two or more methods per trial)"}
 NOT_SCORES = ("n", "positives", "seconds")  # numbers a pipeline reports beside its test scores
 
 
@@ -137,9 +141,11 @@ def write_outputs(study, search, base: dict[str, Any], recipe) -> Path:
     metric, maximize = recipe.train.metric_for_best, recipe.train.higher_is_better()
     states = {s: sum(t.state.name == s for t in trials) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")}
     over = sum(bool(t.user_attrs.get("over_budget")) for t in trials)
+    not_hybrid = sum(bool(t.user_attrs.get("not_hybrid")) for t in trials)
     complete = [t for t in trials if t.state.name == "COMPLETE"]
-    summary = (f"{len(trials)} trials: {states['COMPLETE']} complete, {states['PRUNED'] - over} pruned by the "
-               f"pruner, {over} over the budget, {states['FAIL']} failed"
+    summary = (f"{len(trials)} trials: {states['COMPLETE']} complete, {states['PRUNED'] - over - not_hybrid} pruned "
+               f"by the pruner, {over} over the budget, {states['FAIL']} failed"
+               + (f", {not_hybrid} not hybrids (rejected)" if not_hybrid else "")
                + (f", {states['RUNNING']} still running" if states["RUNNING"] else ""))
     if not complete:
         atomic_write_text(folder / "search_report.md", f"# Search: {recipe.name}\n\n{summary}; no trial completed, "
@@ -167,6 +173,7 @@ def write_outputs(study, search, base: dict[str, Any], recipe) -> Path:
 
 - recipe: `{search.recipe}`{overrides}
 - objective: the best validation {metric} of each run ({'maximised' if maximize else 'minimised'})
+- kind: {KIND_TEXT[search.kind]}
 - sampler: TPE (seed {search.seed}); pruner: {type(study.pruner).__name__}; budget: {budget}
 - storage: `{search.storage or 'study.db (SQLite)'}`
 

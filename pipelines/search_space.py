@@ -12,6 +12,11 @@ One trial switches each method on or off and, for those that are on, picks its s
 - ``parallel_adapter`` (``parallel_adapter.bottleneck``, ``parallel_adapter.position``);
 - and the learning rate ``lr``, log-uniform over [recipe lr / 10, recipe lr * 10].
 
+The search's ``kind`` restricts the combinations: ``any`` (the default) switches every method on or
+off; ``single`` picks exactly one method per trial (``method``, then its settings): the arm of
+single methods in a same-trials comparison; ``hybrid`` keeps the switches, and a trial with fewer
+than two methods on is rejected before it trains (``search_trial``), as an over-budget one is.
+
 Every switch names a method of the PEFT registry (``core.peft.METHODS``; LoRAp is its ``lora`` with
 ``output_slice: x``), each trial's choice becomes the method configs that ``peft.apply`` takes, so a
 recipe of any domain runs it. All switches off is the registry's ``head_only`` (the task head alone).
@@ -37,6 +42,7 @@ AFFIX_TOKENS = (2, 4, 8, 16)
 EXTRA_STATES = (4, 8, 16)
 BOTTLENECKS = (4, 8, 16, 32, 64)
 PARTIAL_GROUPS = ("A_log", "D", "dt_bias", "conv1d", "norms")  # embeddings: vocabulary-sized; gate: bidirectional only
+KINDS = ("any", "single", "hybrid")  # which combinations a search samples (see the module docstring)
 
 # switch name -> the registry method it configures
 SWITCHES = {"lora": "lora", "lorap": "lora", "prompt": "prompt", "affix": "affix",
@@ -60,6 +66,7 @@ class Space:
     """The switches of a search and the choices that the backbone has (a Mamba-2 mixer has no x_proj)."""
 
     switches: list[str]
+    kind: str = "any"
     lora_targets: tuple[str, ...] = LORA_TARGETS
     lora_targets_beside_lorap: tuple[str, ...] = LORA_TARGETS_BESIDE_LORAP
     partial_groups: tuple[str, ...] = PARTIAL_GROUPS
@@ -76,8 +83,17 @@ def check_switches(names: list[str] | None) -> list[str]:
     return [n for n in SWITCHES if n in names]
 
 
+def check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"search kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    return kind
+
+
 def methods_of(p: dict[str, Any]) -> list[dict[str, Any]]:
-    """The PEFT method dicts of one point of the space (the parameters of a trial)."""
+    """The PEFT method dicts of one point of the space (the parameters of a trial; a ``single`` search
+    names its one switch in ``method`` instead of switching each on or off)."""
+    if "method" in p:
+        p = {**p, p["method"]: True}
     methods: list[dict[str, Any]] = []
     if p.get("lorap"):
         rank = p["lorap.rank"]
@@ -112,8 +128,11 @@ def sample(trial, space: Space, base_lr: float) -> tuple[list[dict[str, Any]], f
         p[name] = trial.suggest_categorical(name, list(choices))
         return p[name]
     p: dict[str, Any] = {}
-    for name in space.switches:
-        pick(name, [False, True])
+    if space.kind == "single":
+        p[pick("method", space.switches)] = True
+    else:
+        for name in space.switches:
+            pick(name, [False, True])
     if p.get("lorap"):
         pick("lorap.rank", RANKS)
     if p.get("lora"):
@@ -140,8 +159,10 @@ def sample(trial, space: Space, base_lr: float) -> tuple[list[dict[str, Any]], f
 
 
 def single(switch: str, space: Space, lr: float) -> dict[str, Any]:
-    """The parameters of one method alone at its usual settings (a target set the backbone has)."""
-    p = {**{s: s == switch for s in space.switches}, **SINGLE_DEFAULTS[switch], "lr": lr}
+    """The parameters of one method alone at its usual settings (a target set the backbone has), as the
+    search's trials name them."""
+    chosen = {"method": switch} if space.kind == "single" else {s: s == switch for s in space.switches}
+    p = {**chosen, **SINGLE_DEFAULTS[switch], "lr": lr}
     if switch == "lora" and p["lora.targets"] not in space.lora_targets:
         p["lora.targets"] = space.lora_targets[-1]
     if switch == "partial":
@@ -159,10 +180,12 @@ def trains(shape: MambaConfig, p: dict[str, Any]) -> bool:
         return False
 
 
-def build_space(names: list[str] | None, shape: MambaConfig | None) -> Space:
+def build_space(names: list[str] | None, shape: MambaConfig | None, kind: str = "any") -> Space:
     """The space of a search: the switches asked for, each choice kept only when it applies to the
     backbone (tried on a meta-device copy; every choice when the shape is unknown)."""
-    space = Space(check_switches(names))
+    space = Space(check_switches(names), check_kind(kind))
+    if kind == "hybrid" and len(space.switches) < 2:
+        raise ValueError("a hybrid search needs at least two methods (--methods)")
     if shape is None:
         return space
     space.lora_targets = tuple(c for c in LORA_TARGETS if trains(shape, {"lora": True, "lora.targets": c, "lora.rank": 2}))
@@ -186,6 +209,8 @@ def build_space(names: list[str] | None, shape: MambaConfig | None) -> Space:
     space.left_out = [f"{x}: does not apply to this backbone" for x in left]
     if not keep:
         raise ValueError("mambatune search: none of the methods asked for applies to this model")
+    if kind == "hybrid" and len(keep) < 2:
+        raise ValueError(f"a hybrid search needs two methods that apply to this model; only {keep[0]} does")
     return space
 
 

@@ -158,7 +158,7 @@ def stop(proc) -> None:
 def run_trial(study, storage, trial, ctx: dict) -> tuple[str, str]:
     """Samples, checks the budget, runs and scores one trial (asked, locked and attributed by the
     caller); tells the study its end. Returns (a one-line summary, how it ended: complete, pruned,
-    over_budget or failed)."""
+    over_budget, not_hybrid or failed)."""
     optuna = optuna_module()
     folder: Path = ctx["folder"]
     tdir = trial_dir(folder, trial.number)
@@ -168,6 +168,10 @@ def run_trial(study, storage, trial, ctx: dict) -> tuple[str, str]:
     trial.set_user_attr("kind", kind_of(methods))
     trial.set_user_attr("peft", json.dumps(methods))
     label = f"trial {trial.number} ({'+'.join(names) or 'head only'}, lr {lr:.2g}"
+    if ctx.get("kind") == "hybrid" and kind_of(methods) != "hybrid":
+        trial.set_user_attr("not_hybrid", True)
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        return f"{label}): not a hybrid, pruned before training", "not_hybrid"
     if ctx["shape"] is not None:
         count = method_params(ctx["shape"], methods)
         trial.set_user_attr("method_params", count)

@@ -3,7 +3,8 @@
 One in-process search (4 counted trials, a pruner that deterministically prunes the first trial run after a
 completed one, a budget that the seeded "LoRA alone" trial exceeds) serves the pruning, budget, output and
 rerun tests; one search through the CLI with two workers is killed with SIGKILL and resumed; the docs
-example runs as written.
+example runs as written; the single / hybrid kinds restrict what a trial samples (a non-hybrid sample of
+a hybrid search is rejected before it trains).
 """
 import csv
 import json
@@ -207,3 +208,31 @@ def test_docs_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for i, block in enumerate(code):
         exec(compile(block, f"search.md[python block {i}]", "exec"), {"__name__": f"docs_{i}"})
+
+
+@pytest.mark.parametrize("kind", ["single", "hybrid"])
+def test_kind_restricts_the_combinations_and_rejects_before_training(kind, tmp_path):
+    from mambatune.pipelines.search_trial import run_trial
+    config = MambaConfig(d_model=16, n_layer=2, d_state=4, vocab_size=16)
+    space = search_space.build_space(["lora", "prompt", "additional_scan"], config, kind)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    if kind == "single":  # one categorical 'method', no on/off switches; the usual settings enqueue as trials name them
+        assert search_space.single("prompt", space, 1e-3) == {"method": "prompt", "prompt.num_tokens": 16, "lr": 1e-3}
+        for _ in range(8):
+            trial = study.ask()
+            methods, _ = search_space.sample(trial, space, 1e-3)
+            assert search_space.kind_of(methods) == "single" and trial.params["method"] in space.switches
+            assert not set(space.switches) & set(trial.params)
+        return
+    # a budget of 0 rejects every hybrid too, so nothing trains (the context has no processes to run one)
+    ctx = {"folder": tmp_path, "space": space, "base_lr": 1e-3, "kind": "hybrid", "shape": config, "budget": 0}
+    ends = [run_trial(study, None, study.ask(), ctx) for _ in range(12)]
+    assert {end for _, end in ends} == {"not_hybrid", "over_budget"}
+    rejected = [t for t in study.get_trials() if t.user_attrs.get("not_hybrid")]
+    assert rejected and all(search_space.kind_of(json.loads(t.user_attrs["peft"])) != "hybrid" for t in rejected)
+    assert all(t.state.name == "PRUNED" for t in rejected) and counted(rejected) == 0
+    assert sum(end == "not_hybrid" for _, end in ends) == len(rejected)
+    with pytest.raises(ValueError, match="at least two methods"):
+        search_space.build_space(["lora"], config, "hybrid")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        search_space.build_space(None, config, "pairs")
