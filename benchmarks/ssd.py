@@ -117,7 +117,8 @@ def bench_scan(name: str, f, t, dy, truth) -> dict:
     return row
 
 
-def scan_rows(length: int, launch: bool) -> list[dict]:
+def scan_rows(length: int, launch: bool, sink) -> list[dict]:
+    """The rows at length L; ``sink(row)`` receives each as it is measured."""
     from mambatune.kernels.ssd import triton as ssd_triton
 
     t = make_inputs(length, **SHAPE)
@@ -126,19 +127,22 @@ def scan_rows(length: int, launch: bool) -> list[dict]:
     truth = grads(ours("chunked"), t32, dy.float())
     del t32
     rows = []
+
+    def add(name, f):
+        rows.append({"L": length, **bench_scan(name, f, t, dy, truth)})
+        sink(rows[-1])
+
+    add("triton", ours("triton"))
     p = peer()
     if p is not None:
-        rows.append(bench_scan("mamba_ssm", p, t, dy, truth))
-    rows.append(bench_scan("triton", ours("triton"), t, dy, truth))
+        add("mamba_ssm", p)
     if launch:
         default = dict(ssd_triton.LAUNCH)
         for setting in LAUNCHES:
             ssd_triton.LAUNCH = {**default, **setting}
-            rows.append(bench_scan("triton " + json.dumps(setting), ours("triton"), t, dy, truth))
+            add("triton " + json.dumps(setting), ours("triton"))
         ssd_triton.LAUNCH = default
-    rows.append(bench_scan("chunked", ours("chunked"), t, dy, truth))
-    for row in rows:
-        row["L"] = length
+    add("chunked", ours("chunked"))
     return rows
 
 
@@ -222,10 +226,14 @@ def main(argv=None) -> int:
         print("benchmarks/ssd.py needs a CUDA GPU")
         return 2
     out = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "shape": SHAPE, "scan": []}
-    for length in (int(v) for v in args.lengths.split(",")):
-        out["scan"] += scan_rows(length, args.launch)
+
+    def sink(row):
+        out["scan"].append(row)
         if args.json:
             open(args.json, "w").write(json.dumps(out, indent=1))
+
+    for length in (int(v) for v in args.lengths.split(",")):
+        scan_rows(length, args.launch, sink)
     if args.train_step:
         out["train_step"] = train_step_rows()
     if args.json:

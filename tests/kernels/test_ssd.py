@@ -171,7 +171,7 @@ def test_triton_matches_chunked_on_gpu(assert_close, dtype):
 GPU_CASES = [  # (batch, length, heads, headdim, groups, n, dropped inputs)
     (2, 1, 4, 64, 1, 128, ()),
     (2, 63, 4, 64, 2, 128, ()),
-    (1, 257, 6, 80, 3, 100, ()),  # headdim and N not powers of two: masked tiles
+    (1, 257, 6, 48, 3, 100, ()),  # headdim and N not powers of two: masked tiles
     (2, 1000, 4, 64, 1, 128, ()),
     (2, 1000, 4, 64, 1, 128, ("seq_idx", "mask", "initial_state", "z", "D", "dt_bias")),
     (2, 517, 8, 32, 2, 64, ("mask",)),
