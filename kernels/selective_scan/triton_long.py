@@ -41,15 +41,13 @@ import triton.language as tl
 from .spec import ScanInputs
 from .triton import _affine_combine, _big_strides, _load_dt, _load_keep
 
-# register cap of the backward kernel (None: the compiler's choice, 203 at BT = 1024 with 4 warps, which fits
-# two programs on an SM; 168 fits three with spills only outside the state loop; 128 four): RESULTS.md
-BWD_MAXNREG: int | None = None
+# Register cap of the backward kernel (Triton's ``maxnreg``; None: the compiler's choice). Uncapped it takes
+# 203 registers at BT = 1024 with 4 warps, two programs an SM; at 168 three fit, and the compiler's spills
+# (32 bytes) all sit outside the state loop. Measured on an H200 (RESULTS.md, eighth session): forward +
+# backward 0-7% faster at the benchmark shapes, and on the mixer's views. The interpreter ignores it.
+BWD_MAXNREG: int | None = 168
 # the same for the forward kernel (None: 83 registers, six programs an SM)
 FWD_MAXNREG: int | None = None
-
-# dB and dC added by one red.global.add.v4.f32 per 4 steps from the values' layout (inline PTX), where the
-# hardware and the shapes allow it (_vec_red); False: tl.atomic_add everywhere
-VEC_RED = True
 
 # y and the gradients of u, delta, z in their inputs' layouts (channels-last for the mixer's views, so its
 # transposes back are free), else contiguous (batch, dim, L)
@@ -144,30 +142,6 @@ def _load_dt_rel(p_delta, bias_ptr, p_mask, o_d, m_d, o_t, m_t, st_delta,
 
 
 @triton.jit
-def _red_add(ptrs, vals, mask, VEC_RED: tl.constexpr):
-    """``tl.atomic_add(ptrs, vals, mask, sem="relaxed")``; with VEC_RED (a GPU of sm_90+, fp32 rows whose
-    4-step groups start 16-byte aligned and are masked all or nothing) one ``red.global.add.v4.f32`` per 4
-    steps issued from the values' own layout, where ``tl.atomic_add`` first moves them through shared memory
-    into a 4-per-thread layout (two barriers per call)."""
-    if VEC_RED:
-        tl.inline_asm_elementwise(
-            asm="""{
-            .reg .pred p;
-            setp.ne.b32 p, $12, 0;
-            @p red.relaxed.gpu.global.add.v4.f32 [$4], {$8, $9, $10, $11};
-            mov.b32 $0, 0;
-            mov.b32 $1, 0;
-            mov.b32 $2, 0;
-            mov.b32 $3, 0;
-            }""",
-            constraints="=r,=r,=r,=r,l,l,l,l,r,r,r,r,r,r,r,r",
-            # the address as an integer: Triton 3.6 refuses a pointer beside a float among the arguments
-            args=[ptrs.to(tl.int64), vals, mask.to(tl.int32)], dtype=tl.int32, is_pure=False, pack=4)
-    else:
-        tl.atomic_add(ptrs, vals, mask=mask, sem="relaxed")
-
-
-@triton.jit
 def _gated_gy(p_gy, p_z, mask_ptr, i_b, o_t, o_tt, m, m_t, sgy_t, sz_t, length,
               HAS_Z: tl.constexpr, HAS_MASK: tl.constexpr):
     """d loss / d y before the gate, [BD, BT] fp32, for the chunk whose pointers p_gy, p_z point at."""
@@ -191,7 +165,6 @@ def _long_bwd_kernel(
     sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_SEQ: tl.constexpr, HAS_MASK: tl.constexpr, BD: tl.constexpr, BN: tl.constexpr, BT: tl.constexpr,
-    VEC_RED: tl.constexpr = False,
 ):
     i_d, i_b = tl.program_id(0), tl.program_id(1)
     o_d = i_d * BD + tl.arange(0, BD)
@@ -287,8 +260,8 @@ def _long_bwd_kernel(
             b_sdA += b_gda * b_A[:, None]
             b_sB += b_gs * b_B[None, :]
             b_gA += tl.where(o_n[None, :] == i_n, tl.sum(b_gda * b_dt, axis=1)[:, None], 0.0)
-            _red_add(p_gBc + i_n * length + o_t, tl.sum(b_gs * b_dtu, axis=0), m_t, VEC_RED)
-            _red_add(p_gCc + i_n * length + o_t, tl.sum(b_gy * b_hs, axis=0), m_t, VEC_RED)
+            tl.atomic_add(p_gBc + i_n * length + o_t, tl.sum(b_gs * b_dtu, axis=0), mask=m_t, sem="relaxed")
+            tl.atomic_add(p_gCc + i_n * length + o_t, tl.sum(b_gy * b_hs, axis=0), mask=m_t, sem="relaxed")
         # u, the pre-activation and z are read again here rather than kept live through the state loop
         b_u = tl.load(p_u + i_t0 * su_t + o_t[None, :] * su_t, mask=m, other=0.0).to(tl.float32)
         b_gu = b_sB * b_dt
@@ -336,21 +309,7 @@ def _config(p: ScanInputs) -> dict:
     length = p.u.shape[2]
     BT = min(1024, max(16, triton.next_power_of_2(length)))
     return dict(BD=1, BT=BT, num_warps=max(1, min(4, BT // 256)), bwd_maxnreg=BWD_MAXNREG,
-                fwd_maxnreg=FWD_MAXNREG, vec_red=VEC_RED)
-
-
-def _vec_red(p: ScanInputs, cfg: dict) -> bool:
-    """Whether the backward may add dB and dC with inline ``red.global.add.v4.f32``: asked for, compiled for a
-    CUDA GPU of compute capability 9.0+ (not the interpreter), each thread holding 8 consecutive steps (a
-    chunk of 256 steps per warp) and rows of a multiple of 4 steps, so every 4-step group is 16-byte aligned
-    and inside the sequence or wholly past its end."""
-    import os
-
-    if not cfg.get("vec_red") or not p.u.is_cuda or os.environ.get("TRITON_INTERPRET") == "1":
-        return False
-    if torch.cuda.get_device_capability(p.u.device) < (9, 0):
-        return False
-    return cfg["BT"] == 256 * cfg["num_warps"] and p.u.shape[2] % 4 == 0
+                fwd_maxnreg=FWD_MAXNREG)
 
 
 def _time_contiguous(p: ScanInputs) -> ScanInputs:
@@ -443,7 +402,7 @@ def scan_bwd(p: ScanInputs, states: torch.Tensor, g_y: torch.Tensor | None, g_hT
         *_big_strides(p.u), *_big_strides(p.delta), *_big_strides(p.z), *_big_strides(g_y),
         *_big_strides(g_u), *_big_strides(g_delta), *_big_strides(g_z),
         *_bc_strides(p.B), *_bc_strides(p.C), BN=max(2, triton.next_power_of_2(n_state)), **flags,
-        VEC_RED=_vec_red(p, cfg), **({"maxnreg": cfg["bwd_maxnreg"]} if cfg.get("bwd_maxnreg") else {}),
+        **({"maxnreg": cfg["bwd_maxnreg"]} if cfg.get("bwd_maxnreg") else {}),
     )
     return dict(u=g_u, delta=g_delta, z=g_z, B=g_B, C=g_C, h0=g_states[:, 0], A=g_A.sum(0),
                 D=None if g_D is None else g_D.sum(0), bias=None if g_bias is None else g_bias.sum(0))

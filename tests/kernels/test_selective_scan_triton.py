@@ -228,6 +228,18 @@ def test_scan_channels_last_views_small(case, scan_kernel, nan_empty, assert_clo
     check_views(assert_close, *make_views(**kw), tol=tol, ref="reference")
 
 
+def test_scan_channels_last_views_contiguous_outputs_small(monkeypatch, nan_empty, assert_close):
+    """triton_long with OUTPUTS_IN_INPUT_LAYOUT off: y and the gradients come back contiguous (batch, dim, L)
+    and autograd carries them into the views' bases."""
+    from mambatune.kernels.selective_scan import triton_long
+
+    monkeypatch.setattr(triton_long, "OUTPUTS_IN_INPUT_LAYOUT", False)
+    bases, build, seq_idx, pad, g_y, g_h = make_views(**VIEW_CPU_CASES["channels-last"])
+    y, _, _ = run_views("triton", bases, build, seq_idx, pad, g_y, g_h)
+    assert y.is_contiguous()
+    check_views(assert_close, bases, build, seq_idx, pad, g_y, g_h, tol=1e-4, ref="reference")
+
+
 @pytest.mark.gpu
 @gpu
 @pytest.mark.parametrize("length,n_state,dtype", [(63, 16, torch.float32), (1000, 16, torch.bfloat16),
@@ -252,17 +264,14 @@ def test_long_kernel_carries_across_chunks_small(BD, BT, case, monkeypatch, nan_
 
 @pytest.mark.gpu
 @gpu
-@pytest.mark.parametrize("bwd_regs,fwd_regs,outputs_in_input,vec_red", [
-    (None, None, False, True), (None, None, True, False), (168, None, True, True), (168, 64, False, True),
-    (128, None, False, True)])
-def test_long_kernel_register_caps_and_output_layouts_gpu(bwd_regs, fwd_regs, outputs_in_input, vec_red, monkeypatch,
+@pytest.mark.parametrize("bwd_regs,fwd_regs,outputs_in_input", [
+    (None, None, True), (168, None, True), (168, 64, False), (128, None, False)])
+def test_long_kernel_register_caps_and_output_layouts_gpu(bwd_regs, fwd_regs, outputs_in_input, monkeypatch,
                                                           nan_empty, assert_close):
-    """The register caps (spills), output layouts and dB/dC atomics the benchmarks compare give the same
-    results: inputs contiguous and as the mixer's views, two 1024-step chunks and a partial third, every
-    option on."""
+    """The register caps (spills) and output layouts the benchmarks compare give the same results: inputs
+    contiguous and as the mixer's views, two 1024-step chunks and a partial third, every option on."""
     from mambatune.kernels.selective_scan import triton_long
 
-    monkeypatch.setattr(triton_long, "VEC_RED", vec_red)
     monkeypatch.setattr(triton_long, "BWD_MAXNREG", bwd_regs)
     monkeypatch.setattr(triton_long, "FWD_MAXNREG", fwd_regs)
     monkeypatch.setattr(triton_long, "OUTPUTS_IN_INPUT_LAYOUT", outputs_in_input)
