@@ -38,18 +38,19 @@ def find_anchors(path: str | None = None) -> dict:
 def apply_scan_variant(spec: str) -> None:
     """Sets the Mamba-1 scan dispatch for the runs that follow: ``auto`` (the shipped defaults), or
     ``long`` / ``short`` (force triton_long.py / triton.py) followed by ``:contig`` (triton_long writes y and
-    the input gradients contiguous, not in the mixer's views' layout), ``:atomic`` (dB/dC through
-    tl.atomic_add, not the inline vector reductions) and ``:bwdNNN`` / ``:fwdNN`` (register caps), e.g.
-    ``long:contig:bwd168``."""
+    the input gradients contiguous, not in the mixer's views' layout), ``:tc`` (the mixer hands the scan
+    time-contiguous copies: ``mambatune.core.mixer.SCAN_LAYOUT``) and ``:bwdNNN`` / ``:fwdNN`` (register caps;
+    ``:bwd0`` none), e.g. ``auto:tc`` or ``long:contig:bwd128``."""
     import importlib
 
     scan_pkg = importlib.import_module("mambatune.kernels.selective_scan")
+    from mambatune.core import mixer
     from mambatune.kernels.selective_scan import triton_long
 
     if not hasattr(apply_scan_variant, "defaults"):
         apply_scan_variant.defaults = (scan_pkg.pick_triton_kernel, triton_long.OUTPUTS_IN_INPUT_LAYOUT,
-                                       triton_long.BWD_MAXNREG, triton_long.FWD_MAXNREG, triton_long.VEC_RED)
-    pick, layout, bwd, fwd, vec_red = apply_scan_variant.defaults
+                                       triton_long.BWD_MAXNREG, triton_long.FWD_MAXNREG, mixer.SCAN_LAYOUT)
+    pick, layout, bwd, fwd, scan_layout = apply_scan_variant.defaults
     parts = spec.split(":")
     if parts[0] not in ("auto", "long", "short"):
         raise SystemExit(f"--scan-variants: {spec!r} must start with auto, long or short")
@@ -58,17 +59,17 @@ def apply_scan_variant(spec: str) -> None:
     for part in parts[1:]:
         if part == "contig":
             layout = False
-        elif part == "atomic":
-            vec_red = False
+        elif part == "tc":
+            scan_layout = "time_contiguous"
         elif part.startswith("bwd") and part[3:].isdigit():
-            bwd = int(part[3:])
+            bwd = int(part[3:]) or None
         elif part.startswith("fwd") and part[3:].isdigit():
-            fwd = int(part[3:])
+            fwd = int(part[3:]) or None
         else:
-            raise SystemExit(f"--scan-variants: unknown part {part!r} in {spec!r} (contig, atomic, bwdNNN, fwdNN)")
+            raise SystemExit(f"--scan-variants: unknown part {part!r} in {spec!r} (contig, tc, bwdNNN, fwdNN)")
     scan_pkg.pick_triton_kernel = pick
     triton_long.OUTPUTS_IN_INPUT_LAYOUT, triton_long.BWD_MAXNREG, triton_long.FWD_MAXNREG = layout, bwd, fwd
-    triton_long.VEC_RED = vec_red
+    mixer.SCAN_LAYOUT = scan_layout
 
 
 def step_fn(model, opt, ids, precision, labels=None):

@@ -17,6 +17,17 @@ from mambatune.kernels import causal_conv1d, causal_conv1d_update, selective_sca
 from .config import MambaConfig
 
 
+# How the Mamba-1 mixer hands the selective scan its inputs:
+# - "views" (the default): u, z, delta, B and C are transposed views of the projections' (batch, L, .)
+#   outputs, no copies here; the Triton scan picks its kernel for that layout (pick_triton_kernel);
+# - "time_contiguous": one transposing copy of in_proj's output makes x and z (batch, d_inner, L)
+#   contiguous, and delta, B and C are copied likewise, so the scan reads contiguous rows (triton_long's
+#   fast case: 1.44x mamba_ssm's forward+backward against 2.4x on the views at B8 L2048, RESULTS.md).
+#   Not yet measured in a training step, so not the default.
+SCAN_LAYOUTS = ("views", "time_contiguous")
+SCAN_LAYOUT = "views"
+
+
 @dataclass
 class LayerState:
     """Recurrent state of one mixer: conv inputs (batch, d_inner, d_conv - 1) and SSM state (batch, d_inner, N), fp32."""
@@ -104,16 +115,26 @@ class MambaMixer(nn.Module):
     def scan_path(self, xz, mask=None, seq_idx=None, state: LayerState | None = None) -> torch.Tensor:
         """xz: (batch, L, 2 * d_inner), the in_proj output. Returns the gated scan output (batch, L, d_inner)."""
         backend = self.config.backend
+        if SCAN_LAYOUT not in SCAN_LAYOUTS:
+            raise ValueError(f"mambatune.core.mixer.SCAN_LAYOUT is {SCAN_LAYOUT!r}; "
+                             f"choose one of {', '.join(SCAN_LAYOUTS)}")
+        contiguous = SCAN_LAYOUT == "time_contiguous"
         x, z = xz.chunk(2, dim=-1)
-        x_t = x.transpose(1, 2)
+        if contiguous:
+            x_t, z_t = xz.transpose(1, 2).contiguous().chunk(2, dim=1)  # one copy: both (batch, d_inner, L)
+        else:
+            x_t, z_t = x.transpose(1, 2), z.transpose(1, 2)
         conv_init = state.conv if state is not None else None
         x_t = causal_conv1d(x_t, self.conv1d.weight, self.conv1d.bias, "silu", seq_idx=seq_idx, mask=mask,
                             initial_state=conv_init.to(x_t.dtype) if conv_init is not None else None, backend=backend)
         if state is not None:
             self._update_conv_state(x, mask, state)
         dt, B, C, A = self.ssm_params(x_t.transpose(1, 2))
+        dt, B, C = (t.transpose(1, 2) for t in (dt, B, C))
+        if contiguous:
+            dt, B, C = dt.contiguous(), B.contiguous(), C.contiguous()
         y, last = selective_scan(
-            x_t, dt.transpose(1, 2), A, B.transpose(1, 2), C.transpose(1, 2), self.D.float(), z.transpose(1, 2),
+            x_t, dt, A, B, C, self.D.float(), z_t,
             delta_softplus=True, initial_state=state.ssm if state is not None else None, return_final_state=True,
             seq_idx=seq_idx, mask=mask, backend=backend,
         )
