@@ -211,3 +211,24 @@ def test_generation_cache_reads_prompt_affix_and_lora_once():
         cache = m.backbone.new_cache(2)
         steps = [m(ids[:, :6], cache=cache).logits] + [m(ids[:, t:t + 1], cache=cache).logits for t in range(6, 10)]
     assert_close(torch.cat(steps, 1), full, 1e-5, "cached steps")
+
+
+@pytest.mark.parametrize("scan", ["states", "heads"])
+def test_additional_scan_through_the_triton_kernels(scan):
+    """The extension only changes the scan's inputs, so the Triton SSD kernels (here under the interpreter)
+    run it too: same output as the chunked path, and the adapter's parameters get their gradients."""
+    ids, labels = torch.randint(0, 50, (2, 11)), torch.tensor([0, 2])
+    outs = {}
+    for backend in ("chunked", "triton"):
+        m = tiny(head=SequenceClassificationHead(32, 3), backend=backend, n_layer=1)
+        peft.apply(m, [SCANS[scan], {"method": "lora", "targets": ["in_proj"], "rank": 2}])
+        torch.manual_seed(1)
+        for p in peft.get_adapter_params(m).values():
+            torch.nn.init.normal_(p, std=0.1)
+        out = m(ids, labels=labels)
+        out.loss.backward()
+        outs[backend] = (out.logits.detach(), {n: p.grad for n, p in peft.get_adapter_params(m).items()})
+    assert_close(outs["triton"][0], outs["chunked"][0], 1e-5, "logits")
+    for n, g in outs["chunked"][1].items():
+        assert outs["triton"][1][n] is not None, n
+        assert_close(outs["triton"][1][n], g, 1e-4, f"grad {n}")
