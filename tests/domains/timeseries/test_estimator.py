@@ -104,6 +104,32 @@ def test_fine_tune_from_pretrained_checkpoint(tmp_path, backtest, method):
     assert len(list(pred.predict(backtest.test_data.input))) == len(backtest.test_data)
 
 
+def test_training_goes_through_the_one_fine_tune_path(tmp_path, backtest):
+    """MambaEstimator.train runs core.training.finetune: the trainable-parameter table of its PEFT method,
+    a pretrained forecaster rebuilt for another kernel backend with the same weights, and a run identity
+    holding the training series' fingerprint, so its output folder does not resume onto other series."""
+    from mambatune.core.training.identity import RunIdentityError
+
+    torch.manual_seed(0)
+    base = MambaForecaster(ForecasterConfig(context_length=C, prediction_length=H, patch_length=8, stride=4,
+                                            num_time_features=4, backbone=TINY))
+    save_forecaster(base, tmp_path / "base")
+    lora = {"method": "lora", "targets": ["in_proj"], "rank": 2}
+    est = estimator(pretrained=tmp_path / "base", peft=lora, backend="reference",
+                    train={"max_steps": 2, "batch_size": 8, "output_dir": str(tmp_path / "run")})
+    pred = est.train(backtest.train)
+    assert "lora" in est.last_summary and "trainable" in est.last_summary and est.last_result.steps == 2
+    assert pred.model.config.backbone["backend"] == "reference" and pred.model.config.backbone["d_model"] == 8
+    again = estimator(pretrained=tmp_path / "base", peft=lora, backend="reference",
+                      train={"max_steps": 3, "batch_size": 8, "output_dir": str(tmp_path / "run")})
+    again.train(backtest.train)  # the same series: resumes from step 2
+    assert again.last_result.steps == 3
+    other = rolling_origin(from_gluonts(series(seed=1)), H, windows=2)
+    with pytest.raises(RunIdentityError, match="extra.data_fingerprint"):
+        estimator(pretrained=tmp_path / "base", peft=lora, backend="reference",
+                  train={"max_steps": 4, "batch_size": 8, "output_dir": str(tmp_path / "run")}).train(other.train)
+
+
 def test_new_horizon_gets_a_new_head(tmp_path, backtest):
     base = MambaForecaster(ForecasterConfig(context_length=C, prediction_length=12, patch_length=8, stride=4,
                                             num_time_features=4, backbone=TINY))
