@@ -49,7 +49,7 @@ class Entry:
 
 PIPELINES: dict[str, Entry] = {
     "sequence_classification": Entry("mambatune.pipelines.sequence_classification"),
-    "genomics": Entry("mambatune.pipelines.genomics", "mambatune.pipelines.genomics_ensemble",
+    "genomics": Entry("mambatune.pipelines.genomics", "mambatune.pipelines.genomics.ensemble",
                       ("auroc", "auprc", "accuracy", "macro_f1"), ("genome",)),
     "documents": Entry("mambatune.pipelines.documents", "mambatune.pipelines.documents.ensemble",
                        ("accuracy", "micro_f1", "macro_f1")),

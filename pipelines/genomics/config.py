@@ -28,7 +28,7 @@ class DataConfig(DataSource):
     baseline; n_boot: bootstrap resamples for the 95 % intervals; scratch_baseline: also train the same
     model from scratch when ``model.pretrained`` is set; ensemble: K > 1 trains K members of the main model
     (model and train seeds + k, in ``member-<k>/``; promoter and vep finetune) scored by their mean
-    probabilities (see ``genomics_ensemble``); zeroshot_splits: vep_zeroshot scores the SNVs of these splits
+    probabilities (see ``genomics.members``); zeroshot_splits: vep_zeroshot scores the SNVs of these splits
     (test always; each further split, e.g. [train, val, test], is scored too, alone and pooled with test,
     by the zero-shot models only: zero-shot scoring reads no labels, but the supervised baseline learns from
     the training split).
@@ -84,8 +84,6 @@ class DataConfig(DataSource):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        from . import genomics_ensemble as ens
-
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
         if self.promoter_classes not in ("binary", "multiclass"):
@@ -100,7 +98,7 @@ class DataConfig(DataSource):
                 raise ValueError(f"{name} must be >= 2 or null, got {v}")
         if self.n_boot < 0 or self.lm_windows < 1 or self.kmer < 1 or self.vep_radius < 0:
             raise ValueError("n_boot must be >= 0, lm_windows and kmer >= 1, vep_radius >= 0")
-        ens.check_setting(self)
+        check_ensemble(self)
         if isinstance(self.zeroshot_splits, str):
             self.zeroshot_splits = [self.zeroshot_splits]
         bad = [x for x in self.zeroshot_splits if x not in ("train", "val", "test")]
@@ -144,3 +142,16 @@ class DataConfig(DataSource):
                              "data.genome=<your .fa / .fa.gz> (and leave data.path unset)")
         elif self.ensemble > 1:
             raise ValueError("data.ensemble applies to the demo tasks; on a user's data leave data.ensemble=1")
+
+
+def check_ensemble(cfg: DataConfig) -> None:
+    """``data.ensemble``: a whole number >= 1; > 1 only where there is a classifier to repeat (promoter,
+    vep with vep_method=finetune)."""
+    k = cfg.ensemble
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"ensemble must be a whole number >= 1 (the number of models), got {k!r}")
+    if k > 1 and cfg.task not in ("promoter", "vep"):
+        raise ValueError(f"data.ensemble is for promoter and vep runs; a {cfg.task} run trains one model")
+    if k > 1 and cfg.task == "vep" and cfg.vep_method != "finetune":
+        raise ValueError("data.ensemble needs vep_method=finetune: an embedding run fits one logistic regression "
+                         "on one language model's features, with no member seeds to vary")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from mambatune.core.atomic import atomic_write_text
 
-from . import domain_run
-from . import genomics_ensemble as ens
+from .. import domain_run
+from .. import ensemble_runs as shared
 
 
 def fmt(m: dict, key: str) -> str:
@@ -41,14 +41,20 @@ Recipe: `{recipe.source}` · task `{cfg.task}` · base model: `{domain_run.base_
 
 Windows: {windows_text(cfg, results)}
 (`data.window`; the baselines see the same windows); RC augmentation in training: {cfg.rc_augment};
-RC-averaged inference: {cfg.rc_average}. Examples per split: {results['sizes']}.{ens.ensemble_text(results)}
-
+RC-averaged inference: {cfg.rc_average}. Examples per split: {results['sizes']}.{shared.ensemble_text(results, 'models')}
+{notes_text(results)}
 ## Test set (95 % bootstrap intervals, {cfg.n_boot} resamples)
 
 {metrics_table(test, cols)}
 {more_splits_text(results, cols, cfg.n_boot)}
 {tail}"""
     atomic_write_text(run_dir / "report.md", text)
+
+
+def notes_text(results: dict) -> str:
+    """The run's notes (e.g. the recipe's shape keys a pretrained model did not use), one per line."""
+    notes = results.get("notes") or []
+    return "\nNotes:\n" + "".join(f"- {n}\n" for n in notes) if notes else ""
 
 
 def more_splits_text(results: dict, cols: list[str], n_boot: int) -> str:

@@ -16,214 +16,41 @@ Every task writes the run folder (config.yaml, checkpoints/, metrics.jsonl, plot
 ROC and PR curves of all models, report.md, results.json) and fits its baselines in the
 same run on the same windows: 6-mer logistic regression, a Markov-chain LM for the
 LM tasks, and the same model trained from scratch when the base is pretrained.
-``mambatune eval / predict / export`` on the run folder: see ``genomics_verbs``.
+``mambatune eval / predict / export`` on the run folder: see ``genomics.verbs``. With ``data.path`` a recipe runs on
+the user's files instead (``genomics.user_tasks``, ``genomics.user_vep``).
 """
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-import polars as pl
-import torch
 
-from mambatune.core import MambaConfig, MambaForTask, build_head
-from mambatune.core import peft
-from mambatune.core.checkpoints import load_pretrained, save_pretrained
+from mambatune.core.checkpoints import save_pretrained
 from mambatune.core.training.distributed import pick_device
-from mambatune.domains.genomics import DNATokenizer, load_promoters, load_variants
-from mambatune.domains.genomics.vocab import adopt_checkpoint_vocabulary, checkpoint_tokenizer
+from mambatune.domains.genomics import DNATokenizer
 from mambatune.domains.genomics.baselines import KmerLogisticRegression
 from mambatune.domains.genomics.metrics import binary_metrics, multiclass_metrics, plot_roc_pr
 from mambatune.domains.genomics.sequence_data import (
-    DNAWindowDataset, GenomeWindows, MaskedEval, MaskedLMCollate, center_crop, collate_windows, predict_logits,
+    DNAWindowDataset, MaskedEval, MaskedLMCollate, collate_windows, predict_logits,
 )
+from mambatune.domains.genomics.user_files import file_format
 from mambatune.domains.genomics.vep import (
-    MarkovLM, VariantPairClassifier, VariantPairDataset, collate_pairs, fit_embedding_classifier,
-    lm_log_likelihood_ratio, pair_features, variant_pairs,
+    MarkovLM, VariantPairDataset, collate_pairs, fit_embedding_classifier, lm_log_likelihood_ratio, pair_features,
 )
 
-from . import domain_run
-from . import genomics_ensemble as ens
-from .domain_run import train_model
-from .genomics_config import TASKS, DataConfig
-from .genomics_windows import genome_windows, long_promoter_table
+from .. import domain_run
+from ..domain_run import train_model
+from .data import lm_corpus, promoter_windows, variant_splits
+from .members import member_probs, train_members, write_run_report
+from .models import (
+    base_config, binary_eval_metrics, classifier, language_model, lm_loss, multiclass_eval_metrics, pair_classifier,
+    pair_probs, pretrained_settings, record_model, resolve_pretrained, save_embedding_classifier, scratch_train_config,
+    softmax, training_summary,
+)
+from .user_tasks import run_user_sequences, write_report as write_sequences_report
+from .user_vep import run_user_variants, write_report as write_variants_report
 
-DEFAULT_DNA_MODEL = "runs/pretrain_dna/model"  # where `mambatune run genomics/pretrain_dna` leaves its model
-# pretrained on a GPU by this project's recipe and shipped in the package (recipe and log beside it)
-SHIPPED_DNA_MODEL = Path(sys.modules["mambatune.domains.genomics"].__file__).parent / "pretrained" / "dna-mamba-120k"
-BEHAVIOUR_KEYS = ("backend",)  # model.config keys that apply to a pretrained model (the rest is its shape)
-
-
-# -- data ----------------------------------------------------------------------------------------
-
-def subsample(df, n: int | None, seed: int):
-    return df if n is None or len(df) <= n else df.sample(n, seed=seed, shuffle=True)
-
-
-def promoter_splits(cfg: DataConfig) -> dict[str, tuple[Sequence[str], list[int]]]:
-    """{split: (windows, labels)}: see :func:`promoter_windows`."""
-    return promoter_windows(cfg)[0]
-
-
-def promoter_windows(cfg: DataConfig) -> tuple[dict[str, tuple[Sequence[str], list[int]]], dict | None]:
-    """The promoter windows of each split and, with ``genome``, how the long windows were made.
-
-    Without ``genome``: the demo's 2,000 bp windows cropped to their central ``window`` bp.
-    With ``genome``: ``window`` bp (any length) read lazily from the FASTA (:class:`GenomeWindows`),
-    centred where each demo window is centred, strand-aware, N beyond contig ends. The demo split
-    keeps its regions apart at 2,000 bp only, so a training window that at this length overlaps a
-    validation or test window is dropped, before subsampling; the second value counts them
-    (``dropped_train_overlap``), with validation windows that overlap test windows (kept) and
-    windows that reach past a contig end."""
-    table = load_promoters(cfg.promoter_classes)
-    info = None
-    demo_length = int((table["end"] - table["start"]).max())
-    if not cfg.genome and cfg.window and cfg.window > demo_length:
-        raise ValueError(f"data.window={cfg.window} is longer than the demo's {demo_length:,} bp windows: set "
-                         "data.genome=<a GRCh37 chr20 FASTA> to read windows of that length around their centres")
-    if cfg.genome:
-        table, info = long_promoter_table(table, cfg)
-    out = {}
-    for split in ("train", "val", "test"):
-        df = subsample(table.filter(pl.col("split") == split), cfg.max_train if split == "train" else cfg.max_eval,
-                       cfg.seed)
-        if cfg.genome:
-            windows = GenomeWindows(cfg.genome, df["chrom"].to_list(), df["_centre"].to_list(), cfg.window,
-                                    df["strand"].to_list() if "strand" in df.columns else None)
-        else:
-            windows = [center_crop(s, cfg.window) for s in df["sequence"].to_list()]
-        out[split] = (windows, df["label"].to_list())
-    return out, info
-
-
-def variant_splits(cfg: DataConfig) -> dict[str, dict]:
-    """{split: {"ref", "alt" (windows), "labels", "n_skipped" (not SNVs)}} of the combivep variants."""
-    out = {}
-    for split in ("train", "val", "test"):
-        df = load_variants(split)
-        snv = df.filter((df["ref"].str.len_chars() == 1) & (df["alt"].str.len_chars() == 1))
-        snv = subsample(snv, cfg.max_train if split == "train" else cfg.max_eval, cfg.seed)
-        ref, alt = variant_pairs(snv["ref_seq"].to_list(), snv["ref"].to_list(), snv["alt"].to_list(), cfg.window)
-        out[split] = {"ref": ref, "alt": alt, "labels": snv["label"].to_list(), "n_skipped": len(df) - len(snv)}
-    return out
-
-
-def lm_corpus(cfg: DataConfig, split: str) -> list[str]:
-    """Pretraining windows of ``window`` bp (default 1,000): a FASTA's windows (training split only:
-    ``genome`` set) or the demo windows of ``split`` (promoters of every class and variant windows)
-    cut into non-overlapping pieces. Only windows of one split, so evaluation windows stay unseen."""
-    length = cfg.window or 1000
-    if cfg.genome and split == "train":
-        return genome_windows(cfg, length)
-    seqs = load_promoters("multiclass", split)["sequence"].to_list() + load_variants(split)["ref_seq"].to_list()
-    pieces = [s[i:i + length] for s in seqs for i in range(0, len(s) - length + 1, length)]
-    pieces = [p for p in pieces if p.upper().count("N") <= 0.1 * length]
-    if split != "train" and cfg.max_eval:
-        pieces = pieces[: cfg.max_eval]
-    if split == "train" and cfg.max_train:
-        pieces = pieces[: cfg.max_train]
-    return pieces
-
-
-# -- models --------------------------------------------------------------------------------------
-
-def resolve_pretrained(path: str | None) -> str | None:
-    """``default``: $MAMBATUNE_DNA_MODEL, else the shipped DNA model, else runs/pretrain_dna/model."""
-    return domain_run.resolve_pretrained(path, "MAMBATUNE_DNA_MODEL", DEFAULT_DNA_MODEL, "genomics/pretrain_dna", "DNA model",
-                                      shipped=SHIPPED_DNA_MODEL)
-
-
-def new_config(recipe, tokenizer: DNATokenizer) -> MambaConfig:
-    cfg = dict(recipe.model.config)
-    cfg.update(vocab_size=tokenizer.vocab_size, pad_token_id=0)
-    if cfg.get("rc_equivariant", "none") != "none":
-        cfg.setdefault("complement_map", tokenizer._complement_ids.tolist())
-    return MambaConfig.from_dict(cfg)
-
-
-def base_config(recipe, tokenizer: DNATokenizer, pretrained: str | None) -> MambaConfig:
-    """The architecture: the pretrained model's (so a scratch baseline is the same model) or model.config."""
-    if pretrained:
-        from mambatune.core.checkpoints import load_config
-        config = load_config(pretrained)[0]
-        if config.vocab_size < tokenizer.vocab_size:
-            raise ValueError(f"the pretrained model's vocabulary ({config.vocab_size}) is smaller than the DNA "
-                             f"tokenizer's ({tokenizer.vocab_size})")
-        d = config.to_dict()
-        d.update({k: v for k, v in recipe.model.config.items() if k in BEHAVIOUR_KEYS})
-        return MambaConfig.from_dict(d)
-    return new_config(recipe, tokenizer)
-
-
-def behaviour_overrides(recipe) -> dict | None:
-    return {k: v for k, v in recipe.model.config.items() if k in BEHAVIOUR_KEYS} or None
-
-
-def dna_model(pretrained: str, k: int = 1, **kwargs) -> MambaForTask:
-    """``load_pretrained`` for DNA: the checkpoint's saved tokenizer (``tokenizer.json``) must be DNA tokens
-    of ``k`` (else a clear error, ``checkpoint_tokenizer``); a checkpoint trained with another tokenizer's ids
-    (Caduceus) gets its token rows permuted to :class:`DNATokenizer`'s (``domains.genomics.vocab``), and the
-    run says so."""
-    tokenizer = checkpoint_tokenizer(pretrained, k)
-    model = load_pretrained(pretrained, **kwargs)
-    mapping = adopt_checkpoint_vocabulary(model, pretrained, tokenizer)
-    if mapping is not None and domain_run.is_main_process():
-        bases = ", ".join(f"{t}:{mapping[t]}" for t in "ACGTN")
-        print(f"{pretrained}: Caduceus token ids mapped to ours (its ids {bases})")
-    return model
-
-
-def classifier(recipe, config: MambaConfig, num_labels: int, pretrained: str | None) -> MambaForTask:
-    torch.manual_seed(recipe.model.seed)
-    spec = dict(recipe.model.head)
-    spec.setdefault("num_labels", num_labels)
-    if pretrained:
-        return dna_model(pretrained, head=spec, config_overrides=behaviour_overrides(recipe))
-    kind = spec.pop("kind")
-    return MambaForTask(config, build_head(kind, config.d_model * (2 if config.rc_equivariant == "rcps" else 1), **spec))
-
-
-def pair_classifier(recipe, config: MambaConfig, pretrained: str | None) -> VariantPairClassifier:
-    torch.manual_seed(recipe.model.seed)
-    if pretrained:
-        backbone = dna_model(pretrained, config_overrides=behaviour_overrides(recipe)).backbone
-    else:
-        backbone = MambaForTask(config).backbone
-    return VariantPairClassifier(backbone, 2, recipe.data.vep_radius, float(recipe.model.head.get("dropout", 0.0)))
-
-
-def language_model(recipe, tokenizer: DNATokenizer, pretrained: str | None) -> MambaForTask:
-    if pretrained:
-        model = dna_model(pretrained, config_overrides=behaviour_overrides(recipe))
-        if getattr(model.head, "kind", None) != "lm":
-            model = dna_model(pretrained, head={"kind": "lm"}, config_overrides=behaviour_overrides(recipe))
-        return model
-    torch.manual_seed(recipe.model.seed)
-    return MambaForTask(new_config(recipe, tokenizer))
-
-
-def binary_eval_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    from sklearn.metrics import roc_auc_score
-    y = labels.numpy()
-    p = torch.softmax(logits, -1)[:, 1].numpy()
-    return {"auroc": float(roc_auc_score(y, p)) if len(set(y.tolist())) == 2 else float("nan"),
-            "accuracy": float(((p >= 0.5) == y).mean())}
-
-
-def multiclass_eval_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    from sklearn.metrics import f1_score
-    pred, y = logits.argmax(-1).numpy(), labels.numpy()
-    return {"accuracy": float((pred == y).mean()), "macro_f1": float(f1_score(y, pred, average="macro"))}
-
-
-def scratch_train_config(recipe, run_dir: Path, name: str):
-    return dataclasses.replace(recipe.train, output_dir=str(run_dir / name))
-
-
-# -- tasks ---------------------------------------------------------------------------------------
 
 def run_promoter(recipe, run_dir: Path, pretrained: str | None) -> dict:
     cfg, tok = recipe.data, DNATokenizer()
@@ -236,8 +63,8 @@ def run_promoter(recipe, run_dir: Path, pretrained: str | None) -> dict:
     config = base_config(recipe, tok, pretrained)
     on_main = domain_run.is_main_process()
     # the model (K = 1) or the K members of data.ensemble, one after another, on every rank
-    trained = ens.train_members(recipe, run_dir, pretrained, lambda r, p: classifier(r, config, num_labels, p),
-                                data, collate_windows, metrics_fn, save_base=True)
+    trained = train_members(recipe, run_dir, pretrained, lambda r, p: classifier(r, config, num_labels, p),
+                                    data, collate_windows, metrics_fn, save_base=True)
     scratch = None
     if pretrained and cfg.scratch_baseline:  # trained by every rank, like the model
         scratch, _, _ = train_model(classifier(recipe, config, num_labels, None),
@@ -245,8 +72,8 @@ def run_promoter(recipe, run_dir: Path, pretrained: str | None) -> dict:
                                     collate_windows, metrics_fn)
     if not on_main:
         return None
-    probs, extra = ens.member_probs(recipe, pretrained, trained,
-                                    lambda m: softmax(predict_logits(m, data["test"], eval_batch, cfg.rc_average)))
+    probs, extra = member_probs(recipe, pretrained, trained,
+                                        lambda m: softmax(predict_logits(m, data["test"], eval_batch, cfg.rc_average)))
     if scratch is not None:
         probs["same model from scratch (full)"] = softmax(predict_logits(scratch, data["test"], eval_batch, cfg.rc_average))
     if recipe.eval.baselines:
@@ -258,6 +85,7 @@ def run_promoter(recipe, run_dir: Path, pretrained: str | None) -> dict:
                                 {s: len(v[1]) for s, v in splits.items()}, extra)
     if long_windows is not None:
         out["long_windows"] = long_windows
+    out["notes"] = pretrained_settings(recipe, pretrained)[1]
     return out
 
 
@@ -272,16 +100,16 @@ def run_vep(recipe, run_dir: Path, pretrained: str | None) -> dict:
         data = {s: VariantPairDataset(v["ref"], v["alt"], v["labels"], tok, rc_augment=cfg.rc_augment and s == "train")
                 for s, v in splits.items()}
         config = base_config(recipe, tok, pretrained)
-        trained = ens.train_members(recipe, run_dir, pretrained, lambda r, p: pair_classifier(r, config, p), data,
-                                    collate_pairs, binary_eval_metrics)
+        trained = train_members(recipe, run_dir, pretrained, lambda r, p: pair_classifier(r, config, p),
+                                        data, collate_pairs, binary_eval_metrics)
         (_, result, summary), scratch = trained[0][:3], None
         if pretrained and cfg.scratch_baseline:  # trained by every rank, like the model
             scratch, _, _ = train_model(pair_classifier(recipe, config, None), scratch_train_config(recipe, run_dir, "scratch"),
                                         data["train"], data["val"], collate_pairs, binary_eval_metrics)
         if not on_main:
             return None
-        probs, extra = ens.member_probs(recipe, pretrained, trained,
-                                        lambda m: pair_probs(m, data["test"], cfg.rc_average))
+        probs, extra = member_probs(recipe, pretrained, trained,
+                                            lambda m: pair_probs(m, data["test"], cfg.rc_average))
         if scratch is not None:
             probs["same model from scratch (full)"] = pair_probs(scratch, data["test"], cfg.rc_average)
     else:
@@ -291,7 +119,6 @@ def run_vep(recipe, run_dir: Path, pretrained: str | None) -> dict:
         feats = {s: pair_features(lm.backbone, v["ref"], v["alt"], tok, radius=cfg.vep_radius, rc_average=cfg.rc_average)
                  for s, v in (("train", tr), ("test", te))}
         clf = fit_embedding_classifier(feats["train"], tr["labels"], seed=cfg.seed)
-        from .genomics_verbs import save_embedding_classifier
         save_embedding_classifier(clf, run_dir)  # for `mambatune eval / predict / export`
         probs[f"{name} embeddings + logistic regression"] = clf.predict_proba(feats["test"])
     if recipe.eval.baselines:
@@ -300,23 +127,8 @@ def run_vep(recipe, run_dir: Path, pretrained: str | None) -> dict:
         probs[f"{cfg.kmer}-mer logistic regression (ref window)"] = kmer.predict_proba(te["ref"])
     out = finish_classification(run_dir, recipe, np.asarray(te["labels"]), probs, True, result, summary, sizes, extra)
     out["skipped_not_snv"] = {s: v["n_skipped"] for s, v in splits.items()}
+    out["notes"] = pretrained_settings(recipe, pretrained)[1]
     return out
-
-
-def pair_probs(model, data: VariantPairDataset, rc_average: bool) -> np.ndarray:
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(data), 32):
-            batch = collate_pairs([data[i] for i in range(start, min(start + 32, len(data)))])
-            ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-            logits = model(ids, mask).logits.float()
-            if rc_average:
-                rc = data.tokenizer.reverse_complement_ids(ids.reshape(-1, ids.shape[-1])).reshape(ids.shape)
-                logits = (logits + model(rc, mask).logits.float()) / 2
-            out.append(torch.softmax(logits, -1).cpu().numpy())
-    return np.concatenate(out)
 
 
 def lm_for_vep(recipe, run_dir: Path, tok: DNATokenizer, pretrained: str | None):
@@ -324,17 +136,22 @@ def lm_for_vep(recipe, run_dir: Path, tok: DNATokenizer, pretrained: str | None)
     (on every rank under torchrun; the others get None for the model of an FSDP run, see ``train_model``)."""
     if pretrained:
         model = language_model(recipe, tok, pretrained) if domain_run.is_main_process() else None
+        if model is not None:
+            record_model(recipe, run_dir, model, pretrained)
         return model, None, "", "pretrained LM"
-    model, result, summary, _ = pretrain(recipe, run_dir / "lm", tok)
+    model, result, summary, _ = pretrain(recipe, run_dir, run_dir / "lm", tok)
     return model, result, summary, "LM pretrained in this run"
 
 
-def pretrain(recipe, out_dir: Path, tok: DNATokenizer):
+def pretrain(recipe, run_dir: Path, out_dir: Path, tok: DNATokenizer):
+    """A new DNA LM trained on the LM corpus (``lm_corpus``) and saved to ``out_dir/model``; the run's
+    config.yaml (in ``run_dir``) records it as built. Returns (model, TrainResult, summary, corpus)."""
     cfg = recipe.data
     corpus = {s: lm_corpus(cfg, s) for s in ("train", "val", "test")}
     data = {s: DNAWindowDataset(c, tokenizer=tok, rc_augment=cfg.rc_augment and s == "train", lm=True)
             for s, c in corpus.items()}
     model = language_model(recipe, tok, None)
+    record_model(recipe, run_dir, model, None)
     train_cfg = dataclasses.replace(recipe.train, output_dir=str(out_dir), metric_for_best="loss")
     # a bidirectional model sees the next token: it learns to fill in masked bases instead (its LM head's
     # loss is the masked-LM one); validation masks the same bases every time
@@ -354,11 +171,12 @@ def pretrain(recipe, out_dir: Path, tok: DNATokenizer):
 def run_vep_zeroshot(recipe, run_dir: Path, pretrained: str | None) -> dict:
     cfg, tok = recipe.data, DNATokenizer()
     if not pretrained:  # every rank trains the LM
-        lm, result, summary, corpora = pretrain(recipe, run_dir / "lm", tok)
+        lm, result, summary, corpora = pretrain(recipe, run_dir, run_dir / "lm", tok)
     if not domain_run.is_main_process():
         return None
     if pretrained:
         lm, result, summary = language_model(recipe, tok, pretrained), None, ""
+        record_model(recipe, run_dir, lm, pretrained)
         lm.to(pick_device(recipe.train.device))  # no training step moves it: score on the GPU when there is one
         corpus = lm_corpus(cfg, "train")
         name = "pretrained LM (-LLR)"
@@ -387,7 +205,8 @@ def run_vep_zeroshot(recipe, run_dir: Path, pretrained: str | None) -> dict:
     out = {"task": "vep_zeroshot", "test": metrics, "sizes": {s: len(v["labels"]) for s, v in splits.items()},
            "skipped_not_snv": {s: v["n_skipped"] for s, v in splits.items()},
            "lm_training": training_summary(result), "summary": summary,
-           "note": "threshold-based metrics (MCC, accuracy, F1) of -LLR scores use threshold 0 (alt less likely)"}
+           "note": "threshold-based metrics (MCC, accuracy, F1) of -LLR scores use threshold 0 (alt less likely)",
+           "notes": pretrained_settings(recipe, pretrained)[1]}
     more = [s for s in dict.fromkeys(cfg.zeroshot_splits) if s != "test"]
     if more:
         out["more_splits"] = score_more_splits(cfg, splits, more, scorers, scores, pretrained)
@@ -425,7 +244,7 @@ def run_pretrain(recipe, run_dir: Path, pretrained: str | None) -> dict:
     if pretrained:
         raise ValueError("pretrain_dna trains a new model: set model.pretrained=null")
     tok = DNATokenizer()
-    model, result, summary, corpus = pretrain(recipe, run_dir, tok)
+    model, result, summary, corpus = pretrain(recipe, run_dir, run_dir, tok)
     if not domain_run.is_main_process():
         return None
     data = DNAWindowDataset(corpus["test"], tokenizer=tok, lm=True)
@@ -449,64 +268,10 @@ def run_pretrain(recipe, run_dir: Path, pretrained: str | None) -> dict:
     return out
 
 
-@torch.no_grad()
-def lm_loss(model: MambaForTask, data, batch_size: int = 32, collate=collate_windows) -> float:
-    """Mean next-token cross-entropy (nats per base) over the windows; with a masked LM's data and collate
-    (:class:`MaskedEval`, :class:`MaskedLMCollate`), the mean over the masked bases."""
-    model.eval()
-    device = next(model.parameters()).device
-    total, n = 0.0, 0
-    for start in range(0, len(data), batch_size):
-        batch = collate([data[i] for i in range(start, min(start + batch_size, len(data)))])
-        batch = {k: v.to(device) for k, v in batch.items()}
-        loss = model(**batch).loss
-        if model.config.bidirectional:
-            count = int((batch["labels"] != -100).sum())
-        else:
-            count = int(batch["attention_mask"][:, 1:].sum())
-        total += float(loss) * count
-        n += count
-    return total / n
-
-
-# -- outputs -------------------------------------------------------------------------------------
-
-def softmax(logits: torch.Tensor) -> np.ndarray:
-    return torch.softmax(logits, -1).numpy()
-
-
-def main_name(recipe, pretrained: str | None) -> str:
-    methods = "+".join(m.method for m in recipe.peft.methods) or "full"
-    return f"mamba {'pretrained' if pretrained else 'from scratch'} ({methods})"
-
-
-def save_trained(model, run_dir: Path, recipe) -> None:
-    """The trained model (``model/``) or adapter (``adapter/``), with the tokenizer it reads beside it."""
-    if recipe.peft.methods:
-        folder = run_dir / "adapter"
-        peft.save_adapter(model, folder)
-    elif isinstance(model, MambaForTask):
-        folder = run_dir / "model"
-        save_pretrained(model, folder, meta={"recipe": recipe.name})
-    else:
-        from safetensors.torch import save_file
-        folder = run_dir / "model"
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
-    DNATokenizer(recipe.data.k).save(folder)
-
-
-def training_summary(result) -> dict | None:
-    if result is None:
-        return None
-    return {"steps": result.steps, "best_step": result.best_step, "stopped_early": result.stopped_early,
-            "seconds": result.seconds, "last_eval": result.last_eval}
-
-
 def finish_classification(run_dir, recipe, y, probs: dict, binary: bool, result, summary, sizes,
                           extra: dict | None = None) -> dict:
     """Metrics of every model's test probabilities; ROC / PR curves (not of an ensemble's members: ``extra``
-    holds its ``ensemble`` and ``training`` records, see ``genomics_ensemble.member_probs``)."""
+    holds its ``ensemble`` and ``training`` records, see ``members.member_probs``)."""
     cfg, extra = recipe.data, extra or {}
     members = {m["name"] for m in extra.get("ensemble", {}).get("members", [])}
     if binary:
@@ -519,19 +284,24 @@ def finish_classification(run_dir, recipe, y, probs: dict, binary: bool, result,
             **extra}
 
 
-# -- entry points --------------------------------------------------------------------------------
+
+# -- entry point ---------------------------------------------------------------------------------
 
 RUNNERS = {"promoter": run_promoter, "vep": run_vep, "vep_zeroshot": run_vep_zeroshot, "pretrain_dna": run_pretrain}
 
 
 def run(recipe) -> Path:
     """Runs the recipe's task and writes the run folder; returns it. With ``data.path`` the task runs on the
-    user's files (``genomics_user_tasks``)."""
-    if recipe.data.path:
-        from . import genomics_user_tasks
-        return genomics_user_tasks.run(recipe, resolve_pretrained(recipe.model.pretrained))
-    return domain_run.run_task(recipe, RUNNERS, resolve_pretrained(recipe.model.pretrained), ens.write_run_report)
-
-
-# the CLI verbs on a finished run (eval, predict, export) live beside this module
-evaluate, predict, export, read_inputs = domain_run.verbs_of("mambatune.pipelines.genomics_verbs")
+    user's files: a VCF through ``user_vep``, sequences (table, FASTA, regions) through ``user_tasks``."""
+    pretrained = resolve_pretrained(recipe.model.pretrained)
+    cfg = recipe.data
+    if not cfg.path:
+        return domain_run.run_task(recipe, RUNNERS, pretrained, write_run_report)
+    if file_format(cfg.path, cfg.format) == "vcf":
+        return domain_run.run_task(recipe, {cfg.task: run_user_variants}, pretrained, write_variants_report)
+    if cfg.task != "promoter":
+        raise ValueError(f"data.path={cfg.path} is a sequence file: the {cfg.task} recipes read "
+                         "variants (a VCF with data.genome); sequence files go to genomics/promoter_lora, "
+                         "promoter_full or promoter_head")
+    return domain_run.run_task(recipe, {cfg.task: run_user_sequences}, pretrained,
+                               write_sequences_report)

@@ -3,7 +3,7 @@ regression, by the labels (``data.label_kind``).
 
 The model is the recipe's (``model.pretrained``: a shipped DNA model by name, ``default``, a folder, or null
 for a new one) with the head the labels call for, trained by the recipe's PEFT method through the shared
-fine-tune path (``genomics_ensemble.train_members``), with RC augmentation and RC-averaged inference as the
+fine-tune path (``genomics.members.train_members``), with RC augmentation and RC-averaged inference as the
 recipe sets them. Beside it, in the same run on the same splits: the same model from scratch (when the base
 is pretrained and ``data.scratch_baseline``), a k-mer linear model with k (and C) chosen by inner
 cross-validation on the training split (``data.kmer_choices``), and, when every sequence has one length, a
@@ -32,11 +32,13 @@ from mambatune.domains.genomics.metrics import (
 from mambatune.domains.genomics.sequence_data import DNAWindowDataset, collate_windows, predict_logits
 from mambatune.domains.genomics.vocab import checkpoint_tokenizer
 
-from . import domain_run
-from . import genomics as g
-from . import genomics_ensemble as ens
-from . import genomics_report as report
-from .genomics_user_data import UserData, load_user_data
+from .. import domain_run
+from .models import (
+    base_config, binary_eval_metrics, dna_model, main_name, pretrained_settings, scratch_train_config, training_summary,
+)
+from .members import train_members
+from .report import metrics_table
+from .user_data import UserData, load_user_data
 
 HEADS = {"binary": "classification", "multiclass": "classification", "multilabel": "multilabel",
          "regression": "regression"}
@@ -66,7 +68,8 @@ def head_spec(recipe, kind: str, n_classes: int) -> dict:
 def user_model(recipe, config, spec: dict, pretrained: str | None) -> MambaForTask:
     torch.manual_seed(recipe.model.seed)
     if pretrained:
-        return g.dna_model(pretrained, k=recipe.data.k, head=dict(spec), config_overrides=g.behaviour_overrides(recipe))
+        return dna_model(pretrained, k=recipe.data.k, head=dict(spec),
+                         config_overrides=pretrained_settings(recipe, pretrained)[0])
     head = dict(spec)
     kind = head.pop("kind")
     return MambaForTask(config, build_head(kind, config.d_model * (2 if config.rc_equivariant == "rcps" else 1), **head))
@@ -85,7 +88,7 @@ def eval_metrics(kind: str):
     from sklearn import metrics as skm
 
     def binary(logits, labels):
-        return g.binary_eval_metrics(logits, labels)
+        return binary_eval_metrics(logits, labels)
 
     def multiclass(logits, labels):
         pred, y = logits.argmax(-1).numpy(), labels.numpy()
@@ -144,14 +147,14 @@ def run_user_sequences(recipe, run_dir: Path, pretrained: str | None) -> dict | 
     if recipe.model.head.get("kind") not in (None, HEADS[kind]):
         notes.append(f"model.head.kind={recipe.model.head['kind']} replaced by {HEADS[kind]}: the labels are {kind}")
     spec = head_spec(recipe, kind, len(classes))
-    config = g.base_config(recipe, tok, pretrained)
+    config = base_config(recipe, tok, pretrained)
     metrics_fn = eval_metrics(kind)
-    trained = ens.train_members(recipe, run_dir, pretrained, lambda r, p: user_model(r, config, spec, p), datasets,
-                                collate_labelled, metrics_fn, save_base=True)
+    trained = train_members(recipe, run_dir, pretrained, lambda r, p: user_model(r, config, spec, p), datasets,
+                                    collate_labelled, metrics_fn, save_base=True)
     scratch = None
     if pretrained and cfg.scratch_baseline:  # trained by every rank, like the model
         scratch, _, _ = domain_run.train_model(user_model(recipe, config, spec, None),
-                                               g.scratch_train_config(recipe, run_dir, "scratch"), datasets["train"],
+                                               scratch_train_config(recipe, run_dir, "scratch"), datasets["train"],
                                                datasets["val"], collate_labelled, metrics_fn)
     if not on_main:
         return None
@@ -160,7 +163,7 @@ def run_user_sequences(recipe, run_dir: Path, pretrained: str | None) -> dict | 
     def outputs(model):
         return to_outputs(predict_logits(model, datasets["test"], eval_batch, cfg.rc_average), kind, scale)
 
-    name = g.main_name(recipe, pretrained)
+    name = main_name(recipe, pretrained)
     preds = {name: outputs(trained[0][0])}
     if scratch is not None:
         preds["same model from scratch (full)"] = outputs(scratch)
@@ -171,8 +174,8 @@ def run_user_sequences(recipe, run_dir: Path, pretrained: str | None) -> dict | 
         plot_roc_pr(y, {m: p[:, 1] for m, p in preds.items()}, run_dir / "plots", title=recipe.name)
     write_predictions(run_dir / "predictions_test.csv", data, preds[name], kind)
     out = {"task": cfg.task, "data": data.describe(), "test": metrics, "sizes": data.sizes(),
-           "training": g.training_summary(trained[0][1]), "summary": trained[0][2], "baseline_settings": baselines,
-           "tokenizer": {"kind": "dna", "k": tok.k}, "notes": notes}
+           "training": training_summary(trained[0][1]), "summary": trained[0][2], "baseline_settings": baselines,
+           "tokenizer": {"kind": "dna", "k": tok.k}, "notes": notes + pretrained_settings(recipe, pretrained)[1]}
     if kind == "regression":
         out["target_scale"] = {"mean": scale[0], "sd": scale[1]}
     return out
@@ -281,7 +284,7 @@ Notes:
 
 ## Test set (95 % bootstrap intervals, {cfg.n_boot} resamples)
 
-{report.metrics_table(results['test'], REPORT_COLUMNS[kind])}
+{metrics_table(results['test'], REPORT_COLUMNS[kind])}
 
 Baselines' settings: {chosen or 'none fitted (eval.baselines=false)'}.
 Predictions of the first model: `predictions_test.csv`.
@@ -295,17 +298,3 @@ def words(counts: dict) -> str:
     def value(v):
         return f"({words(v) or 'none'})" if isinstance(v, dict) else str(v)
     return ", ".join(f"{k.replace('_', ' ')} {value(v)}" for k, v in counts.items())
-
-
-def run(recipe, pretrained: str | None) -> Path:
-    """Runs a genomics recipe on ``data.path`` and writes the run folder (VCF files: ``genomics_user_vep``)."""
-    from mambatune.domains.genomics.user_files import file_format
-
-    if file_format(recipe.data.path, recipe.data.format) == "vcf":
-        from . import genomics_user_vep as vep
-        return domain_run.run_task(recipe, {recipe.data.task: vep.run_user_variants}, pretrained, vep.write_report)
-    if recipe.data.task not in ("promoter",):
-        raise ValueError(f"data.path={recipe.data.path} is a sequence file: the {recipe.data.task} recipes read "
-                         "variants (a VCF with data.genome); sequence files go to genomics/promoter_lora, "
-                         "promoter_full or promoter_head")
-    return domain_run.run_task(recipe, {recipe.data.task: run_user_sequences}, pretrained, write_report)

@@ -37,13 +37,17 @@ from mambatune.domains.genomics.vep import (
     MarkovLM, VariantPairDataset, collate_pairs, fit_embedding_classifier, lm_log_likelihood_ratio, pair_features,
     variant_pairs,
 )
+from mambatune.core.training.distributed import pick_device
 from mambatune.domains.tables import FILE, ROW, TableError, read_table
-from mambatune.pipelines.data_source import split_rows
 
-from . import domain_run
-from . import genomics as g
-from . import genomics_ensemble as ens
-from . import genomics_report as report
+from .. import domain_run
+from ..data_source import split_rows
+from .members import train_members
+from .models import (
+    base_config, binary_eval_metrics, language_model, main_name, pair_classifier, pair_probs, pretrained_settings,
+    record_model, scratch_train_config, training_summary,
+)
+from .report import metrics_table
 
 FLANK = 500  # variant windows are read as 1,001 bp, then cropped to data.window
 
@@ -141,9 +145,9 @@ def run_user_variants(recipe, run_dir: Path, pretrained: str | None) -> dict | N
              for s, f in splits.frames.items()}
     data = {"format": "vcf", "sizes": {s: len(p["labels"]) for s, p in parts.items()}, "split": splits.how,
             "labels": {"kind": "binary", "classes": space.classes, "how": space.how}, "variants": info["counts"],
-            "notes": splits.notes + space.notes + info["notes"]}
+            "notes": splits.notes + space.notes + info["notes"] + pretrained_settings(recipe, pretrained)[1]}
     if cfg.task == "vep_zeroshot":
-        scores = zero_shot_scores(recipe, pretrained, tok, parts["test"], parts["train"]["ref"])
+        scores = zero_shot_scores(recipe, run_dir, pretrained, tok, parts["test"], parts["train"]["ref"])
         result, summary = None, ""
     else:
         scores, result, summary = supervised_scores(recipe, run_dir, pretrained, tok, parts)
@@ -162,18 +166,18 @@ def run_user_variants(recipe, run_dir: Path, pretrained: str | None) -> dict | N
     plot_roc_pr(y, scores, run_dir / "plots", title=recipe.name)
     write_predictions(run_dir / "predictions_test.csv", parts["test"]["frame"], scores, space.classes, y)
     return {"task": cfg.task, "data": data, "test": metrics, "sizes": data["sizes"],
-            "training": g.training_summary(result), "summary": summary}
+            "training": training_summary(result), "summary": summary}
 
 
-def zero_shot_scores(recipe, pretrained: str | None, tok, part: dict, markov_corpus: list[str]) -> dict:
-    """-LLR of each variant under the pretrained LM and under a Markov LM fit on ``markov_corpus``."""
+def zero_shot_scores(recipe, run_dir: Path, pretrained: str | None, tok, part: dict, markov_corpus: list[str]) -> dict:
+    """-LLR of each variant under the pretrained LM (recorded in config.yaml as built) and under a Markov LM fit
+    on ``markov_corpus``."""
     cfg = recipe.data
     if not pretrained:
         raise ValueError("zero-shot scoring of a user's VCF needs a pretrained DNA LM: set model.pretrained (e.g. "
                          "default or dna-mamba-1m)")
-    from mambatune.core.training.distributed import pick_device
-
-    lm = g.language_model(recipe, tok, pretrained).to(pick_device(recipe.train.device))
+    lm = language_model(recipe, tok, pretrained).to(pick_device(recipe.train.device))
+    record_model(recipe, run_dir, lm, pretrained)
     out = {"pretrained LM (-LLR)": -lm_log_likelihood_ratio(lm, part["ref"], part["alt"], tok,
                                                              both_strands=cfg.rc_average)}
     if recipe.eval.baselines:
@@ -187,28 +191,29 @@ def supervised_scores(recipe, run_dir: Path, pretrained: str | None, tok, parts:
     with its scratch twin, or logistic regression on frozen LM features (embedding). None on other ranks."""
     cfg = recipe.data
     if cfg.vep_method == "embedding":
-        lm = g.language_model(recipe, tok, pretrained) if pretrained else None
+        lm = language_model(recipe, tok, pretrained) if pretrained else None
         if lm is None:
             raise ValueError("vep_method=embedding reads a pretrained LM's features: set model.pretrained")
+        record_model(recipe, run_dir, lm, pretrained)
         feats = {s: pair_features(lm.backbone, parts[s]["ref"], parts[s]["alt"], tok, radius=cfg.vep_radius,
                                   rc_average=cfg.rc_average) for s in ("train", "test")}
         clf = fit_embedding_classifier(feats["train"], parts["train"]["labels"], seed=cfg.seed)
         return {"pretrained LM embeddings + logistic regression": clf.predict_proba(feats["test"])[:, 1]}, None, ""
     data = {s: VariantPairDataset(p["ref"], p["alt"], p["labels"], tok, rc_augment=cfg.rc_augment and s == "train")
             for s, p in parts.items()}
-    config = g.base_config(recipe, tok, pretrained)
-    trained = ens.train_members(recipe, run_dir, pretrained, lambda r, p: g.pair_classifier(r, config, p), data,
-                                collate_pairs, g.binary_eval_metrics)
+    config = base_config(recipe, tok, pretrained)
+    trained = train_members(recipe, run_dir, pretrained, lambda r, p: pair_classifier(r, config, p), data,
+                                    collate_pairs, binary_eval_metrics)
     scratch = None
     if pretrained and cfg.scratch_baseline:
-        scratch, _, _ = domain_run.train_model(g.pair_classifier(recipe, config, None),
-                                               g.scratch_train_config(recipe, run_dir, "scratch"), data["train"],
-                                               data["val"], collate_pairs, g.binary_eval_metrics)
+        scratch, _, _ = domain_run.train_model(pair_classifier(recipe, config, None),
+                                               scratch_train_config(recipe, run_dir, "scratch"), data["train"],
+                                               data["val"], collate_pairs, binary_eval_metrics)
     if not domain_run.is_main_process():
         return None, None, ""
-    scores = {g.main_name(recipe, pretrained): g.pair_probs(trained[0][0], data["test"], cfg.rc_average)[:, 1]}
+    scores = {main_name(recipe, pretrained): pair_probs(trained[0][0], data["test"], cfg.rc_average)[:, 1]}
     if scratch is not None:
-        scores["same model from scratch (full)"] = g.pair_probs(scratch, data["test"], cfg.rc_average)[:, 1]
+        scores["same model from scratch (full)"] = pair_probs(scratch, data["test"], cfg.rc_average)[:, 1]
     return scores, trained[0][1], trained[0][2]
 
 
@@ -217,12 +222,13 @@ def zero_shot_unlabelled(recipe, run_dir: Path, pretrained: str | None, tok, df:
     if not domain_run.is_main_process():
         return None
     part = {"ref": df["ref_win"].to_list(), "alt": df["alt_win"].to_list()}
-    scores = zero_shot_scores(recipe, pretrained, tok, part, part["ref"])
+    scores = zero_shot_scores(recipe, run_dir, pretrained, tok, part, part["ref"])
     write_predictions(run_dir / "predictions_test.csv", df, scores, None, None)
     summary = {name: {"n": int(len(s)), "mean": float(np.mean(s)), "sd": float(np.std(s)),
                       "min": float(np.min(s)), "max": float(np.max(s))} for name, s in scores.items()}
     notes = info["notes"] + ["no labels (no data.label_info or data.labels_path): every SNV scored, no metric; the "
-                             "Markov LM is fit on the scored variants' reference windows (no labels are read)"]
+                             "Markov LM is fit on the scored variants' reference windows (no labels are read)"] + \
+        pretrained_settings(recipe, pretrained)[1]
     return {"task": recipe.data.task, "data": {"format": "vcf", "sizes": {"scored": df.height}, "split": "none: all "
             "variants scored", "labels": None, "variants": info["counts"], "notes": notes},
             "test": summary, "sizes": {"scored": df.height}, "training": None, "summary": ""}
@@ -244,7 +250,7 @@ def write_predictions(path: Path, frame: pl.DataFrame, scores: dict, classes: li
 def write_report(run_dir: Path, recipe, results: dict) -> None:
     cfg, d = recipe.data, results["data"]
     labelled = d["labels"] is not None
-    table = report.metrics_table(results["test"], ["auroc", "auprc", "mcc", "accuracy", "f1"] if labelled else
+    table = metrics_table(results["test"], ["auroc", "auprc", "mcc", "accuracy", "f1"] if labelled else
                                  ["n", "mean", "sd", "min", "max"])
     notes = "\n".join(f"- {n}" for n in d["notes"]) or "- none"
     heading = (f"Test set (95 % bootstrap intervals, {cfg.n_boot} resamples)" if labelled else

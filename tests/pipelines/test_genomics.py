@@ -5,9 +5,10 @@ import json
 import random
 
 import pytest
+import yaml
 
 from mambatune.pipelines.cli import main
-from mambatune.pipelines.recipe import load_recipe
+from mambatune.pipelines.recipe import load_recipe, load_resolved
 
 TINY = ["model.pretrained=null", "model.config.d_model=8", "model.config.n_layer=1", "model.config.d_state=4", "data.window=64",
         "data.max_train=32", "data.max_eval=24", "data.n_boot=20", "train.batch_size=8", "train.eval_every=2",
@@ -37,11 +38,36 @@ def test_promoter_lora(tmp_path):
     assert "6-mer" in (out / "report.md").read_text()
 
 
+def pretrained_run(recipe: str, out, pretrained: str, *extra) -> dict:
+    """``run`` on a pretrained model: TINY without its shape keys, which a pretrained model does not take."""
+    args = [a for a in TINY if not a.startswith(("model.config.", "model.pretrained="))]
+    assert main(["run", recipe, f"train.output_dir={out}", *args, f"model.pretrained={pretrained}", *extra]) == 0
+    return json.loads((out / "results.json").read_text())
+
+
 def test_promoter_lora_from_the_shipped_default_model(tmp_path):
     out = tmp_path / "shipped"
-    results = run("genomics/promoter_lora", out, "train.epochs=1", "model.pretrained=default")
+    results = pretrained_run("genomics/promoter_lora", out, "default", "train.epochs=1")
     check_binary(results, 3)  # shipped model + LoRA, the same model from scratch, 6-mer
-    assert "dna-mamba-120k" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "dna-mamba-120k" in report
+    # config.yaml records the model as trained: the shipped model's 4 layers, not the recipe file's 2 (noted)
+    from mambatune.pipelines.genomics import SHIPPED_DNA_MODEL
+    shipped = json.loads((SHIPPED_DNA_MODEL / "config.json").read_text())["model"]
+    saved = (out / "config.yaml").read_text()
+    config = yaml.safe_load(saved)["model"]["config"]
+    assert config["n_layer"] == shipped["n_layer"] == 4 and config["d_model"] == shipped["d_model"]
+    note = "model.config.n_layer=2 of the recipe not used: the pretrained model has n_layer=4"
+    assert f"# note: {note}" in saved and note in report and note in results["notes"]
+    assert load_resolved(out).model.config["n_layer"] == 4
+
+
+def test_a_shape_override_that_contradicts_the_pretrained_model_is_an_error(tmp_path, capsys):
+    args = [a for a in TINY if not a.startswith(("model.config.", "model.pretrained="))]
+    assert main(["run", "genomics/promoter_lora", f"train.output_dir={tmp_path}", *args, "model.pretrained=default",
+                 "model.config.d_model=256"]) == 2
+    err = capsys.readouterr().err
+    assert "model.config.d_model=256 contradicts the pretrained model 'default', which has d_model=64" in err
 
 
 def test_promoter_multiclass(tmp_path):
@@ -169,11 +195,29 @@ def test_promoter_eval_predict_export(tmp_path, capsys):
     assert "--genome" in capsys.readouterr().err
     assert main(["predict", str(out), str(bed), "--genome", str(genome), "-o", str(tmp_path / "r.tsv")]) == 0
     rows = read_rows(tmp_path / "r.tsv")
-    assert [r["id"] for r in rows] == ["r1", "r2"] and "regions_unknown_contig" in capsys.readouterr().err
+    # every region keeps its row: the one on a contig the genome lacks is not scored, and says why
+    assert [r["id"] for r in rows] == ["r1", "r2", "r3"] and "regions_unknown_contig: 1" in capsys.readouterr().err
+    assert rows[0]["p_promoter"] != "" and rows[2]["p_promoter"] == "" and rows[2]["predicted"] == ""
+    assert rows[2]["note"].startswith("not scored") and "chr9" in rows[2]["note"] and rows[2]["chrom"] == "chr9"
     # the region's central window is the same sequence as the FASTA record of it
     fasta.write_text(f">r1\n{seq[100:400]}\n")
     assert main(["predict", str(out), str(fasta), "-o", str(tmp_path / "f.csv")]) == 0
     assert float(read_rows(tmp_path / "f.csv")[0]["p_promoter"]) == pytest.approx(float(rows[0]["p_promoter"]))
+    # a table of sequences is read as sequences (no --genome); a 24 bp input is flagged as out of range
+    (tmp_path / "seqs.csv").write_text(f"id,sequence\nr1,{seq[100:400]}\ntiny,{seq[500:524]}\n")
+    assert main(["predict", str(out), str(tmp_path / "seqs.csv"), "-o", str(tmp_path / "t.csv")]) == 0
+    table = read_rows(tmp_path / "t.csv")
+    assert [r["id"] for r in table] == ["r1", "tiny"]
+    assert float(table[0]["p_promoter"]) == pytest.approx(float(rows[0]["p_promoter"]))
+    assert table[0]["flag"] == "" and table[1]["flag"] == "short: 24 bp, trained on 64 bp"
+    assert table[1]["p_promoter"] != "" and "shorter than the trained window" in table[1]["note"]
+    assert "flagged_short: 1" in capsys.readouterr().err
+    # a table of coordinates needs --genome, and with it is read as regions
+    (tmp_path / "coords.tsv").write_text("name\tchrom\tstart\tend\nr1\tchr1\t100\t400\n")
+    assert main(["predict", str(out), str(tmp_path / "coords.tsv")]) == 2 and "--genome" in capsys.readouterr().err
+    assert main(["predict", str(out), str(tmp_path / "coords.tsv"), "--genome", str(genome), "-o",
+                 str(tmp_path / "c.csv")]) == 0
+    assert float(read_rows(tmp_path / "c.csv")[0]["p_promoter"]) == pytest.approx(float(rows[0]["p_promoter"]))
 
     assert main(["export", str(out), str(tmp_path / "exported")]) == 0
     manifest = json.loads((tmp_path / "exported" / "export.json").read_text())
@@ -206,7 +250,7 @@ def test_vep_zeroshot_eval_and_vcf_predict(tmp_path, capsys):
         assert float(r["score"]) == pytest.approx(-float(r["llr"]))
     # the same LLR by hand: the run's windows (data.window=64) under the run's LM
     from mambatune.domains.genomics.vep import haplotype_windows
-    from mambatune.pipelines.genomics_verbs import load_lm, open_run
+    from mambatune.pipelines.genomics.scoring import load_lm, open_run
     from mambatune.domains.genomics import DNATokenizer
     from mambatune.domains.genomics.vep import lm_log_likelihood_ratio
     run_dir, recipe, res = open_run(out)

@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 from mambatune.core.checkpoints import load_pretrained
 from mambatune.domains.genomics import DNATokenizer
 from mambatune.domains.genomics.sequence_data import DNAWindowDataset, predict_logits
-from mambatune.pipelines import genomics as g
+from mambatune.pipelines.genomics.data import promoter_splits
 from helpers import check_combined_folder
 from mambatune.pipelines.cli import main
 from mambatune.pipelines.recipe import load_recipe, load_resolved, save_resolved
@@ -76,7 +76,7 @@ def test_data_ensemble_layout_and_results(ensemble_run):
 
 def test_ensemble_is_the_mean_of_its_members_eval_predict_export(ensemble_run, tmp_path):
     out, results = ensemble_run
-    windows, y = g.promoter_splits(load_resolved(out).data)["test"]
+    windows, y = promoter_splits(load_resolved(out).data)["test"]
     mean = np.mean([member_probabilities(out / f"member-{k}", windows) for k in (0, 1)], axis=0)
     assert results["test"][ENSEMBLE]["auroc"] == pytest.approx(roc_auc_score(y, mean[:, 1]))
     for k in (0, 1):

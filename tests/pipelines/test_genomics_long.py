@@ -13,7 +13,8 @@ import pytest
 
 from mambatune.domains.genomics import DNATokenizer, Genome, reverse_complement
 from mambatune.domains.genomics.sequence_data import DNAWindowDataset, GenomeWindows, overlapping, predict_logits
-from mambatune.pipelines import genomics
+from mambatune.pipelines.genomics import config as genomics_config
+from mambatune.pipelines.genomics import data as genomics_data
 from mambatune.pipelines.cli import main
 
 CONTIG_LENGTH = 150_000
@@ -48,17 +49,17 @@ def demo_table(genome_file, monkeypatch):
     def load_promoters(task="binary", split=None):
         return table if split is None else table.filter(pl.col("split").is_in([split] if isinstance(split, str) else split))
 
-    monkeypatch.setattr(genomics, "load_promoters", load_promoters)
+    monkeypatch.setattr(genomics_data, "load_promoters", load_promoters)
     return table
 
 
-def config(genome_file, window: int, **kw) -> genomics.DataConfig:
-    return genomics.DataConfig(window=window, genome=str(genome_file), **kw)
+def config(genome_file, window: int, **kw) -> genomics_config.DataConfig:
+    return genomics_config.DataConfig(window=window, genome=str(genome_file), **kw)
 
 
 def test_long_windows_have_the_length_and_the_demo_centre(genome_file, demo_table):
     window = 8_192
-    splits, info = genomics.promoter_windows(config(genome_file, window))
+    splits, info = genomics_data.promoter_windows(config(genome_file, window))
     demo = {(row["split"], row["center"]): row["sequence"] for row in demo_table.iter_rows(named=True)}
     n = 0
     for split, (windows, labels) in splits.items():
@@ -97,7 +98,7 @@ def test_overlapping_matches_a_brute_force_check():
 
 @pytest.mark.parametrize("window", [4_096, 32_768])
 def test_training_windows_overlapping_held_out_ones_are_dropped_and_counted(genome_file, demo_table, window):
-    splits, info = genomics.promoter_windows(config(genome_file, window))
+    splits, info = genomics_data.promoter_windows(config(genome_file, window))
 
     def spans(split):
         w = splits[split][0]
@@ -115,13 +116,13 @@ def test_training_windows_overlapping_held_out_ones_are_dropped_and_counted(geno
 
 def test_long_window_errors(genome_file, demo_table, tmp_path):
     with pytest.raises(ValueError, match="set data.window"):
-        genomics.promoter_windows(config(genome_file, None))
+        genomics_data.promoter_windows(config(genome_file, None))
     with pytest.raises(ValueError, match="no training window is left"):
-        genomics.promoter_windows(config(genome_file, 400_000))
+        genomics_data.promoter_windows(config(genome_file, 400_000))
     other = tmp_path / "other.fa"
     other.write_text(">20\n" + "A" * CONTIG_LENGTH + "\n")
     with pytest.raises(ValueError, match="GRCh37"):
-        genomics.promoter_windows(config(other, 8_192))
+        genomics_data.promoter_windows(config(other, 8_192))
 
 
 def test_lazy_windows_tokenize_like_strings_and_cross_processes(genome_file):

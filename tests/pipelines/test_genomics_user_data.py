@@ -8,6 +8,7 @@ import re
 
 import polars as pl
 import pytest
+import yaml
 
 from mambatune.domains.genomics.datasets import SLICE_FILE, data_path
 from mambatune.domains.genomics.fasta import Genome
@@ -53,8 +54,14 @@ def test_binary_csv_with_the_shipped_model_by_name(tmp_path):
             s = s.lower() if i == 0 else (s[:3] + "R" + s[4:] if i == 1 else s)
             w.writerow([f"seq{i}", s, y])
     out = tmp_path / "run"
-    results = run("genomics/promoter_lora", out, "model.pretrained=dna-mamba-120k", f"data.path={tmp_path}/my.csv",
-                  "data.sequence_column=dna", "data.label_column=bound", "data.id_column=name")
+    shape = [a for a in TINY if a.startswith(("model.config.", "model.pretrained="))]  # a pretrained model keeps its own
+    assert main(["run", "genomics/promoter_lora", f"train.output_dir={out}", *[a for a in TINY if a not in shape],
+                 "model.pretrained=dna-mamba-120k", f"data.path={tmp_path}/my.csv", "data.sequence_column=dna",
+                 "data.label_column=bound", "data.id_column=name"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    # config.yaml records the shipped model's shape (4 layers), the recipe file's n_layer: 2 noted as not used
+    assert yaml.safe_load((out / "config.yaml").read_text())["model"]["config"]["n_layer"] == 4
+    assert any("model.config.n_layer=2 of the recipe not used" in n for n in results["notes"])
     models = list(results["test"])
     assert models == ["mamba pretrained (lora)", "same model from scratch (full)",
                       "k-mer logistic regression (k by inner CV)", "one-hot logistic regression"]
@@ -92,11 +99,15 @@ def test_multilabel_jsonl_with_mixed_lengths_then_eval_and_predict(tmp_path, cap
     again = json.loads(capsys.readouterr().out)
     assert again["examples"] == results["sizes"]["test"]
     assert again["metrics"]["auroc_macro"] == pytest.approx(next(iter(results["test"].values()))["auroc_macro"])
-    (tmp_path / "new.csv").write_text(f"sequence\n{rows[0][0]}\nhello world\n")
+    (tmp_path / "new.csv").write_text(f"sequence\n{rows[0][0]}\nhello world\nACGTACGTAC\n")
     assert main(["predict", str(out), str(tmp_path / "new.csv"), "-o", str(tmp_path / "p.csv")]) == 0
     pred = pl.read_csv(tmp_path / "p.csv")
-    assert pred.columns == ["id", "length", "predicted", "p_CTCF", "p_SP1", "p_YY1", "note"]
+    assert pred.columns == ["id", "length", "predicted", "p_CTCF", "p_SP1", "p_YY1", "flag", "note"]
     assert pred["p_CTCF"][0] is not None and pred["note"][1].startswith("not scored: new.csv, row 2")
+    # trained on 25-35 bp: a 10 bp input is scored, and flagged as out of range
+    seqs = results["data"]["sequences"]
+    assert pred["p_CTCF"][2] is not None and pred["flag"][0] is None
+    assert pred["flag"][2] == f"short: 10 bp, trained on {seqs['length_min']}-{seqs['length_max']} bp"
 
 
 def test_regression_parquet_with_a_test_file(tmp_path):
@@ -145,6 +156,12 @@ def test_bed_regions_on_a_reference(tmp_path):
     assert regions["minus_strand_reverse_complemented"] == 20
     assert results["data"]["sequences"]["length_min"] == results["data"]["sequences"]["length_max"] == 64
     assert "off contig end" in (out / "report.md").read_text()
+    # predict keeps every region, the one past the contig end with a note
+    assert main(["predict", str(out), str(tmp_path / "peaks.bed"), "--genome", GENOME, "-o", str(tmp_path / "p.csv")]) == 0
+    pred = pl.read_csv(tmp_path / "p.csv")
+    assert pred.height == 41 and pred["id"][40] == "late" and pred["predicted"][40] is None
+    assert pred["note"][40].startswith("not scored") and "past the end of contig" in pred["note"][40]
+    assert pred["predicted"][:40].null_count() == 0
 
 
 def write_vcf(path, n: int, labelled: bool = True) -> None:

@@ -149,7 +149,7 @@ def test_masked_lm_loss_cannot_be_won_by_copying_the_input():
 
     from mambatune.core.heads import LMHead
     from mambatune.domains.genomics.sequence_data import DNAWindowDataset, MaskedEval, MaskedLMCollate
-    from mambatune.pipelines.genomics import lm_loss
+    from mambatune.pipelines.genomics.models import lm_loss
 
     tok = DNATokenizer()
     head = LMHead(4, tok.vocab_size, masked=True)
