@@ -1,6 +1,7 @@
 import csv
 import io
 import json
+import re
 from contextlib import redirect_stdout
 
 import pytest
@@ -148,3 +149,114 @@ def test_models_lists_every_shipped_model_with_its_default(capsys):
     assert rows["dna-mamba-1m"]["parameters"] == 935_040 and rows["dna-mamba-1m"]["held_out"].startswith("bits_per_base")
     assert main(["models"]) == 0
     assert "series-mamba-500k" in capsys.readouterr().out
+
+
+# -- what a user sees (issue 20) ---------------------------------------------------------------
+
+def cli(*args, cwd=None):
+    """``mambatune <args>`` in a fresh process, as a user runs it: (exit code, stdout, stderr)."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "mambatune.pipelines.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=900, cwd=cwd)
+    return done.returncode, done.stdout, done.stderr
+
+
+@pytest.fixture(scope="module")
+def pretrained_lora_run(tmp_path_factory):
+    """A finished LoRA run on a shipped pretrained model (its head is new at the start), made in a subprocess."""
+    tmp = tmp_path_factory.mktemp("pretrained")
+    recipe = tiny_recipe(tmp)
+    code, out, err = cli("run", recipe, "model.pretrained=text-mamba-140k", "data.tokenizer=null", "train.epochs=1",
+                         "eval.baselines=false")
+    assert code == 0, err[-2000:]
+    return tmp / "run", err
+
+
+def third_party_warnings(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if re.search(r"Warning\b|warnings\.warn", line)]
+
+
+@pytest.mark.slow
+def test_verbs_on_a_trained_lora_run_print_only_true_messages(pretrained_lora_run, tmp_path):
+    run, run_err = pretrained_lora_run
+    # training: the head really is new there, and the loader says so
+    assert "newly initialised (train these): head.score" in run_err
+    assert not third_party_warnings(run_err)
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("ACGTACGT\nabcdefgh\n")
+    for args in (("eval", run), ("predict", run, inputs), ("export", run, tmp_path / "exported")):
+        code, out, err = cli(*args)
+        assert code == 0, err
+        assert "newly initialised" not in err, f"mambatune {args[0]} claims the trained head is new: {err}"
+        assert not third_party_warnings(err), f"mambatune {args[0]}: {err}"
+
+
+@pytest.mark.slow
+def test_the_loader_still_reports_a_new_head_outside_the_verbs(pretrained_lora_run, caplog):
+    """Without the verbs' context the same load reports the head (so the test above can fail)."""
+    import logging
+
+    from mambatune.pipelines.cli import head_from_the_run
+    from mambatune.pipelines.sequence_classification import load_trained
+    run, _ = pretrained_lora_run
+    with caplog.at_level(logging.WARNING, logger="mambatune.core.checkpoints"):
+        load_trained(run)
+    assert "newly initialised" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mambatune.core.checkpoints"), head_from_the_run():
+        load_trained(run)
+    assert "newly initialised" not in caplog.text
+
+
+@pytest.mark.slow
+def test_ordinary_verbs_print_no_third_party_warnings(tmp_path):
+    for args in (("list",), ("models",), ("advise", "--examples", "882"),
+                 ("run", "generic/sequence_classification_lora", "--dry-run"),
+                 ("cp", "genomics/promoter_full", tmp_path / "mine.yaml")):
+        code, out, err = cli(*args)
+        assert code == 0, err
+        assert not third_party_warnings(err), f"mambatune {args[0]}: {err}"
+
+
+def test_list_shows_measured_times_on_cpu_and_gpu():
+    from mambatune.pipelines.recipe import RECIPES_DIR, list_recipes
+    from mambatune.pipelines.recipe_times import NOT_MEASURED, RECIPE_TIMES
+    shipped = {p.relative_to(RECIPES_DIR).with_suffix("").as_posix() for p in list_recipes()}
+    assert set(RECIPE_TIMES) <= shipped, "a timing kept for a recipe that is not shipped"
+    for name, timings in RECIPE_TIMES.items():
+        for t in timings:
+            assert t.minutes is None or (t.minutes > 0 and t.source), f"{name}: a figure without its source"
+    code, out = run_cli(["list"])
+    assert code == 0
+    header = out.splitlines()[0]
+    assert "2-core CPU" in header and "GPU" in header
+    rows = {line.split()[0]: line for line in out.splitlines()[1:] if line.split() and line.split()[0] in shipped}
+    assert rows.keys() == shipped
+    cpu, gpu = RECIPE_TIMES["genomics/promoter_full"]
+    assert cpu.short() in rows["genomics/promoter_full"] and gpu.short() in rows["genomics/promoter_full"]
+    unmeasured = [n for n in shipped if n not in RECIPE_TIMES]
+    assert all(rows[n].count(NOT_MEASURED) == 2 for n in unmeasured)
+
+
+def test_tensorboard_asked_for_but_missing_fails_at_start(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else find_spec(name, *a))
+    recipe = tiny_recipe(tmp_path)
+    assert main(["run", str(recipe), "train.tensorboard=true"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and 'pip install "mambatune[tensorboard]"' in err
+    assert not (tmp_path / "run").exists(), "it failed after starting the run"
+
+
+def test_tensorboard_writes_event_files(tmp_path):
+    pytest.importorskip("tensorboard")
+    recipe = tiny_recipe(tmp_path)
+    assert main(["run", str(recipe), "train.tensorboard=true", "train.epochs=1", "eval.baselines=false"]) == 0
+    events = list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    acc.Reload()
+    assert {"train/loss", "eval/loss"} <= set(acc.Tags()["scalars"])
