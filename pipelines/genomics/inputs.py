@@ -108,9 +108,8 @@ def read_inputs(source: str, recipe, genome: str | None = None) -> GenomicsInput
             raise ValueError(f"{path.name} has no FASTA records")
         return sequence_inputs(records, recipe)
     table = read_region_table(path, cfg.encoding)
-    coordinates = all(c in table.columns for c in COORDINATES)
-    if fmt == "regions" or cfg.format == "regions" and cfg.path or \
-            coordinates and (genome or cfg.sequence_column not in table.columns):
+    coordinates = all(c in table.columns for c in COORDINATES) or cfg.path and cfg.format == "regions"
+    if fmt == "regions" or coordinates and (genome or cfg.sequence_column not in table.columns):
         if not genome:
             raise ValueError(f"{path.name} gives coordinates: pass --genome <reference FASTA> to read its sequences "
                              f"(a table of sequences needs a {cfg.sequence_column!r} column)")

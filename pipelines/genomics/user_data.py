@@ -8,7 +8,7 @@
   ``data.id_column``, default ``id``), see ``domains.genomics.user_files``;
 - ``regions``: BED / narrowPeak / a table of chrom, start, end (+ strand, + label) read from ``data.genome``:
   ``data.window`` bp around each centre, or the region plus ``data.flank`` bp, or (window null) the region;
-- ``vcf`` goes to the VEP tasks (``genomics_user_vep``).
+- ``vcf`` goes to the VEP tasks (``genomics.user_vep``).
 
 Sequences are cleaned (upper case, non-ACGTN -> N, ``data.max_length`` / ``data.too_long``; counted),
 labels encoded into one label space over every split (``domains.genomics.user_data``), and the rows split by
