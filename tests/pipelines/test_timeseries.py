@@ -140,7 +140,7 @@ def test_forecast_eval_predict_export(tmp_path, capsys):
     assert main(["predict", str(out), str(tmp_path / "long.csv"), "-o", str(tmp_path / "f.csv")]) == 0
     rows = read_rows(tmp_path / "f.csv")
     assert len(rows) == 3 * 24 and [r["item_id"] for r in rows[::24]] == ["a", "b", "c"]
-    assert rows[0]["note"] == "" and "no observed value" in rows[48]["note"]
+    assert "no observed value in the last 48 steps" in rows[48]["note"]
     assert rows[0]["timestamp"] == "2024-01-02 00:00:00" and rows[24]["timestamp"] == "2024-01-02 06:00:00"
     for r in rows:
         assert float(r["q0.1"]) <= float(r["q0.5"]) <= float(r["q0.9"])
