@@ -32,7 +32,10 @@ from .spec import SSDInputs
 MAX_CHUNK = 64  # the [Q, Q] decay tile lives in registers
 
 # Launch settings (benchmarks/ssd.py times alternatives): channels per forward program, warps per program.
-LAUNCH = {"fwd_bp": 64, "fwd_warps": 4, "bwd_warps": 4}
+# bwd_parallel: the backward as a short reverse pass over the chunks that carries dh alone (_ssd_dstate_pass,
+# one program per (batch, head, bwd_bp channels)), then one program per (batch, head, chunk) for the rest,
+# instead of one program per (batch, head) walking every chunk.
+LAUNCH = {"fwd_bp": 64, "fwd_warps": 4, "bwd_warps": 4, "bwd_parallel": False, "bwd_bp": 32}
 
 
 def dot_precision(dtype: torch.dtype) -> str:
@@ -120,12 +123,14 @@ def _ssd_chunk_scan_bwd(
     L, H, P, N, heads_per_group, n_chunks,
     s_bb, s_bl, s_bg,
     CHUNK: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr, HAS_SEG: tl.constexpr, HAS_DHT: tl.constexpr,
-    PREC: tl.constexpr,
+    PREC: tl.constexpr, PARALLEL: tl.constexpr,
 ):
     # one program per (batch, head), all P channels, walking the chunks backwards with dh = dL/dh [BP, BN].
     # x, dy, dx: (b, L, H, P) contiguous; dt, ddt: (b, L, H) contiguous; B, C: (b, L, G, N) unit stride over
     # N; dB, dC: (b, L, H, N) contiguous, per head (the host sums a group's heads); st: (b, H, n_chunks,
-    # P, N); dht, dh0: (b, H, P, N); dA: (b, H), per program (the host sums the batch)
+    # P, N); dht, dh0: (b, H, P, N); dA: (b, H), per program (the host sums the batch).
+    # PARALLEL: one program per (batch, head, chunk) instead, reading the chunk's dh from dht_ptr, which is
+    # then (b, H, n_chunks, P, N) from _ssd_dstate_pass; dA is then (b, H, n_chunks) and dh0 is not written
     i_bh = tl.program_id(0)
     i_b, i_h = i_bh // H, i_bh % H
     i_g = i_h // heads_per_group
@@ -136,14 +141,21 @@ def _ssd_chunk_scan_bwd(
     m_h = m_p[:, None] & m_n[None, :]
     p_h = (i_bh * P + o_p[:, None]) * N + o_n[None, :]
     A = tl.load(A_ptr + i_h).to(tl.float32)
-    if HAS_DHT:
+    if HAS_DHT and not PARALLEL:
         b_dh = tl.load(dht_ptr + p_h, mask=m_h, other=0.0)  # [BP, BN]
     else:
         b_dh = tl.zeros([BP, BN], dtype=tl.float32)
     b_dA = tl.zeros([], dtype=tl.float32)
-    for i in range(0, n_chunks):
-        i_c = n_chunks - 1 - i
+    if PARALLEL:
+        last, n_iter = tl.program_id(1), 1
+    else:
+        last, n_iter = n_chunks - 1, n_chunks
+    for i in range(0, n_iter):
+        i_c = last - i
         start = i_c * CHUNK
+        if PARALLEL:
+            p_dst = ((i_bh * n_chunks + i_c) * P + o_p[:, None]) * N + o_n[None, :]
+            b_dh = tl.load(dht_ptr + p_dst, mask=m_h, other=0.0)
         o_t = start + o_q
         m_t = o_t < L
         end = tl.minimum(L - start, CHUNK) - 1
@@ -200,9 +212,66 @@ def _ssd_chunk_scan_bwd(
         p_dbc = ((i_b * L + o_t[:, None]) * H + i_h) * N + o_n[None, :]
         tl.store(dB_ptr + p_dbc, b_dB, mask=m_bc)
         tl.store(dC_ptr + p_dbc, b_dC, mask=m_bc)
+        if not PARALLEL:
+            b_dh = b_through * b_dh + tl.dot(tl.trans(b_dy * b_in[:, None]), b_C, input_precision=PREC)  # [BP, BN]
+    if PARALLEL:
+        tl.store(dA_ptr + i_bh * n_chunks + last, b_dA)
+    else:
+        tl.store(dh0_ptr + p_h, b_dh, mask=m_h)
+        tl.store(dA_ptr + i_bh, b_dA)
+
+
+@triton.jit
+def _ssd_dstate_pass(
+    dt_ptr, C_ptr, seg_ptr, dy_ptr, dht_ptr, A_ptr, dst_ptr, dh0_ptr,
+    L, H, P, N, heads_per_group, n_chunks,
+    s_bb, s_bl, s_bg,
+    CHUNK: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr, HAS_SEG: tl.constexpr, HAS_DHT: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    # one program per (batch, head, block of channels), walking the chunks backwards with dh [BP, BN] alone:
+    # dst (b, H, n_chunks, P, N) gets the gradient of the state leaving each chunk, dh0 that of the initial
+    # state; the chunk-parallel backward reads dst. dy: (b, L, H, P) contiguous, the rest as above
+    i_bh, i_p = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    i_g = i_h // heads_per_group
+    o_q = tl.arange(0, CHUNK)
+    o_p = i_p * BP + tl.arange(0, BP)
+    o_n = tl.arange(0, BN)
+    m_p, m_n = o_p < P, o_n < N
+    m_h = m_p[:, None] & m_n[None, :]
+    p_h = (i_bh * P + o_p[:, None]) * N + o_n[None, :]
+    A = tl.load(A_ptr + i_h).to(tl.float32)
+    if HAS_DHT:
+        b_dh = tl.load(dht_ptr + p_h, mask=m_h, other=0.0)  # [BP, BN]
+    else:
+        b_dh = tl.zeros([BP, BN], dtype=tl.float32)
+    for i in range(0, n_chunks):
+        i_c = n_chunks - 1 - i
+        start = i_c * CHUNK
+        tl.store(dst_ptr + ((i_bh * n_chunks + i_c) * P + o_p[:, None]) * N + o_n[None, :], b_dh, mask=m_h)
+        o_t = start + o_q
+        m_t = o_t < L
+        end = tl.minimum(L - start, CHUNK) - 1
+        b_dt = tl.load(dt_ptr + (i_b * L + o_t) * H + i_h, mask=m_t, other=0.0)  # [CHUNK]
+        b_cum = tl.cumsum(b_dt * A, axis=0)
+        b_cum_end = tl.sum(tl.where(o_q == end, b_cum, 0.0), axis=0)
+        b_dy = tl.load(dy_ptr + ((i_b * L + o_t[:, None]) * H + i_h) * P + o_p[None, :],
+                       mask=m_t[:, None] & m_p[None, :], other=0.0)  # [CHUNK, BP]
+        b_C = tl.load(C_ptr + i_b * s_bb + o_t[:, None] * s_bl + i_g * s_bg + o_n[None, :],
+                      mask=m_t[:, None] & m_n[None, :], other=0.0).to(tl.float32)  # [CHUNK, BN]
+        if HAS_SEG:
+            b_seg = tl.load(seg_ptr + i_b * L + o_t, mask=m_t, other=0)
+            seg_end = tl.sum(tl.where(o_q == end, b_seg, 0), axis=0)
+            seg_prev = tl.load(seg_ptr + i_b * L + tl.maximum(start - 1, 0), mask=start > 0, other=0)
+            b_in = tl.where(b_seg == seg_prev, tl.exp(b_cum), 0.0)
+            b_through = tl.where(seg_end == seg_prev, tl.exp(b_cum_end), 0.0)
+        else:
+            b_in = tl.exp(b_cum)
+            b_through = tl.exp(b_cum_end)
+        b_in = tl.where(m_t, b_in, 0.0)
         b_dh = b_through * b_dh + tl.dot(tl.trans(b_dy * b_in[:, None]), b_C, input_precision=PREC)  # [BP, BN]
     tl.store(dh0_ptr + p_h, b_dh, mask=m_h)
-    tl.store(dA_ptr + i_bh, b_dA)
 
 
 def _blocks(p: SSDInputs) -> tuple[int, int, int]:
@@ -260,20 +329,36 @@ def _scan_bwd(p: SSDInputs, saved, dy: torch.Tensor, dht: torch.Tensor | None):
     dB = torch.empty(batch, length, heads, n_state, **f32)
     dC = torch.empty(batch, length, heads, n_state, **f32)
     dh0 = torch.empty(batch, heads, headdim, n_state, **f32)
-    dA = torch.empty(batch * heads, **f32)
-    _ssd_chunk_scan_bwd[(batch * heads,)](
-        x, dt, B, C, seg if seg is not None else dt, states, dy.float().contiguous(),
-        dht.float().contiguous() if dht is not None else dh0, p.A.float().contiguous(),
+    n_chunks = states.shape[2]
+    parallel = LAUNCH["bwd_parallel"] and n_chunks > 0
+    dA = torch.empty(batch * heads, n_chunks if parallel else 1, **f32)
+    dy = dy.float().contiguous()
+    A = p.A.float().contiguous()
+    seg_arg = seg if seg is not None else dt
+    dh_in = dht.float().contiguous() if dht is not None else dh0
+    if parallel:  # the gradient of the state leaving each chunk first, then every chunk at once
+        dstates = torch.empty(batch, heads, n_chunks, headdim, n_state, **f32)
+        bp = min(LAUNCH["bwd_bp"], BP)
+        _ssd_dstate_pass[(batch * heads, triton.cdiv(headdim, bp))](
+            dt, C, seg_arg, dy, dh_in, A, dstates, dh0,
+            length, heads, headdim, n_state, heads // groups, n_chunks,
+            C.stride(0), C.stride(1), C.stride(2),
+            CHUNK=chunk, BP=bp, BN=BN, HAS_SEG=seg is not None, HAS_DHT=dht is not None, PREC="ieee",
+            num_warps=LAUNCH["bwd_warps"],
+        )
+        dh_in = dstates
+    _ssd_chunk_scan_bwd[(batch * heads, n_chunks if parallel else 1)](
+        x, dt, B, C, seg_arg, states, dy, dh_in, A,
         dx, ddt, dB, dC, dh0, dA,
-        length, heads, headdim, n_state, heads // groups, states.shape[2],
+        length, heads, headdim, n_state, heads // groups, n_chunks,
         B.stride(0), B.stride(1), B.stride(2),
-        CHUNK=chunk, BP=BP, BN=BN, HAS_SEG=seg is not None, HAS_DHT=dht is not None,
-        PREC="ieee", num_warps=LAUNCH["bwd_warps"],
+        CHUNK=chunk, BP=BP, BN=BN, HAS_SEG=seg is not None, HAS_DHT=dht is not None or parallel,
+        PREC="ieee", PARALLEL=parallel, num_warps=LAUNCH["bwd_warps"],
     )
     per_group = heads // groups
     dB = dB.view(batch, length, groups, per_group, n_state).sum(3)
     dC = dC.view(batch, length, groups, per_group, n_state).sum(3)
-    return dx, ddt, dA.view(batch, heads).sum(0), dB, dC, dh0
+    return dx, ddt, dA.view(batch, heads, -1).sum((0, 2)), dB, dC, dh0
 
 
 def _finish(p: SSDInputs, y: torch.Tensor) -> torch.Tensor:
