@@ -205,8 +205,17 @@ def cmd_run(args) -> int:
     run_dir = module.run(recipe)
     if not is_main_process():  # under torchrun this rank trained; rank 0 scores and writes results.json
         return 0
+    ensure_comparison_figure(Path(run_dir), recipe.name)
     print(results_table(run_dir))
     return 0
+
+
+def ensure_comparison_figure(run_dir: Path, name: str) -> None:
+    """plots/comparison.png (our model beside the same run's baselines) for a run whose report did not draw it."""
+    from .comparison_figure import plot_comparison
+    results = run_dir / "results.json"
+    if results.is_file() and not (run_dir / "plots" / "comparison.png").exists():
+        plot_comparison(run_dir, json.loads(results.read_text()), name)
 
 
 def results_table(run_dir: Path) -> str:

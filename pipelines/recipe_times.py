@@ -41,6 +41,14 @@ RECIPE_TIMES: dict[str, tuple[Timing, Timing]] = {
                              "57 min on a busy one (issue 17), 9 min 26 s with the code of 2026-11-22 (RESULTS.md)"),
         Timing(4.2, "H100, GPU size", "RESULTS.md, promoter classification with attention pooling: 253 s for "
                                       "eight such runs side by side on one H100, training capped at 2.8 min")),
+    "generic/sequence_classification_lora": (
+        Timing(5.0, "busy", "timed here 2026-12-02 13:07 UTC: 301 s wall, 113 s of CPU time, load average 6.7 "
+                            "on 2 cores"),
+        UNMEASURED),
+    "generic/sequence_classification_full": (
+        Timing(5.2, "busy", "timed here 2026-12-02 13:12 UTC: 310 s wall, 98 s of CPU time, load average 9.8 "
+                            "on 2 cores"),
+        UNMEASURED),
     "genomics/promoter_lora": (
         UNMEASURED,
         Timing(4.2, "H100, GPU size", "RESULTS.md, promoter classification with attention pooling: 253 s for "
