@@ -206,10 +206,12 @@ def read_inputs(source: str, recipe, text_column: str | None = None, id_column: 
     row number."""
     path = Path(source)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+        every = sorted(p for p in path.rglob("*") if p.is_file())
+        files = [p for p in every if p.suffix.lower() in TEXT_SUFFIXES]
         if not files:
             raise ValueError(f"{path} has no {' / '.join(TEXT_SUFFIXES)} files")
         out = DocumentInputs([f.relative_to(path).as_posix() for f in files], [])
+        out.counts[f"other_files_not_read (not {' / '.join(TEXT_SUFFIXES)})"] = len(every) - len(files)
         for f in files:
             text, n_bad = decode_text(f.read_bytes())
             out.counts["non_utf8_documents"] += n_bad > 0

@@ -192,6 +192,7 @@ def test_classify_eval_predict_export(tmp_path, single_label, method, capsys):
     (folder / "a.txt").write_text("permission granted free charge copy modify merge publish " * 5)
     (folder / "sub" / "b.txt").write_text("fee payment subscription")
     (folder / "empty.txt").write_text("  \n")
+    (folder / "scan.pdf").write_bytes(b"%PDF-1.4")  # not a text file: not an input, counted on stderr
     assert main(["predict", str(out), str(folder), "-o", str(tmp_path / "p.csv")]) == 0
     rows = read_rows(tmp_path / "p.csv")
     assert [r["id"] for r in rows] == ["a.txt", "empty.txt", "sub/b.txt"]
@@ -199,7 +200,8 @@ def test_classify_eval_predict_export(tmp_path, single_label, method, capsys):
     for r in (rows[0], rows[2]):
         assert sum(float(r[f"p_{n}"]) for n in labels) == pytest.approx(1, abs=1e-5) and r["label"] in labels
     assert "chunks of 48" in rows[0]["note"] and rows[1]["label"] == "" and "empty" in rows[1]["note"]
-    assert "empty_not_classified: 1" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "empty_not_classified: 1" in err and "other_files_not_read (not .txt / .md / .text): 1" in err
 
     table = tmp_path / "t.csv"
     table.write_text("id,text\nx1,source code must remain under same license\nx2,\n")
