@@ -36,8 +36,9 @@ from mambatune.kernels.ssd import ssd_scan
 
 SHAPE = dict(batch=4, heads=24, headdim=64, n=128, groups=1)
 LAUNCHES = [{"fwd_bp": 32}, {"fwd_bp": 16}, {"fwd_warps": 8, "bwd_warps": 8},
-            {"fwd_bp": 32, "fwd_warps": 8, "bwd_warps": 16}, {"bwd_parallel": True},
-            {"bwd_parallel": True, "bwd_warps": 8}, {"fwd_bp": 32, "fwd_warps": 8, "bwd_parallel": True, "bwd_warps": 8}]
+            {"fwd_bp": 32, "fwd_warps": 8, "bwd_warps": 16}, {"fwd_parallel": True, "bwd_parallel": True},
+            {"fwd_parallel": True, "bwd_parallel": True, "bwd_warps": 8},
+            {"fwd_parallel": True, "fwd_bp": 32, "fwd_warps": 8, "bwd_parallel": True, "bwd_warps": 8}]
 GRADS = ("x", "dt", "B", "C", "A", "D", "dt_bias")
 
 

@@ -15,6 +15,12 @@ dh = dL/dh, recomputes each chunk's pieces from its saved state and writes dx, d
 (a group's heads are summed on the host), dA per (batch, head) and the initial state's gradient; the
 gradient of the cumulative log decay S goes back to dt and A through a reverse cumulative sum.
 
+Chunk-parallel layout (``LAUNCH["fwd_parallel"]`` / ``["bwd_parallel"]``, off by default until the GPU
+benchmark times it): the same kernels split in two. A first pass walks the chunks carrying only the state
+(forward: h, stored per chunk) or only its gradient (backward: dh leaving each chunk, ``_ssd_dstate_pass``),
+one dot per chunk; then one program per chunk computes the rest from what the pass stored, so the
+sequential part is short and the heavy part fills the GPU (at B4 H24 L8192: 12,288 programs, not 96).
+
 dt (bias, softplus, limit, mask), the document numbers of ``seq_idx``, D, the z gate and the mask are
 applied on the host in PyTorch (their gradients by autograd); the kernels do the scan.
 """
@@ -35,7 +41,9 @@ MAX_CHUNK = 64  # the [Q, Q] decay tile lives in registers
 # bwd_parallel: the backward as a short reverse pass over the chunks that carries dh alone (_ssd_dstate_pass,
 # one program per (batch, head, bwd_bp channels)), then one program per (batch, head, chunk) for the rest,
 # instead of one program per (batch, head) walking every chunk.
-LAUNCH = {"fwd_bp": 64, "fwd_warps": 4, "bwd_warps": 4, "bwd_parallel": False, "bwd_bp": 32}
+# fwd_parallel: the forward likewise, a pass that carries the state alone, then the outputs of every chunk at
+# once (one program per (batch, head, fwd_bp channels, chunk)).
+LAUNCH = {"fwd_bp": 64, "fwd_warps": 4, "bwd_warps": 4, "bwd_parallel": False, "bwd_bp": 32, "fwd_parallel": False}
 
 
 def dot_precision(dtype: torch.dtype) -> str:
@@ -54,11 +62,13 @@ def _ssd_chunk_scan_fwd(
     s_bb, s_bl, s_bg,
     s_hb, s_hh, s_hp,
     CHUNK: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr, HAS_SEG: tl.constexpr, HAS_H0: tl.constexpr,
-    SAVE_STATES: tl.constexpr, PREC: tl.constexpr,
+    SAVE_STATES: tl.constexpr, PREC: tl.constexpr, MODE: tl.constexpr,
 ):
     # x, y: (b, L, H, P) with unit stride over P; dt: (b, L, H) contiguous; B, C: (b, L, G, N) with unit
     # stride over N; seg: (b, L) int32 contiguous; h0, ht: (b, H, P, N) with unit stride over N;
-    # st: (b, H, n_chunks, P, N) contiguous, the state entering each chunk (kept for the backward)
+    # st: (b, H, n_chunks, P, N) contiguous, the state entering each chunk (kept for the backward).
+    # MODE 0: walk the chunks, outputs and state; 1: walk the chunks for the states only (st, ht; y not
+    # written); 2: one program per (batch, head, channel block, chunk), outputs only, from st
     i_bh, i_p = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     i_g = i_h // heads_per_group
@@ -74,9 +84,19 @@ def _ssd_chunk_scan_fwd(
     else:
         b_h = tl.zeros([BP, BN], dtype=tl.float32)
     seg_prev = tl.full([], 0, tl.int32)
-    for start in range(0, L, CHUNK):
-        if SAVE_STATES:
-            p_st = ((i_bh * n_chunks + start // CHUNK) * P + o_p[:, None]) * N + o_n[None, :]
+    if MODE == 2:
+        first, n_iter = tl.program_id(2), 1
+    else:
+        first, n_iter = 0, n_chunks
+    for i in range(0, n_iter):
+        i_c = first + i
+        start = i_c * CHUNK
+        p_st = ((i_bh * n_chunks + i_c) * P + o_p[:, None]) * N + o_n[None, :]
+        if MODE == 2:
+            b_h = tl.load(st_ptr + p_st, mask=m_h, other=0.0)
+            if HAS_SEG:
+                seg_prev = tl.load(seg_ptr + i_b * L + tl.maximum(start - 1, 0), mask=start > 0, other=0)
+        elif SAVE_STATES:
             tl.store(st_ptr + p_st, b_h, mask=m_h)
         o_t = start + o_q
         m_t = o_t < L
@@ -104,16 +124,19 @@ def _ssd_chunk_scan_fwd(
             m_to_end = o_q >= 0
             m_in = o_q >= 0
             b_through = tl.exp(b_cum_end)
-        b_diff = tl.where(m_keep, b_cum[:, None] - b_cum[None, :], 0.0)
-        b_W = tl.dot(b_C, tl.trans(b_B), input_precision=PREC)  # [CHUNK, CHUNK]
-        b_W = tl.where(m_keep, b_W * tl.exp(b_diff), 0.0) * b_dt[None, :]
-        b_y = tl.dot(b_W, b_x, input_precision=PREC)  # [CHUNK, BP]
-        b_in = tl.where(m_in, tl.exp(b_cum), 0.0)  # [CHUNK]
-        b_y += tl.dot(b_C, tl.trans(b_h), input_precision=PREC) * b_in[:, None]
-        b_w_end = tl.where(m_to_end, tl.exp(b_cum_end - b_cum) * b_dt, 0.0)  # [CHUNK]
-        b_h = b_through * b_h + tl.dot(tl.trans(b_x * b_w_end[:, None]), b_B, input_precision=PREC)  # [BP, BN]
-        tl.store(y_ptr + p_x, b_y, mask=m_x)
-    tl.store(ht_ptr + p_h, b_h, mask=m_h)
+        if MODE != 1:
+            b_diff = tl.where(m_keep, b_cum[:, None] - b_cum[None, :], 0.0)
+            b_W = tl.dot(b_C, tl.trans(b_B), input_precision=PREC)  # [CHUNK, CHUNK]
+            b_W = tl.where(m_keep, b_W * tl.exp(b_diff), 0.0) * b_dt[None, :]
+            b_y = tl.dot(b_W, b_x, input_precision=PREC)  # [CHUNK, BP]
+            b_in = tl.where(m_in, tl.exp(b_cum), 0.0)  # [CHUNK]
+            b_y += tl.dot(b_C, tl.trans(b_h), input_precision=PREC) * b_in[:, None]
+            tl.store(y_ptr + p_x, b_y, mask=m_x)
+        if MODE != 2:
+            b_w_end = tl.where(m_to_end, tl.exp(b_cum_end - b_cum) * b_dt, 0.0)  # [CHUNK]
+            b_h = b_through * b_h + tl.dot(tl.trans(b_x * b_w_end[:, None]), b_B, input_precision=PREC)  # [BP, BN]
+    if MODE != 2:
+        tl.store(ht_ptr + p_h, b_h, mask=m_h)
 
 
 @triton.jit
@@ -295,25 +318,27 @@ def _scan_fwd(p: SSDInputs, save_states: bool):
     h0 = p.initial_state.float().contiguous() if p.initial_state is not None else None
     chunk, BN, _ = _blocks(p)
     n_chunks = triton.cdiv(length, chunk)
+    parallel = LAUNCH["fwd_parallel"]
     y = torch.empty(batch, length, heads, headdim, device=x.device, dtype=torch.float32)
     ht = torch.empty(batch, heads, headdim, n_state, device=x.device, dtype=torch.float32)
-    states = torch.empty(batch, heads, n_chunks if save_states else 0, headdim, n_state, device=x.device,
-                         dtype=torch.float32)
+    states = torch.empty(batch, heads, n_chunks if save_states or parallel else 0, headdim, n_state,
+                         device=x.device, dtype=torch.float32)
     if length == 0:
         ht.copy_(h0 if h0 is not None else torch.zeros_like(ht))
         return y, ht, (x, B, C, dt, seg, states)
     BP = min(LAUNCH["fwd_bp"], max(16, triton.next_power_of_2(headdim)))
+    args = (x, dt, B, C, seg if seg is not None else dt, h0 if h0 is not None else ht, y, ht, states,
+            p.A.float().contiguous(), length, heads, headdim, n_state, heads // groups, n_chunks,
+            x.stride(0), x.stride(1), x.stride(2), B.stride(0), B.stride(1), B.stride(2),
+            ht.stride(0), ht.stride(1), ht.stride(2))
+    blocks = dict(CHUNK=chunk, BP=BP, BN=BN, HAS_SEG=seg is not None, HAS_H0=h0 is not None,
+                  PREC=dot_precision(p.x.dtype), num_warps=LAUNCH["fwd_warps"])
     grid = (batch * heads, triton.cdiv(headdim, BP))
-    _ssd_chunk_scan_fwd[grid](
-        x, dt, B, C, seg if seg is not None else dt, h0 if h0 is not None else ht, y, ht, states,
-        p.A.float().contiguous(),
-        length, heads, headdim, n_state, heads // groups, n_chunks,
-        x.stride(0), x.stride(1), x.stride(2),
-        B.stride(0), B.stride(1), B.stride(2),
-        ht.stride(0), ht.stride(1), ht.stride(2),
-        CHUNK=chunk, BP=BP, BN=BN, HAS_SEG=seg is not None, HAS_H0=h0 is not None, SAVE_STATES=save_states,
-        PREC=dot_precision(p.x.dtype), num_warps=LAUNCH["fwd_warps"],
-    )
+    if parallel:  # the state entering each chunk first, then every chunk's outputs at once
+        _ssd_chunk_scan_fwd[grid](*args, SAVE_STATES=True, MODE=1, **blocks)
+        _ssd_chunk_scan_fwd[(*grid, n_chunks)](*args, SAVE_STATES=True, MODE=2, **blocks)
+    else:
+        _ssd_chunk_scan_fwd[grid](*args, SAVE_STATES=save_states, MODE=0, **blocks)
     return y, ht, (x, B, C, dt, seg, states)
 
 

@@ -138,15 +138,16 @@ def on_device(inputs):
             for k, v in inputs.items()}
 
 
-@pytest.mark.parametrize("parallel", [False, True], ids=["bwd_sequential", "bwd_parallel"])
+@pytest.mark.parametrize("parallel", [False, True], ids=["sequential", "parallel"])
 @pytest.mark.parametrize("length,groups,drop", [(37, 1, ()), (40, 2, ("seq_idx", "mask", "initial_state", "z"))])
 def test_triton_matches_reference(nan_empty, assert_close, monkeypatch, length, groups, drop, parallel):
-    """Both backward layouts: one program per (batch, head) walking the chunks, or the dh pass then one
-    program per chunk (``LAUNCH["bwd_parallel"]``)."""
+    """Both layouts: programs that walk the chunks, or a pass that carries the state (forward) or its
+    gradient (backward) alone, then one program per chunk (``LAUNCH["fwd_parallel"]``, ``["bwd_parallel"]``)."""
     pytest.importorskip("triton")
     from mambatune.kernels.ssd import triton as ssd_triton
 
-    monkeypatch.setattr(ssd_triton, "LAUNCH", {**ssd_triton.LAUNCH, "bwd_parallel": parallel, "bwd_bp": 16})
+    monkeypatch.setattr(ssd_triton, "LAUNCH", {**ssd_triton.LAUNCH, "fwd_parallel": parallel,
+                                               "bwd_parallel": parallel, "bwd_bp": 16})
     inputs = make_inputs(batch=1 if drop == () else 2, length=length, groups=groups)
     for k in drop:
         inputs[k] = None
@@ -159,13 +160,14 @@ def test_triton_matches_reference(nan_empty, assert_close, monkeypatch, length, 
         assert_close(f"grad {k}", g_t[k].cpu(), g_r[k], 1e-4)
 
 
-def test_triton_parallel_backward_with_several_channel_blocks(nan_empty, assert_close, monkeypatch):
-    """The dh pass splits the channels into blocks of ``bwd_bp`` (here 3 blocks of 16 for 40 channels, the
-    last one masked); the per-chunk programs then hold every channel."""
+def test_triton_parallel_layout_with_several_channel_blocks(nan_empty, assert_close, monkeypatch):
+    """The state passes split the channels into blocks of ``fwd_bp`` / ``bwd_bp`` (here 3 blocks of 16 for
+    40 channels, the last one masked); the backward's per-chunk programs then hold every channel."""
     pytest.importorskip("triton")
     from mambatune.kernels.ssd import triton as ssd_triton
 
-    monkeypatch.setattr(ssd_triton, "LAUNCH", {**ssd_triton.LAUNCH, "bwd_parallel": True, "bwd_bp": 16})
+    monkeypatch.setattr(ssd_triton, "LAUNCH", {**ssd_triton.LAUNCH, "fwd_parallel": True, "fwd_bp": 16,
+                                               "bwd_parallel": True, "bwd_bp": 16})
     inputs = make_inputs(batch=1, length=70, heads=2, headdim=40, groups=1, n=8)
     y_r, h_r, g_r = run("reference", inputs)
     y_t, h_t, g_t = run("triton", on_device(inputs), chunk_size=16)
@@ -221,8 +223,9 @@ def test_triton_matches_reference_on_gpu(nan_empty, assert_close, case):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("launch", [{"fwd_bp": 32}, {"fwd_bp": 16, "fwd_warps": 8, "bwd_warps": 8},
-                                    {"bwd_parallel": True}, {"bwd_parallel": True, "bwd_bp": 64, "bwd_warps": 8}],
-                         ids=["bp32", "bp16_warps8", "bwd_parallel", "bwd_parallel_bp64_warps8"])
+                                    {"bwd_parallel": True, "fwd_parallel": True},
+                                    {"bwd_parallel": True, "bwd_bp": 64, "bwd_warps": 8, "fwd_parallel": True, "fwd_bp": 32}],
+                         ids=["bp32", "bp16_warps8", "parallel", "parallel_bp_warps8"])
 def test_triton_launch_settings_on_gpu(nan_empty, assert_close, monkeypatch, launch):
     """The launch settings benchmarks/ssd.py times give the same results."""
     from mambatune.kernels.ssd import triton as ssd_triton
