@@ -461,7 +461,7 @@ class Trainer:
     def _live_plot(self, log: MetricsLog | None) -> None:
         """Re-draws plots/loss.png during training (after an evaluation, at most every LIVE_PLOT_SECONDS),
         so the curve can be watched before the run ends."""
-        if log is None or not self.config.plots or time.time() - getattr(self, "last_plot", 0.0) < LIVE_PLOT_SECONDS:
+        if log is None or not self.config.plots or time.time() - self.last_plot < LIVE_PLOT_SECONDS:
             return
         plot_curves(self.run_dir, self.model_text, only_loss=True)
         self.last_plot = time.time()
