@@ -240,7 +240,7 @@ def results_table(run_dir: Path) -> str:
 
 @contextmanager
 def head_from_the_run():
-    """``eval``, ``predict`` and ``export`` build a finished run's model from its base with a new head and then
+    """``eval``, ``predict``, ``export`` and ``ensemble`` build a finished run's model from its base with a new head and then
     load the run's trained head (and adapter) over it, so the loader's "newly initialised (train these):
     head.*" would be untrue there: it stays off the console. Every other loader message still shows."""
     import logging
@@ -338,7 +338,8 @@ def cmd_ensemble(args) -> int:
     except registry.PipelineError as err:
         raise ValueError(f"{err} ({args.runs[0]} is a {kinds[0]} run)") from None
     keys = registry.entry(kinds[0]).ensemble_metrics
-    out = module.combine_runs(args.runs, args.out)
+    with head_from_the_run():
+        out = module.combine_runs(args.runs, args.out)
     results = json.loads((out / "results.json").read_text())
     print(json.dumps({"run_dir": str(out), "test": {k: {m: v[m] for m in keys if m in v}
                                                     for k, v in results["test"].items()}}, indent=2, default=float))

@@ -79,7 +79,7 @@ class TrainConfig:
     monitor_every: int = 50
     monitor_layers: list[int] | None = None
     progress: bool = True
-    tensorboard: bool = False  # True: TensorBoard event files in <run>/tensorboard (pip install "mambatune[tensorboard]")
+    tensorboard: bool = False  # event files in <run>/tensorboard; needs pip install "mambatune[tensorboard]"
     plots: bool = True
     num_workers: int = 0
     device: str = "auto"
