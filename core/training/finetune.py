@@ -92,9 +92,10 @@ def skeleton(model: nn.Module) -> nn.Module:
 def fingerprint_dataset(dataset) -> str:
     """The first 16 hex digits of a SHA-256 over the training examples (their tensors, arrays, numbers and
     strings; up to FINGERPRINT_ITEMS evenly spaced ones, and the count). A dataset with a ``fingerprint()``
-    method gives its own. Each example is read with torch's, NumPy's and Python's global random generators
+    method gives its own. The examples are read with torch's, NumPy's and Python's global random generators
     seeded alike (and restored afterwards), so a random augmentation drawn from them (e.g. a random reverse
-    complement) makes the same draw every time: the fingerprint changes with the data, not with the draws."""
+    complement) makes the same draws every time: the fingerprint changes with the data, not with the draws.
+    Cost: one read of each example (1.8 s for 10,000 DNA windows of 1 kb on this 2-core machine, busy)."""
     own = getattr(dataset, "fingerprint", None)
     if callable(own):
         return str(own())
@@ -104,10 +105,10 @@ def fingerprint_dataset(dataset) -> str:
     numpy_state, python_state = np.random.get_state(), random.getstate()
     with torch.random.fork_rng(devices=[]):
         try:
+            torch.manual_seed(0)
+            np.random.seed(0)
+            random.seed(0)
             for i in picks:
-                torch.manual_seed(int(i))
-                np.random.seed(int(i) % 2**32)
-                random.seed(int(i))
                 feed(digest, dataset[int(i)])
         finally:
             np.random.set_state(numpy_state)
