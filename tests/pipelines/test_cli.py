@@ -132,7 +132,7 @@ def test_advise_cli_and_memory_notes():
 
 
 def test_domain_verbs_refuse_a_run_of_another_pipeline(finished_run, capsys):
-    from mambatune.pipelines import genomics_verbs
+    from mambatune.pipelines.genomics import verbs as genomics_verbs
     with pytest.raises(ValueError, match="'sequence_classification' pipeline, not 'genomics'"):
         genomics_verbs.evaluate(finished_run)
     assert main(["predict", str(finished_run), "ACGT", "--genome", "x.fa"]) == 2
