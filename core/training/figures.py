@@ -97,7 +97,7 @@ def figure_title(run_dir: str | Path, model: str | None = None, what: str = "", 
     run_dir = Path(run_dir)
     run = run_role(run_dir)
     if name and name != run:
-        run = f"{name} (run folder {run_dir.name})" if run_dir.name not in name else name
+        run = f"{name} (run folder {run_dir.name})" if run_dir.name != name else name
     model = model if model is not None else run_model_text(run_dir)
     head = f"{what} — {run}" if what else run
     return f"{head}\n{model}" if model else head
