@@ -1,7 +1,7 @@
 """What the pipelines' ensembles share: member folders, combining finished runs.
 
-The documents and genomics pipelines make ensembles the same way (``documents_ensemble``,
-``genomics_ensemble``): an ensemble run keeps its K members in ``member-<k>/`` (model folders and
+The documents and genomics pipelines make ensembles the same way (``documents.ensemble``,
+``genomics.ensemble``): an ensemble run keeps its K members in ``member-<k>/`` (model folders and
 ``member.json``), and ``mambatune ensemble RUN [RUN ...] --out DIR`` combines finished runs into such a
 folder. This module holds one version of what they share; where the domains differ it takes:
 
