@@ -11,7 +11,7 @@ folder. This module holds one version of what they share; where the domains diff
 - the domain's own ``open_source``, ``check_compatible`` and ``member_dirs`` (which tasks can be
   ensembles), and, in :func:`check_settings`, its data settings and the wording of a mismatch.
 
-``timeseries_ensemble`` (forecasters pooled, no member folders) uses :func:`check_settings` only.
+``timeseries.ensemble`` (forecasters pooled, no member folders) uses :func:`check_settings` only.
 """
 from __future__ import annotations
 
