@@ -188,8 +188,8 @@ def test_space_applies_to_the_backbone_and_counts_what_apply_trains(arch):
     extra = {"arch": "mamba2", "headdim": 8} if arch == "mamba2" else {}
     config = MambaConfig(d_model=16, n_layer=2, d_state=4, vocab_size=16, **extra)
     space = search_space.build_space(None, config)
-    if arch == "mamba2":  # its mixer has no x_proj / dt_proj and no per-state A to extend
-        assert "additional_scan" not in space.switches
+    if arch == "mamba2":  # its mixer has no x_proj / dt_proj; additional-scan adds states per group there
+        assert "additional_scan" in space.switches
         assert all("x_proj" not in c for c in space.lora_targets) and space.lora_targets
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(8):
