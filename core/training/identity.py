@@ -62,6 +62,8 @@ def differences(saved: dict, current: dict) -> list[tuple[str, str]]:
     for section in ("train", "data", "model", "extra"):
         old, new = saved.get(section) or {}, current.get(section) or {}
         for key in sorted(set(old) | set(new)):
+            if section == "extra" and key not in old and saved.get("hash"):
+                continue  # recorded only since a later version (e.g. the data fingerprint): trusted, as below
             if old.get(key) != new.get(key):
                 out.append((section, f"{section}.{key}: {show(old.get(key, '(unset)'))} -> {show(new.get(key, '(unset)'))}"))
     old, new = saved.get("shapes") or {}, current.get("shapes") or {}

@@ -83,3 +83,13 @@ def test_pipeline_identity_and_the_training_set_size_join_the_run_identity(fast_
     with pytest.raises(RunIdentityError, match=r"data\.train_examples: 64 -> 48"):
         Trainer(tiny_model(), fast_cfg(max_steps=4), tiny_data(48), None, collate,
                 identity_extra={"data": "sha-aaa"}).train()
+
+
+def test_a_checkpoint_from_before_an_identity_key_existed_resumes(fast_cfg, tmp_path):
+    """A run folder written before the data fingerprint was recorded resumes (the key is new, not changed);
+    once recorded, a changed fingerprint is refused."""
+    train(fast_cfg(max_steps=2))
+    model, result = train(fast_cfg(max_steps=4), identity_extra={"data_fingerprint": "sha-aaa"})
+    assert result.steps == 4
+    with pytest.raises(RunIdentityError, match=r"extra\.data_fingerprint: sha-aaa -> sha-bbb"):
+        train(fast_cfg(max_steps=6), identity_extra={"data_fingerprint": "sha-bbb"})
