@@ -68,6 +68,10 @@ RECIPE_TIMES: dict[str, tuple[Timing, Timing]] = {
     "documents/pretrain_text": (
         UNMEASURED,
         Timing(4.0, "H100, GPU size", "RESULTS.md: d256x8 byte model, 239 s alone on the H100 (stopped early)")),
+    "timeseries/forecast_head": (
+        Timing(6.9, "busy", "timed here 2026-12-02 14:04 UTC: 412 s wall, 415 s of CPU time, load average 3.8-8.7 "
+                            "on 2 cores"),
+        UNMEASURED),
     "timeseries/pretrain_series": (
         UNMEASURED,
         Timing(3.0, "H100", "RESULTS.md, second and third GPU batches: series-mamba-500k, 3 minutes")),
