@@ -44,7 +44,7 @@ def plot_comparison(run_dir: str | Path, results: dict, name: str = "", limit: i
     if len(points) < 2:
         return None
     metrics = [m for m in key_metrics(points, limit=limit + len(NOT_COMPARED)) if m not in NOT_COMPARED
-               and not m.endswith("_ci") and sum(m in v and math.isfinite(v[m]) for v in points.values()) >= 2][:limit]
+               and not m.endswith("_ci") and not m.startswith("n_") and sum(m in v and math.isfinite(v[m]) for v in points.values()) >= 2][:limit]
     if not metrics:
         return None
     plt = pyplot()

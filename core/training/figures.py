@@ -56,14 +56,17 @@ def run_role(run_dir: str | Path) -> str:
 def describe_model(model) -> str:
     """What a model is, in one line: its base (the pretrained folder's name, or a new model), shape,
     parameters and how it trains, e.g. ``dna-mamba-120k (d64×4, 120,578 parameters), LoRA``."""
-    report = getattr(model, "load_report", None)
+    def found(name):  # on the model or, for a wrapper (a document classifier, a forecaster), on a part of it
+        return next((getattr(m, name) for m in model.modules() if getattr(m, name, None) is not None), None)
+
+    report = found("load_report")
     base = Path(report.path).name if report is not None and getattr(report, "path", None) else "new model"
-    config = getattr(model, "config", None)
-    shape = f"d{config.d_model}×{config.n_layer}, " if config is not None and hasattr(config, "d_model") else ""
+    config = found("config")
+    shape = f"d{config.d_model}×{config.n_layer}, " if hasattr(config, "d_model") and hasattr(config, "n_layer") else ""
     params = list(model.parameters())
     total = sum(p.numel() for p in params)
     trainable = sum(p.numel() for p in params if p.requires_grad)
-    state = getattr(model, "peft_state", None)
+    state = found("peft_state")
     methods = [m.method for m in state.config.methods] if state is not None else []
     if methods:
         how = " + ".join("LoRA" if m == "lora" else m.replace("_", "-") for m in methods)
