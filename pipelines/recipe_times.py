@@ -65,6 +65,10 @@ RECIPE_TIMES: dict[str, tuple[Timing, Timing]] = {
         UNMEASURED,
         Timing(6.3, "H100, capped", "RESULTS.md, licence classification: text-mamba-1m at 32K bytes, "
                                     "train.max_minutes=6.3 on one H100")),
+    "documents/license_head": (
+        Timing(12.6, "busy", "timed here 2026-12-02 14:07 UTC: 757 s wall, 716 s of CPU time, load average 2.4-4 "
+                             "on 2 cores (another run beside it)"),
+        UNMEASURED),
     "documents/pretrain_text": (
         UNMEASURED,
         Timing(4.0, "H100, GPU size", "RESULTS.md: d256x8 byte model, 239 s alone on the H100 (stopped early)")),
