@@ -53,6 +53,10 @@ RECIPE_TIMES: dict[str, tuple[Timing, Timing]] = {
         UNMEASURED,
         Timing(4.2, "H100, GPU size", "RESULTS.md, promoter classification with attention pooling: 253 s for "
                                       "eight such runs side by side on one H100, training capped at 2.8 min")),
+    "genomics/promoter_head": (
+        Timing(16.9, "busy", "timed here 2026-12-02 14:11 UTC: 1,017 s wall, 1,471 s of CPU time, load average "
+                             "1.6-4.6 on 2 cores (another run beside it for 12 of the 17 minutes)"),
+        UNMEASURED),
     "genomics/promoter_long": (
         UNMEASURED,
         Timing(2.4, "H100, 32 kb", "RESULTS.md, promoter_long on the GPU at 32,768 bp: 168 steps in 143 s, "
