@@ -45,6 +45,10 @@ def parser() -> argparse.ArgumentParser:
                     "time series: a long CSV / parquet (item_id, timestamp, target) or GluonTS JSON lines")
     pr.add_argument("--output", "-o", default=None, help="write CSV (TSV when it ends in .tsv) here instead of stdout")
     pr.add_argument("--genome", default=None, help="genomics: the reference FASTA that regions and variants refer to")
+    pr.add_argument("--text-column", default=None, help="documents: the table's text column (default: the run's "
+                    "data.text_column, else 'text')")
+    pr.add_argument("--id-column", default=None, help="documents: the table's id column (default: the run's "
+                    "data.id_column, else 'id', else the row number)")
     a = sub.add_parser("advise", help="recommend full / PEFT / head-only from data size, model size and GPU memory")
     a.add_argument("--examples", type=int, required=True, help="number of training examples")
     a.add_argument("--gpu-memory", type=float, default=None, help="GPU memory in GiB (leave out, or 0, on a CPU)")
@@ -73,6 +77,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--methods", default=None, help="comma-separated switches to search (default all: "
                    "lora,lorap,prompt,affix,additional_scan,partial,parallel_adapter)")
     s.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    s.add_argument("--kind", default="any", choices=["any", "single", "hybrid"], help="which combinations a trial "
+                   "may take: any, exactly one method (single) or two or more (hybrid); a single and a hybrid "
+                   "search of equal trials compare the two fairly (docs/search.md)")
     s.add_argument("--out", default=None, help="the search folder (default: the recipe's train.output_dir + '-search')")
     return p
 
@@ -287,8 +294,10 @@ def cmd_predict(args) -> int:
     recipe = load_resolved(args.run_dir)
     module = pipeline_module(recipe.pipeline)
     options = registry.entry(recipe.pipeline).predict_options
-    if args.genome and "genome" not in options:
-        raise ValueError(f"--genome applies to genomics runs; {args.run_dir} is a {recipe.pipeline} run")
+    for name, flag, what in (("genome", "--genome", "genomics"), ("text_column", "--text-column", "documents"),
+                             ("id_column", "--id-column", "documents")):
+        if getattr(args, name) is not None and name not in options:
+            raise ValueError(f"{flag} applies to {what} runs; {args.run_dir} is a {recipe.pipeline} run")
     extra = {name: getattr(args, name) for name in options}
     with head_from_the_run():
         rows = module.predict(args.run_dir, module.read_inputs(args.input, recipe, **extra))
@@ -353,7 +362,8 @@ def cmd_search(args) -> int:
     run_search(Search(recipe=args.recipe, overrides=args.overrides, out=out, trials=args.trials, timeout=args.timeout,
                       storage=args.storage, workers=args.workers, pruner=args.pruner,
                       budget=int(args.budget) if args.budget is not None else None,
-                      methods=args.methods.split(",") if args.methods else None, seed=args.seed))
+                      methods=args.methods.split(",") if args.methods else None, seed=args.seed,
+                      kind=args.kind))
     return 0
 
 

@@ -52,7 +52,7 @@ PIPELINES: dict[str, Entry] = {
     "genomics": Entry("mambatune.pipelines.genomics", "mambatune.pipelines.genomics.ensemble",
                       ("auroc", "auprc", "accuracy", "macro_f1"), ("genome",)),
     "documents": Entry("mambatune.pipelines.documents", "mambatune.pipelines.documents.ensemble",
-                       ("accuracy", "micro_f1", "macro_f1")),
+                       ("accuracy", "micro_f1", "macro_f1"), ("text_column", "id_column")),
     "timeseries": Entry("mambatune.pipelines.timeseries", "mambatune.pipelines.timeseries.ensemble",
                         ("MASE", "sMAPE", "wQL")),
 }

@@ -85,9 +85,14 @@ def test_predict_takes_other_column_names_and_names_missing_ones(trained, tmp_pa
     source = tmp_path / "other.csv"
     source.write_text("key,content\nk1,fee payment subscription invoice\nk2,copy modify merge publish\n")
     recipe = load_resolved(trained)
-    inputs = documents.read_inputs(str(source), recipe, text_column="content", id_column="key")
-    rows = documents.predict(trained, inputs)
+    out = tmp_path / "other-predictions.csv"
+    assert main(["predict", str(trained), str(source), "--text-column", "content", "--id-column", "key",
+                 "-o", str(out)]) == 0
+    rows = list(csv.DictReader(open(out)))
     assert [r["id"] for r in rows] == ["k1", "k2"] and all(r["label"] for r in rows)
+    capsys.readouterr()
+    assert main(["predict", str(trained), str(source), "--genome", "hg38.fa"]) == 2  # a flag of another domain
+    assert "--genome applies to genomics runs" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"no column 'text_body' \(the text column \(--text-column\)\); its "
                                          r"columns are key, content"):
         documents.read_inputs(str(source), recipe, text_column="text_body")
