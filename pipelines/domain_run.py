@@ -37,12 +37,26 @@ def resolve_pretrained(path: str | None, env_var: str, default: str, make_with: 
     if not Path(path).exists():
         names = sorted(p.name for p in shipped.parent.iterdir() if p.is_dir()) if shipped is not None and \
             shipped.parent.is_dir() else []
+        make_with, default = recipe_that_writes(path, make_with, default)
         raise FileNotFoundError(
             f"pretrained {what} {path!r} does not exist. Create one with `mambatune run {make_with}` "
             f"(it writes {default}; set train.output_dir to put it elsewhere), or set model.pretrained "
             "to a model folder" + (f" or a shipped model ({', '.join(names)})" if names else "")
             + ", or model.pretrained=null to train from scratch")
     return path
+
+
+def recipe_that_writes(path: str, make_with: str, default: str) -> tuple[str, str]:
+    """(the shipped recipe, its model folder) that makes ``path`` when ``path`` is a run's model folder named
+    after a recipe of ``make_with``'s domain (``runs/pretrain_dna_mamba2/model`` -> genomics/pretrain_dna_mamba2);
+    else ``(make_with, default)``."""
+    from .recipe import RECIPES_DIR
+    parts = Path(path).parts
+    if len(parts) >= 2 and parts[-1] == "model":
+        domain = make_with.split("/")[0]
+        if (RECIPES_DIR / domain / f"{parts[-2]}.yaml").is_file():
+            return f"{domain}/{parts[-2]}", path
+    return make_with, default
 
 
 def train_model(model, train_cfg, train_data, val_data, collate, metrics_fn, methods=None):
@@ -248,18 +262,3 @@ def report_skipped(what: str, counts: dict[str, int]) -> None:
 
     shown = ", ".join(f"{k}: {v}" for k, v in counts.items() if v)
     print(f"{what}: {shown or 'nothing to report'}", file=sys.stderr)
-
-
-def verbs_of(module: str):
-    """``evaluate, predict, export, read_inputs`` that import ``module`` (the pipeline's verbs module,
-    which imports the pipeline) when first called, so either module can be imported first."""
-    import importlib
-
-    def verb(name: str):
-        def call(*args, **kwargs):
-            return getattr(importlib.import_module(module), name)(*args, **kwargs)
-        call.__name__ = name
-        call.__doc__ = f"``{module}.{name}`` (imported on first use)."
-        return call
-
-    return verb("evaluate"), verb("predict"), verb("export"), verb("read_inputs")

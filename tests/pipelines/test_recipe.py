@@ -121,3 +121,12 @@ def test_unexpected_errors_are_one_line_and_a_closed_pipe_is_quiet(monkeypatch, 
         cli.main(["list"])
     monkeypatch.setattr(cli, "cmd_list", lambda: (_ for _ in ()).throw(BrokenPipeError()))
     assert cli.main(["list"]) == 0 and capsys.readouterr().err == ""
+
+
+def test_a_missing_pretrained_run_folder_names_the_recipe_that_makes_it():
+    from mambatune.pipelines.genomics import resolve_pretrained
+    with pytest.raises(FileNotFoundError, match=r"mambatune run genomics/pretrain_dna_mamba2` \(it writes "
+                                                r"runs/pretrain_dna_mamba2/model"):
+        resolve_pretrained("runs/pretrain_dna_mamba2/model")  # promoter_mamba2_lora's default base
+    with pytest.raises(FileNotFoundError, match=r"mambatune run genomics/pretrain_dna` "):
+        resolve_pretrained("runs/elsewhere/model")
