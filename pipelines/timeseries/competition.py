@@ -56,7 +56,7 @@ def run_competition(recipe, run_dir: Path, name: str, pretrained: str | None, pe
         models.update(run_baselines_scored(recipe, problem))
         tables.append(forecast_frame({n: fc for n, (fc, _, _) in models.items()}, problem.backtest.test_data,
                                      {"group": group}))
-        plot_fans(forecasts, problem, run_dir / "plots" / group, cfg.fan_charts, f"{name} {group}")
+        plot_fans(forecasts, problem, run_dir / "plots" / group, cfg.fan_charts, f"{recipe.name}, {group}")
         for model, (_, ev, sec) in models.items():
             model = model.split(" (season ")[0]  # the baselines' season differs by group: one name for all
             evaluations.setdefault(model, {})[group] = ev

@@ -110,7 +110,7 @@ def run(recipe) -> Path:
     models.update(run_baselines_scored(recipe, problem))
     saved = write_forecasts(forecast_frame({n: fc for n, (fc, _, _) in models.items()}, problem.backtest.test_data),
                             run_dir, cfg.forecasts_format)
-    charts = plot_fans(forecasts, problem, run_dir / "plots", cfg.fan_charts, name)
+    charts = plot_fans(forecasts, problem, run_dir / "plots", cfg.fan_charts, recipe.name)
     test = {n: {k: ev.overall[k] for k in METRIC_NAMES} | {"seconds": sec} for n, (_, ev, sec) in models.items()}
     per_series = None
     items = {entry.get("item_id") for entry in problem.backtest.test_data.input}
