@@ -160,7 +160,7 @@ def shipped_models() -> list[dict]:
     from safetensors import safe_open
 
     from . import documents, genomics, timeseries
-    from .sequence_classification import shipped_models as shipped_folders
+    from .domain_run import shipped_models as shipped_folders
 
     defaults = {p.parent.parent.name: p.name for p in (genomics.SHIPPED_DNA_MODEL, documents.SHIPPED_TEXT_MODEL,
                                                        timeseries.SHIPPED_SERIES_MODEL)}

@@ -23,6 +23,13 @@ def default_model(env_var: str, shipped: Path | None, made_by_recipe: str) -> st
     return made_by_recipe
 
 
+def shipped_models() -> dict[str, Path]:
+    """Every model shipped in the package by name (``dna-mamba-120k``, ``text-mamba-1m``, ...)."""
+    import mambatune.domains as domains
+
+    return {p.parent.name: p.parent for p in sorted(Path(domains.__path__[0]).glob("*/pretrained/*/model.safetensors"))}
+
+
 def resolve_pretrained(path: str | None, env_var: str, default: str, make_with: str, what: str,
                        shipped: Path | None = None) -> str | None:
     """The base model's folder. ``None``: from scratch; ``default``: see :func:`default_model`; the name

@@ -48,7 +48,7 @@ class Entry:
 
 
 PIPELINES: dict[str, Entry] = {
-    "sequence_classification": Entry("mambatune.pipelines.sequence_classification"),
+    "sequence_classification": Entry("mambatune.pipelines.generic"),
     "genomics": Entry("mambatune.pipelines.genomics", "mambatune.pipelines.genomics.ensemble",
                       ("auroc", "auprc", "accuracy", "macro_f1"), ("genome",)),
     "documents": Entry("mambatune.pipelines.documents", "mambatune.pipelines.documents.ensemble",

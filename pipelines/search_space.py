@@ -244,7 +244,7 @@ def model_shape(recipe) -> MambaConfig | None:
             candidates.insert(0, resolver(name))
         except (FileNotFoundError, ValueError):
             pass
-    from .sequence_classification import shipped_models
+    from .domain_run import shipped_models
     candidates += [str(folder) for shipped, folder in shipped_models().items() if shipped == name]
     for folder in candidates:
         if folder and (Path(folder) / "config.json").is_file():

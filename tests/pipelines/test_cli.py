@@ -63,7 +63,7 @@ def test_export_merges_lora(finished_run, tmp_path):
     assert code == 0
     merged = load_pretrained(tmp_path / "exported")
     assert not any("lora" in k for k in merged.state_dict())
-    from mambatune.pipelines.sequence_classification import load_trained
+    from mambatune.pipelines.generic import load_trained
     model, tok, _ = load_trained(finished_run)
     ids = torch.tensor([tok.encode("ACGTACGT")])
     torch.testing.assert_close(merged.eval()(ids).logits, model(ids).logits, atol=1e-5, rtol=1e-4)
@@ -198,7 +198,7 @@ def test_the_loader_still_reports_a_new_head_outside_the_verbs(pretrained_lora_r
     import logging
 
     from mambatune.pipelines.cli import head_from_the_run
-    from mambatune.pipelines.sequence_classification import load_trained
+    from mambatune.pipelines.generic import load_trained
     run, _ = pretrained_lora_run
     with caplog.at_level(logging.WARNING, logger="mambatune.core.checkpoints"):
         load_trained(run)

@@ -36,11 +36,11 @@ from mambatune.core.checkpoints import load_pretrained, save_pretrained
 from mambatune.core.training import Precision
 from mambatune.domains.tables import FILE, ROW, TableError, read_table, require_columns, to_labels, where_row
 
-from .data_source import DataSource, Splits, split_rows
-from .recipe import pretrained_overrides
+from ..data_source import DataSource, Splits, split_rows
+from ..recipe import pretrained_overrides
 from .text_tokenizer import TextTokenizer, for_checkpoint
 
-PACKAGE_DATA = Path(__file__).parent / "data"
+PACKAGE_DATA = Path(__file__).parent.parent / "data"  # pipelines/data: the demo table
 OVERFLOW = ("truncate", "error")
 
 
@@ -193,17 +193,12 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[s
 
 # -- model ---------------------------------------------------------------------------------------
 
-def shipped_models() -> dict[str, Path]:
-    """Every model shipped in the package by name (``dna-mamba-120k``, ``text-mamba-1m``, ...)."""
-    import mambatune.domains as domains
-    return {p.parent.name: p.parent for p in sorted(Path(domains.__path__[0]).glob("*/pretrained/*/model.safetensors"))}
-
-
 def resolve_pretrained(name: str | None) -> str | None:
     """A shipped model's name -> its folder; a folder or hub id as given; a local-looking path that does not
     exist is an error listing the shipped names."""
     if name is None:
         return None
+    from ..domain_run import shipped_models
     shipped = shipped_models()
     if name in shipped and not Path(name).exists():
         return str(shipped[name])
@@ -256,7 +251,7 @@ def save_trained(model: MambaForTask, run_dir: Path, recipe, tokenizer: TextToke
 
 def load_trained(run_dir: str | Path, recipe=None) -> tuple[MambaForTask, TextTokenizer, list[str]]:
     """Rebuilds a run's trained model (base + adapter, or the fully fine-tuned model)."""
-    from .recipe import load_resolved
+    from ..recipe import load_resolved
     run_dir = Path(run_dir)
     recipe = recipe or load_resolved(run_dir)
     tokenizer = TextTokenizer.load(run_dir / "tokenizer.json")
@@ -317,8 +312,8 @@ def write_predictions(path: Path, examples: Examples, probs: np.ndarray, label_n
 def run(recipe) -> Path:
     """Trains, evaluates and writes the run folder; returns it. Under torchrun every rank trains;
     only the main rank scores the test set, fits the baselines and writes the files."""
-    from .domain_run import announce_baselines, is_main_process, train_model
-    from .recipe import save_resolved
+    from ..domain_run import announce_baselines, is_main_process, train_model
+    from ..recipe import save_resolved
     start = time.time()
     run_dir = Path(recipe.train.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -429,7 +424,7 @@ Training: {results['steps']} optimizer steps, best step {results['best_step']}
 
 def evaluate(run_dir: str | Path, split: str | None = None) -> dict[str, float]:
     """Scores a finished run on one of its splits (default: the recipe's eval.split)."""
-    from .recipe import load_resolved
+    from ..recipe import load_resolved
     run_dir = Path(run_dir)
     recipe = load_resolved(run_dir)
     model, tokenizer, labels = load_trained(run_dir, recipe)
@@ -474,7 +469,7 @@ def predict_logits(model: MambaForTask, data: list[dict], batch_size: int = 32) 
 def predict(run_dir: str | Path, texts) -> list[dict]:
     """[{"id", "text", "label", "probability", "prob_<class>" ..., "note"}] for each input (``texts``: strings or
     (id, text) pairs); an input over max_length is cut and says so in its note."""
-    from .recipe import load_resolved
+    from ..recipe import load_resolved
     recipe = load_resolved(run_dir)
     model, tokenizer, labels = load_trained(run_dir, recipe)
     pairs = [t if isinstance(t, tuple) else (str(i + 1), t) for i, t in enumerate(texts)]
@@ -518,7 +513,7 @@ def read_inputs(source: str, recipe) -> list:
 
 def export(run_dir: str | Path, out: str | Path) -> Path:
     """A standalone model folder: LoRA merged into the base weights, our safetensors format, its tokenizer beside."""
-    from .domain_run import plain_model
+    from ..domain_run import plain_model
     model, tokenizer, labels = load_trained(run_dir)
     folder = save_pretrained(plain_model(model), out, meta={"labels": labels, "exported_from": str(run_dir)})
     tokenizer.save(Path(out) / "tokenizer.json")
