@@ -1,7 +1,8 @@
 """mambatune.core.training: the generic engine (loop, optimizer groups, schedule, precision, resume, DDP/FSDP)."""
 from .distributed import DistEnv, ResumableSampler
 from .finetune import finetune as finetune  # the one fine-tune path (PEFT, Trainer, FSDP gather)
-from .metrics_log import MetricsLog, plot_curves, read_metrics
+from .figures import plot_curves
+from .metrics_log import MetricsLog, read_metrics
 from .monitor import SSMMonitor
 from .nonfinite import NonFiniteLossError
 from .optim import build_optimizer, build_scheduler, param_groups, warmup_cosine

@@ -15,8 +15,11 @@ names the model that made it.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
+
+from .metrics_log import read_metrics
 
 # how a metric key reads on an axis or in a legend
 METRIC_NAMES = {
@@ -80,8 +83,6 @@ def describe_model(model) -> str:
 def run_model_text(run_dir: str | Path) -> str:
     """The model a run trained, as the Trainer recorded it in ``metrics.jsonl`` (its last ``start`` or
     ``resumed`` record); an ensemble run names its members' model. "" when the folder records none."""
-    from .metrics_log import read_metrics
-
     run_dir = Path(run_dir)
     for record in reversed(read_metrics(run_dir / "metrics.jsonl")):
         if record.get("event") in ("start", "resumed") and record.get("model"):
@@ -172,3 +173,49 @@ def pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
+
+
+def plot_curves(run_dir: str | os.PathLike, model: str | None = None, only_loss: bool = False) -> list[Path]:
+    """Writes ``plots/loss.png`` (training and validation loss) and, unless ``only_loss``, one PNG per
+    validation metric; each titled with the run (and its role: scratch twin, ensemble member) and
+    ``model`` (default: what ``metrics.jsonl`` records). Returns the files."""
+    plt = pyplot()
+    run_dir = Path(run_dir)
+    records = read_metrics(run_dir / "metrics.jsonl")
+    out_dir = run_dir / "plots"
+    written = []
+
+    def series(key):
+        pts = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))
+               and not isinstance(r.get(key), bool) and "step" in r]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for key in ("train/loss", "eval/loss"):
+        xs, ys = series(key)
+        if xs:
+            ax.plot(xs, ys, marker="o" if key.startswith("eval") else None, ms=3, label=metric_label(key))
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_title("training and validation loss", fontsize=9)
+    legend_outside(ax)
+    ax.grid(alpha=0.3)
+    fig.suptitle(figure_title(run_dir, model), fontsize=10)
+    written.append(save_figure(fig, out_dir / "loss.png", dpi=100))
+    if only_loss:
+        return written
+
+    keys = sorted({k for r in records for k in r if k.startswith("eval/") and k != "eval/loss"})
+    for key in keys:
+        xs, ys = series(key)
+        if not xs:
+            continue
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        ax.plot(xs, ys, marker="o", ms=3)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(metric_label(key))
+        ax.set_title(f"{metric_label(key)} during training", fontsize=9)
+        ax.grid(alpha=0.3)
+        fig.suptitle(figure_title(run_dir, model), fontsize=10)
+        written.append(save_figure(fig, out_dir / (key.replace("/", "_") + ".png"), dpi=100))
+    return written

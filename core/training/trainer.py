@@ -33,7 +33,8 @@ from mambatune.core.config import check_known_keys
 from . import distributed as dist_utils
 from . import identity, nonfinite, run_state
 from .figures import describe_model, run_role
-from .metrics_log import MetricsLog, plot_curves, require_tensorboard
+from .figures import plot_curves
+from .metrics_log import MetricsLog, require_tensorboard
 from .monitor import SSMMonitor
 from .optim import build_optimizer, build_scheduler
 from .precision import Precision, set_tf32
