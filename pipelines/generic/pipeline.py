@@ -381,6 +381,8 @@ def write_report(run_dir: Path, recipe, results: dict, summary: str) -> None:
     cols = [c for c in ("accuracy", "macro_f1", "auroc", "auprc") if c in results["test"]]
     table = "\n".join(f"| {name} | " + " | ".join(f"{m.get(c, float('nan')):.3f}" for c in cols) + " |"
                       for name, m in rows)
+    from ..comparison_figure import plot_comparison
+    plot_comparison(run_dir, results, recipe.name)  # plots/comparison.png: our model beside the baselines
     plots = "\n".join(f"![{p.stem}](plots/{p.name})" for p in sorted((run_dir / "plots").glob("*.png")))
     notes = "\n".join(f"- {n}" for n in results.get("notes", [])) or "- nothing was changed or dropped"
     positive = f" AUROC / AUPRC: positive class {results['positive_class']!r}." if results.get("positive_class") and \

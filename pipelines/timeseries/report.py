@@ -7,6 +7,8 @@ from pathlib import Path
 from mambatune.core.atomic import atomic_write_text
 from mambatune.domains.timeseries.evaluation import fan_charts
 
+from ..comparison_figure import plot_comparison
+
 
 def plot_fans(forecasts: list, problem, out_dir: Path, count: int, title: str) -> list[Path]:
     """Fan charts of the first ``count`` windows, or with several hourly series the last window of
@@ -64,6 +66,8 @@ def write_report(run_dir: Path, recipe, results: dict, name: str) -> None:
                      + " | ".join(f"{m[c]:.4g}" for c in cols) + " |" for n, m in results["test"].items())
     train = results["training"]
     charts = "\n".join(f"![{Path(p).stem}]({p})" for p in results["fan_charts"])
+    comparison = plot_comparison(run_dir, results, recipe.name)  # our forecaster beside the same run's baselines
+    compared = f"\n![comparison](plots/{comparison.name})\n" if comparison is not None else ""
     cfg = recipe.data
     per_series = ""
     if results.get("context_comparison"):
@@ -101,7 +105,7 @@ sMAPE in percent; wQL is the mean weighted quantile loss over 0.1…0.9; lower i
 {per_series}
 Training: {train['steps']} optimizer steps (best step {train['best_step']}), {train['train_seconds']:.0f} s;
 total {results['total_seconds']:.0f} s.
-
+{compared}
 ## Fan charts
 
 {charts or '(none)'}

@@ -41,6 +41,7 @@ def test_metric_labels_are_readable():
 def test_every_png_of_a_run_is_titled_with_the_run_and_its_model(finished_run):
     pngs = sorted((finished_run / "plots").glob("*.png"))
     assert {"loss.png", "eval_auroc.png", "eval_macro_f1.png", "comparison.png"} <= {p.name for p in pngs}
+    assert "![comparison](plots/comparison.png)" in (finished_run / "report.md").read_text()  # the report shows it
     for png in pngs:
         text = check_figure(png, finished_run.name, "LoRA", "parameters")
         assert "new model" in text["title"]

@@ -24,6 +24,7 @@ def run(recipe: str, out, *extra) -> dict:
     assert any(name.startswith("Theta") for name in results["baselines"])
     assert results["fan_charts"] and (out / results["fan_charts"][0]).is_file()
     assert "| MASE |" in (out / "report.md").read_text()
+    assert "![comparison](plots/comparison.png)" in (out / "report.md").read_text()  # our forecaster beside the baselines
     return results
 
 
