@@ -51,20 +51,23 @@ def device_of(recipe) -> torch.device:
     return pick_device(recipe.train.device)
 
 
-def load_classifier(run_dir: Path, recipe, results: dict):
-    """The promoter classifier: model/, or base/ (from scratch) or the pretrained base + adapter/."""
+def load_trained(run_dir: Path, pretrained_base):
+    """A finished run's trained model: ``model/``, or ``adapter/`` on ``base/`` (a new model) or on
+    ``pretrained_base()`` (the pretrained base with the run's head, built only when needed)."""
     if (run_dir / "model").is_dir():
         return load_pretrained(run_dir / "model")
     if not (run_dir / "adapter").is_dir():
         raise FileNotFoundError(f"{run_dir} has neither model/ nor adapter/: the run did not save a model")
-    if (run_dir / "base").is_dir():
-        model = load_pretrained(run_dir / "base")
-    else:
-        pretrained = results.get("base_model")
-        tok = DNATokenizer()
-        model = classifier(recipe, base_config(recipe, tok, pretrained), len(class_names(recipe)), pretrained)
+    model = load_pretrained(run_dir / "base") if (run_dir / "base").is_dir() else pretrained_base()
     peft.load_adapter(model, run_dir / "adapter")
     return model
+
+
+def load_classifier(run_dir: Path, recipe, results: dict):
+    """The promoter classifier (see :func:`load_trained`)."""
+    pretrained = results.get("base_model")
+    return load_trained(run_dir, lambda: classifier(recipe, base_config(recipe, DNATokenizer(), pretrained),
+                                                    len(class_names(recipe)), pretrained))
 
 
 def load_pair_classifier(run_dir: Path, recipe, results: dict):

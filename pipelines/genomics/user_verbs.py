@@ -20,8 +20,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from mambatune.core import peft
-from mambatune.core.checkpoints import load_pretrained
 from mambatune.core.training.distributed import pick_device
 from mambatune.domains.genomics import DNATokenizer
 from mambatune.domains.genomics.metrics import binary_metrics
@@ -30,7 +28,7 @@ from mambatune.domains.genomics.sequence_data import DNAWindowDataset, predict_l
 from .. import domain_run
 from ..data_source import split_rows
 from .models import base_config
-from .scoring import short_flags, variant_scores
+from .scoring import load_trained, short_flags, variant_scores
 from .user_data import load_user_data
 from .user_tasks import head_spec, label_text, score, to_outputs, user_model
 from .user_vep import label_column, read_user_variants
@@ -43,21 +41,14 @@ def label_info(results: dict) -> tuple[str, list[str], tuple[float, float]]:
 
 
 def load_model(run_dir: Path, recipe, results: dict):
-    """The run's trained model: ``model/``, or ``adapter/`` on ``base/`` (a new model) or on the pretrained base."""
-    if (run_dir / "model").is_dir():
-        return load_pretrained(run_dir / "model")
-    if not (run_dir / "adapter").is_dir():
-        raise FileNotFoundError(f"{run_dir} has neither model/ nor adapter/: the run did not save a model")
-    if (run_dir / "base").is_dir():
-        model = load_pretrained(run_dir / "base")
-    else:
+    """The run's trained model (see :func:`scoring.load_trained`)."""
+    def pretrained_base():
         kind, classes, _ = label_info(results)
         pretrained = results.get("base_model")
-        tok = DNATokenizer(recipe.data.k)
-        model = user_model(recipe, base_config(recipe, tok, pretrained),
-                                 head_spec(recipe, kind, len(classes)), pretrained)
-    peft.load_adapter(model, run_dir / "adapter")
-    return model
+        return user_model(recipe, base_config(recipe, DNATokenizer(recipe.data.k), pretrained),
+                          head_spec(recipe, kind, len(classes)), pretrained)
+
+    return load_trained(run_dir, pretrained_base)
 
 
 def outputs(run_dir: Path, recipe, results: dict, sequences: list[str]) -> np.ndarray:
