@@ -170,7 +170,8 @@ def open_study(search: Search, name: str, maximize: bool, worker: int = 0, prune
 
 
 def retry_trial(study, trial) -> None:
-    """Re-enqueues a trial whose worker died, with the same parameters (``retry_of`` names it)."""
+    """Re-enqueues a trial whose worker died, with the parameters it had drawn (``retry_of`` names it);
+    a worker killed while sampling leaves some undrawn, and the retry draws those afresh."""
     study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
 
 

@@ -169,9 +169,12 @@ def test_resume_after_sigkill_with_two_workers(tmp_path):
     assert counted(after) == 4 and all(t.state.name in ("COMPLETE", "PRUNED", "FAIL") for t in after)
     killed = [t for t in after if t.state.name == "FAIL"]
     assert {t.number for t in killed} == {n for n, t in before.items() if t.state.name == "RUNNING"}
-    for t in killed:  # each killed trial runs again exactly once, with its parameters
+    for t in killed:  # each killed trial runs again exactly once, with the parameters it had drawn
         retries = [r for r in after if r.user_attrs.get("retry_of") == t.number]
-        assert len(retries) == 1 and retries[0].params == t.params and retries[0].state.name != "FAIL"
+        assert len(retries) == 1 and retries[0].state.name != "FAIL"
+        # a worker killed while sampling (e.g. between the methods and the learning rate) leaves a trial
+        # with only some parameters; the retry keeps those and draws the rest
+        assert {k: retries[0].params[k] for k in t.params} == t.params
     for n, t in before.items():  # trials that had ended are kept as they were
         if t.state.name in ("COMPLETE", "PRUNED"):
             assert after[n].state == t.state and after[n].value == t.value
