@@ -3,7 +3,12 @@ live in the same run; and a 130m-shape Mamba-2 training step against mamba_ssm's
 
 GPU::
 
-    python -m mambatune.benchmarks.ssd [--json ssd.json] [--lengths 2048,8192] [--launch] [--train-step]
+    python -m mambatune.benchmarks.ssd [--json ssd.json] [--lengths 2048,8192] [--launch] [--train-step] [--packing]
+
+CPU (no GPU needed): ``python -m mambatune.benchmarks.ssd --cpu`` times the chunked PyTorch path against the
+step-by-step reference loop (fp32, forward and forward+backward, (B, L, H, P, N) = (2, 512, 8, 32, 32)), and
+the training throughput of packed against padded batches of mixed-length documents (``--packing`` does the
+latter on the GPU at the 130m width, 4 layers, 256 documents of 256-4096 tokens).
 
 Scan rows at (B, L, H, P, N, G) = (4, L, 24, 64, 128, 1) in bf16 (x, dt, B, C bf16; A, D, dt_bias fp32;
 dt softplus; no z, as mamba_ssm's Mamba2 module calls it): forward and forward+backward times (median of
@@ -217,13 +222,173 @@ def train_step_rows(batch: int = 4, length: int = 2048) -> list[dict]:
     return rows
 
 
+# -- CPU: the chunked path against the loop, packed against padded -------------------------------
+
+CPU_SHAPE = dict(batch=2, heads=8, headdim=32, n=32, groups=1)
+
+
+def _wall(fn, repeats: int) -> float:
+    """Median wall seconds of ``fn()`` over ``repeats`` runs, after one warm-up run."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def cpu_scan_rows(length: int = 512, repeats: int = 3) -> list[dict]:
+    """Forward+backward seconds of ours' ``reference`` (the step-by-step loop) and ``chunked`` (the matmul
+    form) in fp32 on this CPU, with the chunked path's error against the loop."""
+    t = make_inputs(length, **CPU_SHAPE, device="cpu", dtype=torch.float32)
+    dy = torch.randn(t["x"].shape, generator=torch.Generator().manual_seed(1))
+    truth = grads(ours("reference"), t, dy)
+    rows = []
+    for name in ("reference", "chunked"):
+        f = ours(name)
+        y, g = grads(f, t, dy)
+        errors = {"y": rel(y, truth[0]), **{f"d{k}": rel(g[k], truth[1][k]) for k in GRADS}}
+
+        def fwd_bwd():
+            for v in t.values():
+                v.grad = None
+            f(t).backward(dy)
+
+        with torch.no_grad():
+            s_f = _wall(lambda: f(t), repeats)
+        s_fb = _wall(fwd_bwd, repeats)
+        rows.append({"row": name, "L": length, "fwd_s": round(s_f, 4), "fwd_bwd_s": round(s_fb, 4),
+                     "rel_err_vs_reference": {k: float(f"{v:.2e}") for k, v in errors.items()}})
+        print(json.dumps(rows[-1]), flush=True)
+    ref, chunked = rows
+    print(f"chunked / reference speed-up: forward {ref['fwd_s'] / chunked['fwd_s']:.1f}x, "
+          f"forward+backward {ref['fwd_bwd_s'] / chunked['fwd_bwd_s']:.1f}x", flush=True)
+    return rows
+
+
+def mixed_lengths(count: int, lo: int, hi: int, seed: int = 0) -> list[int]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(lo, hi + 1, (count,), generator=g).tolist()
+
+
+def pack_rows(lengths: list[int], row_length: int) -> list[list[int]]:
+    """First-fit decreasing: document indices per row, each row's lengths summing to at most row_length."""
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        for r, free in enumerate(room):
+            if lengths[i] <= free:
+                rows[r].append(i)
+                room[r] -= lengths[i]
+                break
+        else:
+            rows.append([i])
+            room.append(row_length - lengths[i])
+    return rows
+
+
+def padded_and_packed(docs: list[torch.Tensor], batch: int, row_length: int, device="cpu"):
+    """The same documents as padded batches (``batch`` documents each, padded to the longest, with an
+    ``attention_mask``) and as packed batches (rows of ``row_length`` tokens, first-fit decreasing, ``seq_idx``
+    resets, no target across a document boundary; as many rows a batch as the padded batches have tokens on
+    average). Each batch is a dict of model inputs with LM ``labels`` (-100 where nothing is predicted)."""
+    count, lengths = len(docs), [len(d) for d in docs]
+    hi = row_length
+
+    padded = []
+    for b in range(0, count, batch):
+        group = docs[b:b + batch]
+        width = max(len(d) for d in group)
+        ids = torch.zeros(len(group), width, dtype=torch.long)
+        mask = torch.zeros(len(group), width, dtype=torch.long)
+        for r, d in enumerate(group):
+            ids[r, :len(d)], mask[r, :len(d)] = d, 1
+        padded.append({"input_ids": ids.to(device), "attention_mask": mask.to(device),
+                       "labels": ids.masked_fill(mask == 0, -100).to(device)})
+
+    rows_of_docs = pack_rows(lengths, hi)
+    per_batch = max(1, round(len(rows_of_docs) / len(padded)))
+    packed = []
+    for b in range(0, len(rows_of_docs), per_batch):
+        ids = torch.zeros(len(rows_of_docs[b:b + per_batch]), hi, dtype=torch.long)
+        seq = torch.zeros_like(ids)
+        mask = torch.zeros_like(ids)
+        labels = torch.full_like(ids, -100)
+        for r, members in enumerate(rows_of_docs[b:b + per_batch]):
+            at = 0
+            for k, i in enumerate(members):
+                ids[r, at:at + lengths[i]], seq[r, at:at + lengths[i]], mask[r, at:at + lengths[i]] = docs[i], k, 1
+                labels[r, at + 1:at + lengths[i]] = docs[i][1:]  # no target across a document boundary
+                at += lengths[i]
+            seq[r, at:] = len(members)  # the row's tail: its own segment, masked out
+        packed.append({"input_ids": ids.to(device), "seq_idx": seq.to(device), "attention_mask": mask.to(device),
+                       "labels": labels.to(device)})
+    return padded, packed
+
+
+def packed_vs_padded_rows(device: str = "cpu", count: int = 48, lo: int = 32, hi: int = 512, batch: int = 8,
+                          repeats: int = 3, **shape) -> list[dict]:
+    """Training-step throughput in real tokens/s of a small Mamba-2 LM over ``count`` documents of mixed
+    lengths: padded (batches of ``batch`` documents, each padded to its longest, ``attention_mask``) against
+    packed (documents laid end to end in rows of ``hi`` tokens, ``seq_idx`` resets; as many rows a batch as
+    the padded batches have tokens on average)."""
+    from mambatune.core import MambaConfig
+    from mambatune.core.heads import MambaForTask
+
+    cfg = dict(arch="mamba2", d_model=128, n_layer=2, vocab_size=64, d_state=32, headdim=32, ngroups=1,
+               chunk_size=64, expand=2)
+    cfg.update(shape)
+    torch.manual_seed(0)
+    model = MambaForTask(MambaConfig(**cfg)).to(device)
+    lengths = mixed_lengths(count, lo, hi)
+    g = torch.Generator().manual_seed(2)
+    docs = [torch.randint(1, cfg["vocab_size"], (n,), generator=g) for n in lengths]
+    real = sum(lengths)
+    padded, packed = padded_and_packed(docs, batch, hi, device)
+
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def epoch(batches):
+        def run():
+            for inputs in batches:
+                model(**inputs).loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            sync()
+        return run
+
+    rows = []
+    for name, batches in (("padded", padded), ("packed", packed)):
+        seconds = _wall(epoch(batches), repeats)
+        slots = sum(b["input_ids"].numel() for b in batches)
+        rows.append({"row": name, "device": device, "documents": count, "lengths": f"{lo}-{hi}",
+                     "batches": len(batches), "token_slots": slots, "real_tokens": real,
+                     "real_share": round(real / slots, 3), "seconds": round(seconds, 3),
+                     "real_tokens_per_s": round(real / seconds)})
+        print(json.dumps(rows[-1]), flush=True)
+    print(f"packed / padded throughput: {rows[1]['real_tokens_per_s'] / rows[0]['real_tokens_per_s']:.2f}x",
+          flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", default="", help="write every row to this file")
     ap.add_argument("--lengths", default="2048,8192")
     ap.add_argument("--launch", action="store_true", help="also time the Triton launch settings of LAUNCHES")
     ap.add_argument("--train-step", action="store_true", help="also the 130m-shape training step")
+    ap.add_argument("--cpu", action="store_true",
+                    help="on this CPU: the chunked path against the reference loop, and packed against padded")
+    ap.add_argument("--packing", action="store_true", help="also packed against padded on the GPU")
     args = ap.parse_args(argv)
+    if args.cpu:
+        out = {"device": "cpu", "threads": torch.get_num_threads(), "torch": torch.__version__,
+               "scan": cpu_scan_rows(), "packing": packed_vs_padded_rows("cpu")}
+        if args.json:
+            open(args.json, "w").write(json.dumps(out, indent=1))
+        return 0
     if not torch.cuda.is_available():
         print("benchmarks/ssd.py needs a CUDA GPU")
         return 2
@@ -238,6 +403,9 @@ def main(argv=None) -> int:
         scan_rows(length, args.launch, sink)
     if args.train_step:
         out["train_step"] = train_step_rows()
+    if args.packing:
+        out["packing"] = packed_vs_padded_rows("cuda", count=256, lo=256, hi=4096, batch=8, d_model=768,
+                                               n_layer=4, d_state=128, headdim=64, vocab_size=50280)
     if args.json:
         open(args.json, "w").write(json.dumps(out, indent=1))
     return 0
