@@ -3,7 +3,9 @@ residual_out and every gradient, and the reference against the model's own norm.
 
 On a CPU the Triton cases run through Triton's interpreter (see conftest.py) at tiny sizes; the ``gpu``
 cases run at real sizes on CUDA. Every loss also reads residual_out, so the gradient flowing into the
-residual stream (what the next block sends back) is checked being added to the norm's.
+residual stream (what the next block sends back) is checked being added to the norm's. bf16 cases
+allow 1e-2: Triton's interpreter (Triton 3.x) truncates fp32 -> bf16 stores where the GPU rounds to
+nearest, so on a CPU the kernel's bf16 outputs sit up to one bf16 step from the reference's.
 """
 import pytest
 import torch
