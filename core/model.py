@@ -112,7 +112,11 @@ class MambaCache:
 
 
 def check_inputs(config: MambaConfig, input_ids=None, inputs_embeds=None, mask=None, seq_idx=None) -> None:
-    """Raises a clear error for malformed model inputs."""
+    """Raises a clear error for malformed model inputs.
+
+    Under torch.compile only the checks of types and shapes run: those that read tensor values (token
+    range, NaN / Inf) would each break the graph and sync the device, so they are left to eager runs."""
+    values = not torch.compiler.is_compiling()
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError("pass exactly one of input_ids (batch, L) or inputs_embeds (batch, L, d_model)")
     if input_ids is not None:
@@ -123,7 +127,7 @@ def check_inputs(config: MambaConfig, input_ids=None, inputs_embeds=None, mask=N
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (batch, L), got shape {tuple(input_ids.shape)}")
         batch, length = input_ids.shape
-        if input_ids.numel():
+        if values and input_ids.numel():
             lo, hi = (int(v) for v in torch.aminmax(input_ids))
             if lo < 0 or hi >= config.vocab_size:
                 bad = lo if lo < 0 else hi
@@ -136,7 +140,7 @@ def check_inputs(config: MambaConfig, input_ids=None, inputs_embeds=None, mask=N
             raise ValueError(f"inputs_embeds must be (batch, L, d_model={config.d_model}), got {tuple(inputs_embeds.shape)}")
         if not inputs_embeds.is_floating_point():
             raise TypeError(f"inputs_embeds must be a float tensor, got {inputs_embeds.dtype}")
-        if not torch.isfinite(inputs_embeds).all():
+        if values and not torch.isfinite(inputs_embeds).all():
             raise ValueError("inputs_embeds contains NaN or Inf values")
         batch, length = inputs_embeds.shape[:2]
     if batch == 0:
@@ -146,7 +150,7 @@ def check_inputs(config: MambaConfig, input_ids=None, inputs_embeds=None, mask=N
     if mask is not None:
         if tuple(mask.shape) != (batch, length):
             raise ValueError(f"attention mask must be (batch={batch}, L={length}), got {tuple(mask.shape)}")
-        if mask.is_floating_point() and not torch.isfinite(mask).all():
+        if values and mask.is_floating_point() and not torch.isfinite(mask).all():
             raise ValueError("attention mask contains NaN or Inf values")
     if seq_idx is not None and tuple(seq_idx.shape) != (batch, length):
         raise ValueError(f"seq_idx must be (batch={batch}, L={length}), got {tuple(seq_idx.shape)}")
@@ -222,8 +226,8 @@ class MambaModel(nn.Module):
         if validate:
             check_inputs(self.config, input_ids, inputs_embeds, attention_mask, seq_idx)
         mask = attention_mask.bool() if attention_mask is not None else None
-        if mask is not None and bool(mask.all()):
-            mask = None  # nothing is padded: skip the masking work
+        if mask is not None and not torch.compiler.is_compiling() and bool(mask.all()):
+            mask = None  # nothing is padded: skip the masking work (a compiled graph keeps it: no sync)
         hidden = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
         out = self.run_layers(hidden, mask, seq_idx, cache)
         if cache is not None:

@@ -63,6 +63,17 @@ def pick_triton_kernel(p: ScanInputs) -> str:
     return "long"
 
 
+def _triton_kernel(p: ScanInputs) -> str:
+    """``pick_triton_kernel(p)``, with a clear error where Triton cannot be imported."""
+    try:
+        return pick_triton_kernel(p)
+    except ImportError as err:
+        raise RuntimeError(
+            "selective_scan backend 'triton' is not available here "
+            f"({err}); use backend='chunked' or install triton with a CUDA GPU"
+        ) from err
+
+
 def selective_scan(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -90,20 +101,22 @@ def selective_scan(
     """
     p = ScanInputs(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, seq_idx, mask)
     name = resolve_backend(backend, u.device)
+    if torch.compiler.is_compiling() and name != "reference":
+        # one opaque custom op in the compiled graph (see ops.py); eager calls never take this branch
+        from .ops import selective_scan_op
+
+        kernel = "chunked" if name == "chunked" or u.shape[2] == 0 else _triton_kernel(p)
+        y, last = selective_scan_op(p, kernel)
+        return (y, last) if return_final_state else y
     if name == "reference":
         from .reference import selective_scan_reference as fn
     elif name == "chunked":
         from .chunked import selective_scan_chunked as fn
     else:
-        try:
-            from . import triton_long
-            from .triton import selective_scan_triton
+        kernel = _triton_kernel(p)
+        from . import triton_long
+        from .triton import selective_scan_triton
 
-            fn = triton_long.selective_scan_triton_long if pick_triton_kernel(p) == "long" else selective_scan_triton
-        except ImportError as err:
-            raise RuntimeError(
-                "selective_scan backend 'triton' is not available here "
-                f"({err}); use backend='chunked' or install triton with a CUDA GPU"
-            ) from err
+        fn = triton_long.selective_scan_triton_long if kernel == "long" else selective_scan_triton
     y, last = fn(p)
     return (y, last) if return_final_state else y

@@ -85,5 +85,8 @@ def ssd_scan(
                 "ssd_scan backend 'triton' is not available here "
                 f"({err}); use backend='chunked' or install triton with a CUDA GPU"
             ) from err
+        if torch.compiler.is_compiling():
+            # the kernels as opaque custom ops in the compiled graph (see ops.py); eager never comes here
+            from .ops import ssd_scan_op as fn
     y, last = fn(p)
     return (y, last) if return_final_state else y
