@@ -79,6 +79,7 @@ RULES: dict[str, Rule] = {
     "warmup_ratio": number(0, 1),
     "min_lr_ratio": number(0, 1),
     "max_grad_norm": number(0, 10**6, note="0: no clipping"),
+    "compile": BOOL,
     "gradient_checkpointing": BOOL,
     "offload_checkpoints": BOOL,
     "eval_every": count(0, note="0: evaluate at the end only"),

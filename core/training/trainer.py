@@ -63,6 +63,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     precision: str = "fp32"
     tf32: bool = True  # fp32 matrix products on TF32 tensor cores (as mamba_ssm's and HF's fp32 figures use)
+    compile: bool = False  # torch.compile the model's forward and backward for training (see docs/training.md)
     gradient_checkpointing: bool = False
     offload_checkpoints: bool = False  # with gradient_checkpointing: block inputs wait in host memory
     eval_every: int = 0
@@ -177,6 +178,8 @@ class Trainer:
         if backbone is not None and hasattr(backbone, "gradient_checkpointing"):
             backbone.gradient_checkpointing = config.gradient_checkpointing
             backbone.offload_checkpoints = config.offload_checkpoints
+        if config.compile:
+            model.compile()  # in place: the same module, parameter names and state_dict keys
         self.trainable_names = {n for n, p in model.named_parameters() if p.requires_grad}
         self.trainable_only = len(self.trainable_names) < sum(1 for _ in model.parameters())
         self.model = dist_utils.wrap(model, self.env)
@@ -365,7 +368,8 @@ class Trainer:
         if log is not None and latest is not None:
             log.log({"step": self.state["step"], "event": "resumed", "from": str(latest), "model": self.model_text})
         elif log is not None:
-            log.log({"step": 0, "event": "start", "model": self.model_text})
+            compiled = {"compile": True} if cfg.compile else {}
+            log.log({"step": 0, "event": "start", "model": self.model_text, **compiled})
         if log is not None and forced:
             log.log({"step": self.state["step"], "event": "resume_forced", "changes": forced})
         if log is not None and moved_to is not None:
