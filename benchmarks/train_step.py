@@ -47,18 +47,20 @@ def apply_scan_variant(spec: str) -> None:
     """Sets the Mamba-1 scan dispatch for the runs that follow: ``auto`` (the shipped defaults), or
     ``long`` / ``short`` (force triton_long.py / triton.py) followed by ``:contig`` (triton_long writes y and
     the input gradients contiguous, not in the mixer's views' layout), ``:tc`` (the mixer hands the scan
-    time-contiguous copies: ``mambatune.core.mixer.SCAN_LAYOUT``) and ``:bwdNNN`` / ``:fwdNN`` (register caps;
-    ``:bwd0`` none), e.g. ``auto:tc`` or ``long:contig:bwd128``."""
+    time-contiguous copies: ``mambatune.core.mixer.SCAN_LAYOUT``), ``:fused`` (each block's residual add and
+    norm in one kernels/norm kernel: ``mambatune.core.model.FUSED_ADD_NORM``) and ``:bwdNNN`` / ``:fwdNN``
+    (register caps; ``:bwd0`` none), e.g. ``auto:tc:fused`` or ``long:contig:bwd128``."""
     import importlib
 
     scan_pkg = importlib.import_module("mambatune.kernels.selective_scan")
-    from mambatune.core import mixer
+    from mambatune.core import mixer, model as core_model
     from mambatune.kernels.selective_scan import triton_long
 
     if not hasattr(apply_scan_variant, "defaults"):
         apply_scan_variant.defaults = (scan_pkg.pick_triton_kernel, triton_long.OUTPUTS_IN_INPUT_LAYOUT,
-                                       triton_long.BWD_MAXNREG, triton_long.FWD_MAXNREG, mixer.SCAN_LAYOUT)
-    pick, layout, bwd, fwd, scan_layout = apply_scan_variant.defaults
+                                       triton_long.BWD_MAXNREG, triton_long.FWD_MAXNREG, mixer.SCAN_LAYOUT,
+                                       core_model.FUSED_ADD_NORM)
+    pick, layout, bwd, fwd, scan_layout, fused = apply_scan_variant.defaults
     parts = spec.split(":")
     if parts[0] not in ("auto", "long", "short"):
         raise SystemExit(f"--scan-variants: {spec!r} must start with auto, long or short")
@@ -69,15 +71,18 @@ def apply_scan_variant(spec: str) -> None:
             layout = False
         elif part == "tc":
             scan_layout = "time_contiguous"
+        elif part == "fused":
+            fused = True
         elif part.startswith("bwd") and part[3:].isdigit():
             bwd = int(part[3:]) or None
         elif part.startswith("fwd") and part[3:].isdigit():
             fwd = int(part[3:]) or None
         else:
-            raise SystemExit(f"--scan-variants: unknown part {part!r} in {spec!r} (contig, tc, bwdNNN, fwdNN)")
+            raise SystemExit(f"--scan-variants: unknown part {part!r} in {spec!r} (contig, tc, fused, bwdNNN, fwdNN)")
     scan_pkg.pick_triton_kernel = pick
     triton_long.OUTPUTS_IN_INPUT_LAYOUT, triton_long.BWD_MAXNREG, triton_long.FWD_MAXNREG = layout, bwd, fwd
     mixer.SCAN_LAYOUT = scan_layout
+    core_model.FUSED_ADD_NORM = fused
 
 
 def step_fn(model, opt, ids, precision, labels=None):

@@ -42,6 +42,26 @@ def make_norm(config: MambaConfig) -> nn.Module:
     return norm
 
 
+# The pre-norm residual stream through one fused kernel per block (kernels/norm: the previous block's
+# residual add, the fp32 cast and this block's norm in one pass, forward and backward), in the pair form
+# (mixer output, residual) that mamba_ssm uses. Off until measured on a GPU (benchmarks/train_step.py
+# ``:fused``); exact against the unfused blocks (tests/core/test_fused_add_norm.py). Not used with
+# gradient checkpointing, which checkpoints whole blocks.
+FUSED_ADD_NORM = False
+
+
+def add_norm(x: torch.Tensor, norm: nn.Module, residual: torch.Tensor | None, residual_in_fp32: bool,
+             backend: str, out_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(norm(x + residual), x + residual)`` through kernels/norm, for an RMSNorm or LayerNorm module."""
+    from mambatune.kernels.norm import add_layer_norm, add_rms_norm
+
+    if isinstance(norm, RMSNorm):
+        return add_rms_norm(x, norm.weight, residual, eps=norm.eps, residual_in_fp32=residual_in_fp32,
+                            out_dtype=out_dtype, backend=backend)
+    return add_layer_norm(x, norm.weight, norm.bias, residual, eps=norm.eps, residual_in_fp32=residual_in_fp32,
+                          out_dtype=out_dtype, backend=backend)
+
+
 class MambaBlock(nn.Module):
     """x -> x + mixer(norm(x)); the residual is kept in fp32 when ``residual_in_fp32``."""
 
@@ -205,6 +225,10 @@ class MambaModel(nn.Module):
         if self.prompt is not None and (cache is None or cache.seen == 0):
             hidden, mask, seq_idx = self.prompt.prepend(hidden, mask, seq_idx)
             n_prompt = self.prompt.num_tokens
+        checkpointing = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        if FUSED_ADD_NORM and not checkpointing:
+            out = self._fused_layers(hidden, mask, seq_idx, cache)
+            return out[:, n_prompt:] if n_prompt else out
         for i, layer in enumerate(self.layers):
             state = cache.states[i] if cache is not None else None
             if self.gradient_checkpointing and self.training and state is None and torch.is_grad_enabled():
@@ -216,6 +240,22 @@ class MambaModel(nn.Module):
                 hidden = layer(hidden, mask=mask, seq_idx=seq_idx, state=state)
         out = self.norm_f(hidden.to(self.norm_f.weight.dtype))
         return out[:, n_prompt:] if n_prompt else out
+
+    def _fused_layers(self, hidden, mask, seq_idx, cache: MambaCache | None):
+        """run_layers' blocks and final norm with FUSED_ADD_NORM: the same sums, each block's norm fused with
+        the residual add before it."""
+        fp32 = self.config.residual_in_fp32
+        backend = "reference" if self.config.backend in ("chunked", "reference") else "auto"
+        out, residual = hidden, None
+        for i, layer in enumerate(self.layers):
+            state = cache.states[i] if cache is not None else None
+            normed, residual = add_norm(out.to(layer.norm.weight.dtype) if residual is None else out, layer.norm,
+                                        residual, fp32, backend)
+            out = layer.mixer(normed, mask=mask, seq_idx=seq_idx, state=state)
+            if layer.parallel_adapter is not None:
+                out = out + layer.parallel_adapter(residual, normed)
+        normed, _ = add_norm(out, self.norm_f, residual, fp32, backend, out_dtype=self.norm_f.weight.dtype)
+        return normed
 
     def forward(self, input_ids=None, attention_mask=None, seq_idx=None, inputs_embeds=None, cache: MambaCache | None = None,
                 validate: bool = True):
