@@ -83,6 +83,8 @@ class SeriesRead:
     notes: list[str]
     counts: dict[str, int]
     integer_index: bool = False  # no real dates: the series sit on an integer index from PLACEHOLDER_START
+    # series left out, by name, with why (at another frequency than the run's): counted in ``counts`` too
+    left_out: dict[str, str] = field(default_factory=dict)
 
 
 def read_series(path, columns: SeriesColumns, *, freq: str | None = None, encoding: str = "utf-8",
@@ -143,7 +145,7 @@ def read_long(frame: pl.DataFrame, columns: SeriesColumns, freq: str | None, whe
     table = table.sort(["item_id", "timestamp"], maintain_order=True)
     if not columns.resample:
         check_duplicates(table, item)
-    freq, kept = choose_frequency(table, freq, where, notes, counts, integer_index)
+    freq, kept, dropped = choose_frequency(table, freq, where, notes, counts, integer_index)
     table = table.filter(pl.col("item_id").is_in(kept))
     try:
         series = from_polars(table.drop(FILE, ROW), freq=freq, dynamic_real=columns.covariates,
@@ -163,7 +165,7 @@ def read_long(frame: pl.DataFrame, columns: SeriesColumns, freq: str | None, whe
                      f"{PLACEHOLDER_START} at {freq} (calendar features carry no meaning; data.time_features=false "
                      "leaves them out)")
     counts["series"] = len(series)
-    return SeriesRead(series, notes, counts, integer_index)
+    return SeriesRead(series, notes, counts, integer_index, left_out=left_out_at(dropped, freq))
 
 
 def timestamps(frame: pl.DataFrame, columns: SeriesColumns, freq: str | None, where: str) -> tuple[pl.Series, bool]:
@@ -244,9 +246,10 @@ def check_duplicates(table: pl.DataFrame, item: str | None) -> None:
 
 
 def choose_frequency(table: pl.DataFrame, freq: str | None, where: str, notes: list[str], counts: dict,
-                     integer_index: bool) -> tuple[str, list[str]]:
-    """The run's frequency and the series kept. Each series' own frequency is inferred from its timestamps;
-    several in one file are refused (named, with their series) unless ``freq`` picks one."""
+                     integer_index: bool) -> tuple[str, list[str], dict[str, list[str]]]:
+    """The run's frequency, the series kept, and those left out by their frequency. Each series' own frequency
+    is inferred from its timestamps; several in one file are refused (named, with their series) unless
+    ``freq`` picks one."""
     own: dict[str, list[str]] = {}
     for part in table.partition_by("item_id", maintain_order=True):
         name = part["item_id"][0]
@@ -271,7 +274,11 @@ def choose_frequency(table: pl.DataFrame, freq: str | None, where: str, notes: l
         notes.append(f"{n} series left out: at another frequency than data.freq={freq} ({describe(dropped)})")
     if not kept:
         raise TableError(f"{where}: no series is at data.freq={freq} ({describe(named)})")
-    return freq, kept
+    return freq, kept, dropped
+
+
+def left_out_at(dropped: dict[str, list[str]], freq: str) -> dict[str, str]:
+    return {name: f"at frequency {f}, not the run's {freq}: left out" for f, names in dropped.items() for name in names}
 
 
 def describe(groups: dict[str, list[str]]) -> str:
@@ -346,7 +353,8 @@ def read_records(frame: pl.DataFrame, columns: SeriesColumns, freq: str | None, 
         notes.append(f"the series have no start dates: each starts at the placeholder {PLACEHOLDER_START} on an integer "
                      "time index (calendar features carry no meaning; data.time_features=false leaves them out)")
     counts["series"] = len(entries)
-    return SeriesRead(SeriesCollection(entries, chosen), notes, counts, integer_index=not has_start)
+    return SeriesRead(SeriesCollection(entries, chosen), notes, counts, integer_index=not has_start,
+                      left_out=left_out_at(dropped, chosen))
 
 
 def row_freq(frame: pl.DataFrame, i: int, column: str, where: str) -> str:

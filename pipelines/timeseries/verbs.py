@@ -9,7 +9,8 @@ backtest scores.
 ``predict`` reads a file shaped like the run's (``domains.timeseries.user_data``, with the run's column
 keys: a long table, one series when there is no item column, or series records such as GluonTS JSON
 lines) at the predictor's frequency, and forecasts the run's horizon after each series' last step: one row
-per series and step with the mean and the 0.1 / 0.5 / 0.9 quantiles.
+per series and step with the mean and the 0.1 / 0.5 / 0.9 quantiles. A series at another frequency gets one
+row without a forecast whose note says so.
 """
 from __future__ import annotations
 
@@ -174,6 +175,9 @@ def predict(run_dir, inputs: SeriesInputs) -> list[dict]:
     rows = []
     for entry, forecast, note in zip(series.entries, predictor.predict(series.entries), notes):
         rows.extend(forecast_rows(forecast, str(entry.get("item_id")), note))
+    for name, why in read.left_out.items():  # every input series keeps a row: one without a forecast, saying why
+        rows.append({"item_id": name, "timestamp": "", "step": "", "mean": "", **{f"q{q}": "" for q in QUANTILES},
+                     "note": f"no forecast: {why}"})
     return rows
 
 

@@ -137,10 +137,13 @@ def test_forecast_eval_predict_export(tmp_path, capsys):
     lines += [f"a,2024-01-01 {h:02d}:00:00,{10 + h % 5}" for h in range(24)]
     lines += [f"b,2024-01-02 {h:02d}:00:00,{h}" for h in range(6)]
     lines += [f"c,2024-01-01 {h:02d}:00:00,NA" for h in range(24)]  # no observed value: kept, with a note
+    lines += [f"d,2024-01-{day:02d} 00:00:00,{day}" for day in range(1, 8)]  # daily: a row without a forecast
     (tmp_path / "long.csv").write_text("\n".join(lines) + "\n")
     assert main(["predict", str(out), str(tmp_path / "long.csv"), "-o", str(tmp_path / "f.csv")]) == 0
     rows = read_rows(tmp_path / "f.csv")
-    assert len(rows) == 3 * 24 and [r["item_id"] for r in rows[::24]] == ["a", "b", "c"]
+    assert len(rows) == 3 * 24 + 1 and [r["item_id"] for r in rows[::24]] == ["a", "b", "c", "d"]
+    assert rows[-1]["mean"] == "" and rows[-1]["note"].startswith("no forecast: at frequency D, not the run's h")
+    rows = rows[:-1]
     assert "no observed value in the last 48 steps" in rows[48]["note"]
     assert rows[0]["timestamp"] == "2024-01-02 00:00:00" and rows[24]["timestamp"] == "2024-01-02 06:00:00"
     for r in rows:
