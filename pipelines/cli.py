@@ -5,7 +5,6 @@ import argparse
 import csv
 import json
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 EPILOG = """examples:
@@ -245,22 +244,11 @@ def results_table(run_dir: Path) -> str:
     return "\n".join(lines)
 
 
-@contextmanager
 def head_from_the_run():
-    """``eval``, ``predict``, ``export`` and ``ensemble`` build a finished run's model from its base with a new head and then
-    load the run's trained head (and adapter) over it, so the loader's "newly initialised (train these):
-    head.*" would be untrue there: it stays off the console. Every other loader message still shows."""
-    import logging
+    """domain_run.head_from_the_run (imported when used: the CLI's start stays light)."""
+    from .domain_run import head_from_the_run as quiet
 
-    def drop_new_head(record: logging.LogRecord) -> bool:
-        return "newly initialised" not in record.getMessage()
-
-    logger = logging.getLogger("mambatune.core.checkpoints")
-    logger.addFilter(drop_new_head)
-    try:
-        yield
-    finally:
-        logger.removeFilter(drop_new_head)
+    return quiet()
 
 
 def refuse_cv_folder(run_dir: str, verb: str) -> None:

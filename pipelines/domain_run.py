@@ -4,8 +4,10 @@ check the split, make a plain model, export it, report what input was skipped)."
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -269,3 +271,21 @@ def report_skipped(what: str, counts: dict[str, int]) -> None:
 
     shown = ", ".join(f"{k}: {v}" for k, v in counts.items() if v)
     print(f"{what}: {shown or 'nothing to report'}", file=sys.stderr)
+
+
+@contextmanager
+def head_from_the_run():
+    """The finished-run verbs (``evaluate``, ``predict``, ``export``, ensembles' ``combine_runs``) build a run's
+    model from its base with a new head and then load the run's trained head (and adapter) over it, so the
+    loader's "newly initialised (train these): head.*" would be untrue there: inside this context (also usable
+    as a decorator) it is not logged. Every other loader message still is."""
+
+    def drop_new_head(record: logging.LogRecord) -> bool:
+        return "newly initialised" not in record.getMessage()
+
+    logger = logging.getLogger("mambatune.core.checkpoints")
+    logger.addFilter(drop_new_head)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop_new_head)

@@ -30,6 +30,7 @@ from mambatune.domains.documents import DocumentDataset, LabelVocabulary
 from mambatune.domains.documents.metrics import save_confusion_matrix
 from mambatune.domains.documents.training import predict_scores
 
+from .. import domain_run
 from .. import ensemble_runs as shared
 from ..recipe import load_resolved
 from . import verbs
@@ -85,6 +86,7 @@ def check_compatible(runs: list[tuple]) -> None:
                           "documents, read the same way")
 
 
+@domain_run.head_from_the_run()
 def combine_runs(runs: list, out) -> Path:
     """Combines finished documents classify runs into one ensemble run folder ``out`` (see the module
     docstring); returns it. The members are copied, rescored on the first run's validation and test

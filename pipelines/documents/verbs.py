@@ -145,6 +145,7 @@ def lm_split_windows(recipe, split: str, tok) -> list:
 
 # -- eval ----------------------------------------------------------------------------------------
 
+@domain_run.head_from_the_run()
 def evaluate(run_dir, split: str | None = None) -> dict:
     """The run's model rescored on ``split`` with the run's metric functions (and, multi-label, its
     tuned thresholds); for ``pretrain_text`` the LM loss in bits per byte (or token)."""
@@ -293,6 +294,7 @@ def length_note(tokens: int, cfg) -> str:
     return f"{tokens:,} tokens cut into chunks of {cfg.max_length} (features pooled by {cfg.chunk_pool})"
 
 
+@domain_run.head_from_the_run()
 def predict(run_dir, inputs: DocumentInputs) -> list[dict]:
     """One row per input, in input order: id, tokens, the predicted label (multi-label: every label over its
     tuned threshold, joined by ``;``), a probability per label, a ``flag`` for an input far outside the
@@ -356,6 +358,7 @@ def predict_lm(run_dir: Path, recipe, inputs: DocumentInputs, ok: list[int]) -> 
 
 # -- export --------------------------------------------------------------------------------------
 
+@domain_run.head_from_the_run()
 def export(run_dir, out) -> Path:
     """The run's trained model, LoRA merged: ``hf/`` (the backbone, Hugging Face Mamba format), ``head/``,
     ``model/`` (our format) and ``export.json`` (labels, thresholds, tokenizer and length settings);

@@ -36,6 +36,7 @@ from mambatune.core.checkpoints import load_pretrained, save_pretrained
 from mambatune.core.training import Precision
 from mambatune.domains.tables import FILE, ROW, TableError, read_table, require_columns, to_labels, where_row
 
+from .. import domain_run
 from ..data_source import DataSource, Splits, split_rows
 from ..recipe import pretrained_overrides
 from .text_tokenizer import TextTokenizer, for_checkpoint
@@ -424,6 +425,7 @@ Training: {results['steps']} optimizer steps, best step {results['best_step']}
     atomic_write_text(run_dir / "report.md", text)
 
 
+@domain_run.head_from_the_run()
 def evaluate(run_dir: str | Path, split: str | None = None) -> dict[str, float]:
     """Scores a finished run on one of its splits (default: the recipe's eval.split)."""
     from ..recipe import load_resolved
@@ -468,6 +470,7 @@ def predict_logits(model: MambaForTask, data: list[dict], batch_size: int = 32) 
     return torch.cat(out)
 
 
+@domain_run.head_from_the_run()
 def predict(run_dir: str | Path, texts) -> list[dict]:
     """[{"id", "text", "label", "probability", "prob_<class>" ..., "note"}] for each input (``texts``: strings or
     (id, text) pairs); an input over max_length is cut and says so in its note."""
@@ -513,6 +516,7 @@ def read_inputs(source: str, recipe) -> list:
     return [(str(i), "" if t is None else str(t)) for i, t in zip(ids, table[cfg.text_column].to_list())]
 
 
+@domain_run.head_from_the_run()
 def export(run_dir: str | Path, out: str | Path) -> Path:
     """A standalone model folder: LoRA merged into the base weights, our safetensors format, its tokenizer beside."""
     from ..domain_run import plain_model

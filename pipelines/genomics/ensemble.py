@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import domain_run
 from .. import ensemble_runs as shared
 from .data import promoter_splits, variant_splits
 from .members import combine_text
@@ -59,6 +60,7 @@ def check_compatible(opened: list[tuple]) -> None:
                           "scored on the same windows, read the same way")
 
 
+@domain_run.head_from_the_run()
 def combine_runs(runs: list, out) -> Path:
     """Combines finished genomics promoter / vep (finetune) runs into one ensemble run folder ``out`` (see
     the module docstring); returns it. The members are copied, rescored on the first run's test windows

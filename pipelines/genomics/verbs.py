@@ -35,6 +35,7 @@ from .scoring import (
 from .user_verbs import evaluate as evaluate_user_run, export as export_user_run, predict as predict_user_run
 
 
+@domain_run.head_from_the_run()
 def evaluate(run_dir, split: str | None = None) -> dict:
     """The run's model rescored on ``split`` with the run's metric functions (its own model only; the
     baselines are in results.json)."""
@@ -69,6 +70,7 @@ def evaluate(run_dir, split: str | None = None) -> dict:
         ({"members": members} if members else {})
 
 
+@domain_run.head_from_the_run()
 def predict(run_dir, inputs: GenomicsInputs) -> list[dict]:
     """One row per input record: class probabilities (promoter), -LLR or P(deleterious) (variants), or
     bits per base (sequences under an LM run); ``note`` says why a record was not scored; sequences get a
@@ -121,6 +123,7 @@ def predict(run_dir, inputs: GenomicsInputs) -> list[dict]:
     return rows
 
 
+@domain_run.head_from_the_run()
 def export(run_dir, out) -> Path:
     """The run's trained model, LoRA merged: ``hf/`` (the backbone, Hugging Face Mamba format), ``head/``
     (a task head in our format), ``model/`` (a whole MambaForTask in our format) and ``export.json``.

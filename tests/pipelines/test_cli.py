@@ -207,6 +207,14 @@ def test_the_loader_still_reports_a_new_head_outside_the_verbs(pretrained_lora_r
     with caplog.at_level(logging.WARNING, logger="mambatune.core.checkpoints"), head_from_the_run():
         load_trained(run)
     assert "newly initialised" not in caplog.text
+    caplog.clear()
+    from mambatune.pipelines import generic  # Python callers of the verbs are spared it too, not only the CLI
+    with caplog.at_level(logging.WARNING, logger="mambatune.core.checkpoints"):
+        generic.evaluate(run, "test")
+    assert "newly initialised" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="mambatune.core.checkpoints"):
+        load_trained(run)
+    assert "newly initialised" in caplog.text, "the verb's filter must not outlive the call"
 
 
 @pytest.mark.slow
