@@ -29,12 +29,17 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from .spec import SSDInputs
 
 # Longer chunks only add work here: the [Q, Q] tiles grow while the state work per step stays
 # (on a CPU Q = 64 beats 128 and 256 at P = N = 64), so a larger chunk_size is capped to this.
 MAX_CHUNK = 64
+# The widest range of summed log decay S inside one chunk (and head) for which exp(S[t] - S[s]) is
+# formed as a product of two exponentials, each then within exp(+-60) (fp32 reaches exp(+-87)); a
+# wider one takes the per-head difference form, exact at any range and about twice the time.
+EXP_RANGE = 120.0
 
 
 def _pad_steps(t: torch.Tensor, pad: int) -> torch.Tensor:
@@ -44,10 +49,47 @@ def _pad_steps(t: torch.Tensor, pad: int) -> torch.Tensor:
     return torch.cat([t, t.new_zeros(t.shape[0], pad, *t.shape[2:])], dim=1)
 
 
+class _ChunkRecurrence(torch.autograd.Function):
+    """The state between chunks: ``h[c + 1] = through[c] * h[c] + states[c]``, written into one tensor.
+
+    Returns ``(h_in, h_last)``: h_in (b, nc, H, P, N) holds h[0 .. nc - 1], the state entering each chunk,
+    and h_last (b, H, P, N) is h[nc]. Its own backward, because autograd through a Python loop over
+    slices stacks the states (a copy) and, for each chunk, zero-fills a gradient of the whole of
+    ``states``; here both directions write each chunk once.
+    """
+
+    @staticmethod
+    def forward(ctx, states: torch.Tensor, through: torch.Tensor, h0: torch.Tensor):
+        # states (b, nc, H, P, N), through (b, nc, H), h0 (b, H, P, N)
+        nc = states.shape[1]
+        decay = through[..., None, None]
+        h_in = torch.empty_like(states)
+        h_in[:, 0] = h0
+        for c in range(nc - 1):
+            torch.addcmul(states[:, c], decay[:, c], h_in[:, c], out=h_in[:, c + 1])
+        h_last = torch.addcmul(states[:, -1], decay[:, -1], h_in[:, -1])
+        ctx.save_for_backward(through, h_in)
+        return h_in, h_last
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_h_in: torch.Tensor, d_h_last: torch.Tensor):
+        through, h_in = ctx.saved_tensors
+        nc = h_in.shape[1]
+        decay = through[..., None, None]
+        d_states = torch.empty_like(h_in)
+        d_through = torch.empty_like(through)
+        g = d_h_last  # gradient of h[c + 1]
+        for c in reversed(range(nc)):
+            d_states[:, c] = g
+            d_through[:, c] = (g * h_in[:, c]).sum((-1, -2))
+            g = torch.addcmul(d_h_in[:, c], decay[:, c], g)
+        return d_states, d_through, g
+
+
 def ssd_scan_chunked(p: SSDInputs) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns ``(y, final_state)`` with the semantics of ``reference.ssd_scan_reference``."""
     batch, length, heads, headdim, groups, n_state = p.shape
-    per_group = heads // groups
     h0 = p.initial_state.float() if p.initial_state is not None else None
     if length == 0:
         h = h0 if h0 is not None else p.x.new_zeros(batch, heads, headdim, n_state, dtype=torch.float32)
@@ -55,60 +97,79 @@ def ssd_scan_chunked(p: SSDInputs) -> tuple[torch.Tensor, torch.Tensor]:
     Q = min(p.chunk_size, MAX_CHUNK, length)
     n_chunks = math.ceil(length / Q)
     pad = n_chunks * Q - length
-    b, nc, G, K, P, N = batch, n_chunks, groups, per_group, headdim, n_state
+    b, nc, G, K, P, N = batch, n_chunks, groups, heads // groups, headdim, n_state
 
-    # head-major layout, so that every matmul below is a plain batched matmul over (b, G, K, nc)
-    x = _pad_steps(p.x.float(), pad).view(b, nc, Q, G, K, P).permute(0, 3, 4, 1, 2, 5)  # (b, G, K, nc, Q, P)
-    dt = _pad_steps(p.discretised_dt(), pad).view(b, nc, Q, G, K).permute(0, 3, 4, 1, 2)  # (b, G, K, nc, Q)
-    B = _pad_steps(p.B.float(), pad).view(b, nc, Q, G, N).permute(0, 3, 1, 2, 4)  # (b, G, nc, Q, N)
-    C = _pad_steps(p.C.float(), pad).view(b, nc, Q, G, N).permute(0, 3, 1, 2, 4)
+    # Step-major layout (b, nc, Q, G, K, P) as the inputs come: the state matmuls of each chunk and group
+    # are then single matmuls over all K * P channels of its heads, on views without copies (G = 1).
+    x_in = p.x.float()
+    x = _pad_steps(x_in, pad).view(b, nc, Q, G, K, P)
+    dt = _pad_steps(p.discretised_dt(), pad).view(b, nc, Q, G, K)
+    B = _pad_steps(p.B.float(), pad).view(b, nc, Q, G, N).transpose(2, 3)  # (b, nc, G, Q, N)
+    C = _pad_steps(p.C.float(), pad).view(b, nc, Q, G, N).transpose(2, 3)
     seg = None  # document number of each step, (b, nc, Q)
     resets = p.resets()
     if resets is not None:
         seg = torch.cumsum(resets.long(), dim=1)
         seg = torch.cat([seg, seg[:, -1:].expand(b, pad)], dim=1).view(b, nc, Q)
 
-    cum = torch.cumsum(dt * p.A.float().view(1, G, K, 1, 1), dim=-1)  # summed log decay, (b, G, K, nc, Q)
-    xdt = x * dt[..., None]  # (b, G, K, nc, Q, P)
+    cum = torch.cumsum(dt * p.A.float().view(G, K), dim=2)  # summed log decay, (b, nc, Q, G, K)
+    xdt = x * dt[..., None]  # (b, nc, Q, G, K, P)
 
-    # 1. inside each chunk
+    # 1. inside each chunk. The [t, s] factor exp(S[t] - S[s]) is per head, C[t] . B[s] per group.
     keep = torch.ones(Q, Q, dtype=torch.bool, device=x.device).tril()  # [t, s]: s <= t
     if seg is not None:
-        keep = keep & (seg[..., :, None] == seg[..., None, :])[:, None, None]  # (b, 1, 1, nc, Q, Q)
-    decay = torch.exp((cum[..., :, None] - cum[..., None, :]).masked_fill(~keep, -math.inf))  # (b, G, K, nc, Q, Q)
-    CB = C @ B.transpose(-1, -2)  # (b, G, nc, Q, Q)
-    y = (CB[:, :, None] * decay) @ xdt  # (b, G, K, nc, Q, P)
+        keep = keep & (seg[..., :, None] == seg[..., None, :])  # (b, nc, Q, Q)
+    CB = C @ B.transpose(-1, -2)  # (b, nc, G, Q, Q)
+    hi, lo = cum.amax(dim=2, keepdim=True), cum.amin(dim=2, keepdim=True)
+    if (hi - lo).max() <= EXP_RANGE:
+        # exp(S[t] - S[s]) = exp(S[t] - mid) * exp(mid - S[s]), each within exp(+-EXP_RANGE / 2): the
+        # second factor goes into x, the first onto the output rows, and the per-head [Q, Q] tensor is
+        # never formed; what remains is one matmul per chunk and group over all K * P channels.
+        mid = ((hi + lo) / 2).detach()  # any shift is exact; this one keeps both factors in range
+        to_mid = torch.exp(cum - mid)  # (b, nc, Q, G, K)
+        xs = (xdt * torch.exp(mid - cum)[..., None]).view(b, nc, Q, G, K * P).transpose(2, 3)
+        inside = (CB.masked_fill(~keep.unsqueeze(-3), 0.0) @ xs).transpose(2, 3).unflatten(-1, (K, P))
+        inside_scale = to_mid[..., None]  # (b, nc, Q, G, K, 1)
+    else:
+        # a decay over one chunk beyond exp(-EXP_RANGE): the differences S[t] - S[s] themselves, per
+        # head, in a head-major layout; masked before exp, as exp(S[t] - S[s]) for s > t may overflow
+        cum_h = cum.permute(0, 3, 4, 1, 2).contiguous()  # (b, G, K, nc, Q)
+        # in place after the subtraction: masked_fill_ needs only the mask and exp_ only its own result
+        # for the backward, so autograd allows it and two (..., Q, Q) allocations are saved
+        keep_h = keep if seg is None else keep[:, None, None]  # (b, 1, 1, nc, Q, Q)
+        decay = (cum_h[..., :, None] - cum_h[..., None, :]).masked_fill_(~keep_h, -math.inf).exp_()
+        x_h = xdt.permute(0, 3, 4, 1, 2, 5).contiguous()  # (b, G, K, nc, Q, P)
+        inside = ((decay * CB.transpose(1, 2)[:, :, None]) @ x_h).permute(0, 3, 4, 1, 2, 5)  # (b, nc, Q, G, K, P)
+        inside_scale = None
 
-    # 2. each chunk's contribution to the state at its end
-    to_end = torch.exp(cum[..., -1:] - cum)  # (b, G, K, nc, Q)
+    # 2. each chunk's contribution to the state at its end, one matmul per chunk and group
+    to_end = torch.exp(cum[:, :, -1:] - cum)  # (b, nc, Q, G, K)
     if seg is not None:
-        to_end = to_end * (seg == seg[..., -1:])[:, None, None].to(to_end.dtype)
-    chunk_states = (xdt * to_end[..., None]).transpose(-1, -2) @ B[:, :, None]  # (b, G, K, nc, P, N)
+        to_end = to_end * (seg == seg[..., -1:])[..., None, None].to(to_end.dtype)
+    xw = (xdt * to_end[..., None]).view(b, nc, Q, G, K * P)
+    chunk_states = xw.permute(0, 1, 3, 4, 2) @ B  # (b, nc, G, K * P, N)
 
     # 3. the state between chunks
-    through = torch.exp(cum[..., -1])  # (b, G, K, nc): decay of the incoming state over a whole chunk
-    from_start = torch.exp(cum)  # (b, G, K, nc, Q): decay of the incoming state up to step t
+    through = torch.exp(cum[:, :, -1])  # (b, nc, G, K): decay of the incoming state over a whole chunk
+    from_start = torch.exp(cum)  # (b, nc, Q, G, K): decay of the incoming state up to step t
     if seg is not None:
         seg_before = torch.cat([seg.new_zeros(b, 1), seg[:, :-1, -1]], dim=1)  # document running before each chunk
-        through = through * (seg[:, :, -1] == seg_before)[:, None, None].to(through.dtype)
-        from_start = from_start * (seg == seg_before[..., None])[:, None, None].to(from_start.dtype)
-    h = h0.view(b, G, K, P, N) if h0 is not None else x.new_zeros(b, G, K, P, N)
-    incoming = []
-    for c in range(nc):
-        incoming.append(h)
-        h = through[..., c, None, None] * h + chunk_states[:, :, :, c]
-    h_in = torch.stack(incoming, dim=3)  # (b, G, K, nc, P, N)
+        through = through * (seg[:, :, -1] == seg_before)[..., None, None].to(through.dtype)
+        from_start = from_start * (seg == seg_before[..., None])[..., None, None].to(from_start.dtype)
+    h = h0 if h0 is not None else x.new_zeros(b, heads, P, N)
+    h_in, h = _ChunkRecurrence.apply(chunk_states.view(b, nc, heads, P, N), through.view(b, nc, heads), h)
+    h_in = h_in.view(b, nc, G, K * P, N)
 
-    # 4. what the incoming state adds
-    y = y + (C[:, :, None] @ h_in.transpose(-1, -2)) * from_start[..., None]
-
-    y = y.permute(0, 3, 4, 1, 2, 5)  # (b, nc, Q, G, K, P)
+    # 4. what the incoming state adds, one matmul per chunk and group, then the two parts together
+    y_off = (C @ h_in.transpose(-1, -2)).transpose(2, 3).unflatten(-1, (K, P))  # (b, nc, Q, G, K, P)
+    y = y_off * from_start[..., None]
+    # in place: neither product saved y for its backward
+    y = y.add_(inside) if inside_scale is None else y.addcmul_(inside, inside_scale)
     y = y.reshape(b, nc * Q, heads, headdim)[:, :length]
-    x_in = p.x.float()
     if p.D is not None:
-        y = y + x_in * p.D.float()[:, None]
+        y = y.addcmul_(x_in, p.D.float()[:, None])
     if p.z is not None:
         y = y * F.silu(p.z.float())
     if p.mask is not None:
-        y = y * p.mask[:, :, None, None].to(y.dtype)
-    return y.to(p.x.dtype), h.reshape(batch, heads, headdim, n_state)
+        y = y.mul_(p.mask[:, :, None, None].to(y.dtype))
+    return y.to(p.x.dtype), h
