@@ -64,6 +64,49 @@ def test_chunked_dt_limit_and_half_precision(assert_close):
         assert_close(f"grad {k}", g_c[k], g_r[k], 2e-2)
 
 
+
+@pytest.mark.parametrize("drop", DROP, ids=lambda d: "without_" + "_".join(d) if d else "all")
+def test_chunked_difference_form_matches_reference(nan_empty, assert_close, monkeypatch, drop):
+    """The per-head difference form, which the chunked path takes where a chunk's decay range exceeds
+    EXP_RANGE, forced here on ordinary inputs."""
+    from mambatune.kernels.ssd import chunked
+
+    monkeypatch.setattr(chunked, "EXP_RANGE", 0.0)
+    inputs = make_inputs(length=63, groups=2)
+    for k in drop:
+        inputs[k] = None
+    y_r, h_r, g_r = run("reference", inputs)
+    y_c, h_c, g_c = run("chunked", inputs, chunk_size=16)
+    assert_close("y", y_c, y_r, 1e-5)
+    assert_close("final state", h_c, h_r, 1e-5)
+    for k in g_r:
+        assert_close(f"grad {k}", g_c[k], g_r[k], 1e-4)
+
+
+@pytest.mark.parametrize("a_scale", [5.0, 9.0], ids=["range_near_limit", "range_beyond_limit"])
+def test_chunked_fast_decays_match_reference(assert_close, a_scale):
+    """Heads that decay fast: a chunk's range of summed log decay just under EXP_RANGE (the product of
+    two exponentials, each near exp(+-60)) and far over it (the difference form, on its own). Faster
+    decays still, about exp(-50) a step, leave grad A (a sum that nearly cancels) 1e-2 off the loop in
+    any chunked form, before issue 18 too."""
+    from mambatune.kernels.ssd import chunked
+
+    inputs = make_inputs(length=50, groups=2)
+    with torch.no_grad():
+        inputs["dt_bias"].fill_(1.0)  # dt = softplus(1 + 0.5 * noise), about 1.3
+        inputs["A"].mul_(a_scale / inputs["A"].abs().max())
+    y_r, h_r, g_r = run("reference", inputs)
+    y_c, h_c, g_c = run("chunked", inputs, chunk_size=16)
+    with torch.no_grad():
+        dA = torch.nn.functional.softplus(inputs["dt"] + inputs["dt_bias"]) * inputs["A"] * inputs["mask"][..., None]
+    widest = max(dA[:, s:s + 16].sum(1).abs().max().item() for s in range(0, 50, 16))
+    in_range = 0.75 * chunked.EXP_RANGE < widest < chunked.EXP_RANGE if a_scale < 6 else widest > 1.5 * chunked.EXP_RANGE
+    assert in_range, widest  # the case this test means to cover
+    assert_close("y", y_c, y_r, 1e-5)
+    assert_close("final state", h_c, h_r, 1e-5)
+    for k in g_r:
+        assert_close(f"grad {k}", g_c[k], g_r[k], 1e-4)
+
 @pytest.mark.parametrize("backend", ["reference", "chunked"])
 def test_seq_idx_resets_state(assert_close, backend):
     inputs = make_inputs(batch=1, length=30)
