@@ -27,8 +27,9 @@ class DataConfig(DataSource):
     chosen by inner CV from ``kmer_choices``); markov_order: order of the Markov LM
     baseline; n_boot: bootstrap resamples for the 95 % intervals; scratch_baseline: also train the same
     model from scratch when ``model.pretrained`` is set; ensemble: K > 1 trains K members of the main model
-    (model and train seeds + k, in ``member-<k>/``; promoter and vep finetune) scored by their mean
-    probabilities (see ``genomics.members``); zeroshot_splits: vep_zeroshot scores the SNVs of these splits
+    (model and train seeds + k, in ``member-<k>/``; promoter and vep finetune, on the demo data or a user's
+    sequences or VCF, with ``cv_folds`` in every fold) scored by their mean probabilities (regression: mean
+    prediction; see ``genomics.members``); zeroshot_splits: vep_zeroshot scores the SNVs of these splits
     (test always; each further split, e.g. [train, val, test], is scored too, alone and pooled with test,
     by the zero-shot models only: zero-shot scoring reads no labels, but the supervised baseline learns from
     the training split).
@@ -140,8 +141,6 @@ class DataConfig(DataSource):
         elif self.task == "pretrain_dna":
             raise ValueError("pretrain_dna reads a reference FASTA from data.genome, not data.path: set "
                              "data.genome=<your .fa / .fa.gz> (and leave data.path unset)")
-        elif self.ensemble > 1:
-            raise ValueError("data.ensemble applies to the demo tasks; on a user's data leave data.ensemble=1")
 
 
 def check_ensemble(cfg: DataConfig) -> None:

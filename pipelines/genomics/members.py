@@ -1,7 +1,8 @@
 """``data.ensemble: K`` in a genomics promoter / vep (finetune) recipe, and the one model of K = 1: the
 members trained one after another in one run (member k: ``model.seed + k``, ``train.seed + k``, saved in
-``member-<k>/``), scored by the mean of their class probabilities (each member's RC-averaged first when
-``data.rc_average``); the run report. Finished runs are combined by ``mambatune ensemble``
+``member-<k>/``), scored by the mean of their class probabilities (a regressor's: of their predictions;
+each member's RC-averaged first when ``data.rc_average``); the run report. A user's sequences
+(``genomics.user_tasks``) and VCF (``genomics.user_vep``) train their members here too. Finished runs are combined by ``mambatune ensemble``
 (``genomics.ensemble``) into the same folder layout.
 """
 from __future__ import annotations
@@ -67,16 +68,26 @@ def train_members(recipe, run_dir: Path, pretrained: str | None, build, data: di
     return out
 
 
-def combine_text(recipe) -> str:
-    strands = " (each member's own: the mean of its forward and reverse-complement logits, then softmax)" \
-        if recipe.data.rc_average else ""
-    return f"the mean of the members' softmax class probabilities{strands}"
+# what the members' outputs are, per kind of head, and how a member reads both strands (data.rc_average)
+OUTPUTS = {"classes": "softmax class probabilities", "multilabel": "per-class sigmoid probabilities",
+           "regression": "predictions, on the target's own scale"}
+STRANDS = {"classes": "then softmax", "multilabel": "then sigmoid", "regression": "then rescaled"}
 
 
-def member_probs(recipe, pretrained: str | None, trained: list[tuple], score) -> tuple[dict, dict]:
-    """({name: test probabilities}, extra results) on the main rank: one model's (``extra`` empty), or the
+def combine_text(recipe, outputs: str = "classes") -> str:
+    """How an ensemble's members combine: the mean of their ``outputs`` (a key of :data:`OUTPUTS`: a softmax
+    classifier's, a multi-label one's or a regressor's), each member's RC-averaged first when ``data.rc_average``."""
+    strands = (f" (each member's own: the mean of its forward and reverse-complement logits, {STRANDS[outputs]})"
+               if recipe.data.rc_average else "")
+    return f"the mean of the members' {OUTPUTS[outputs]}{strands}"
+
+
+def member_probs(recipe, pretrained: str | None, trained: list[tuple], score,
+                 outputs: str = "classes") -> tuple[dict, dict]:
+    """({name: test outputs}, extra results) on the main rank: one model's (``extra`` empty), or the
     ensemble's mean first, then each member's; ``extra`` then holds the ``ensemble`` and ``training``
-    records. ``score(model)`` gives a model's test probabilities (n, classes)."""
+    records. ``score(model)`` gives a model's test outputs: class probabilities (n, classes), or for a
+    regressor (``outputs="regression"``) predictions (n,); ``outputs``: see :func:`combine_text`."""
     name = main_name(recipe, pretrained)
     if len(trained) == 1:
         return {name: score(trained[0][0])}, {}
@@ -90,12 +101,14 @@ def member_probs(recipe, pretrained: str | None, trained: list[tuple], score) ->
         out[f"{name} member {k}"] = p
         records.append({"member": k, "name": f"{name} member {k}", "seed": member.model.seed,
                         "train_seed": member.train.seed, "dir": f"member-{k}"})
-    ensemble = {"size": len(trained), "method": name, "combine": combine_text(recipe), "members": records,
-                "note": "The ROC / PR curves show the ensemble, not its members." if probs[0].shape[1] == 2 else ""}
+    binary = outputs == "classes" and probs[0].shape[1] == 2
+    ensemble = {"size": len(trained), "method": name, "combine": combine_text(recipe, outputs), "members": records,
+                "note": "The ROC / PR curves show the ensemble, not its members." if binary else ""}
     training = shared.training_record([training_summary(t[1]) for t in trained], [t[3].model.seed for t in trained])
     return out, {"ensemble": ensemble, "training": training}
 
 
-def write_run_report(run_dir: Path, recipe, results: dict) -> None:
-    """The report (see ``ensemble_runs.write_run_report``)."""
-    shared.write_run_report(run_dir, recipe, results, write_report)
+def write_run_report(run_dir: Path, recipe, results: dict, report=write_report) -> None:
+    """The report, ``report(run_dir, recipe, results)`` (the demo tasks' by default; see
+    ``ensemble_runs.write_run_report``)."""
+    shared.write_run_report(run_dir, recipe, results, report)

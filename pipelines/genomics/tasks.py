@@ -22,6 +22,7 @@ the user's files instead (``genomics.user_tasks``, ``genomics.user_vep``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -298,10 +299,11 @@ def run(recipe) -> Path:
     if not cfg.path:
         return domain_run.run_task(recipe, RUNNERS, pretrained, write_run_report)
     if file_format(cfg.path, cfg.format) == "vcf":
-        return domain_run.run_task(recipe, {cfg.task: run_user_variants}, pretrained, write_variants_report)
+        return domain_run.run_task(recipe, {cfg.task: run_user_variants}, pretrained,
+                                   functools.partial(write_run_report, report=write_variants_report))
     if cfg.task != "promoter":
         raise ValueError(f"data.path={cfg.path} is a sequence file: the {cfg.task} recipes read "
                          "variants (a VCF with data.genome); sequence files go to genomics/promoter_lora, "
                          "promoter_full or promoter_head")
     return domain_run.run_task(recipe, {cfg.task: run_user_sequences}, pretrained,
-                               write_sequences_report)
+                               functools.partial(write_run_report, report=write_sequences_report))

@@ -17,6 +17,8 @@ labels encoded into one label space over every split (``domains.genomics.user_da
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -48,12 +50,26 @@ class UserData:
     def sizes(self) -> dict[str, int]:
         return {s: len(v) for s, v in self.sequences.items()}
 
+    def fingerprint(self) -> dict[str, str]:
+        """{split: 16 hex digits} over each split's ids, cleaned sequences and encoded labels: runs with equal
+        fingerprints were trained, validated and scored on the same examples (``mambatune ensemble`` checks it)."""
+        return {name: fingerprint_rows(zip(self.ids[name], seqs, self.labels[name].values.tolist()))
+                for name, seqs in self.sequences.items()}
+
     def describe(self) -> dict:
         """What results.json records of the data."""
-        return {"format": self.format, "sizes": self.sizes(), "split": self.splits.how,
+        return {"format": self.format, "sizes": self.sizes(), "split": self.splits.how, "fingerprint": self.fingerprint(),
                 "labels": {"kind": self.space.kind, "classes": self.space.classes, "how": self.space.how},
                 "sequences": self.counts.as_dict(), "regions": self.regions,
                 "notes": self.splits.notes + self.space.notes + self.notes}
+
+
+def fingerprint_rows(rows) -> str:
+    """The first 16 hex digits of the SHA-256 of ``rows`` (each a JSON-able tuple), in order."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(json.dumps(row).encode() + b"\n")
+    return digest.hexdigest()[:16]
 
 
 def read_frame(path: str, cfg, fmt: str, where: str) -> tuple[pl.DataFrame, dict | None]:

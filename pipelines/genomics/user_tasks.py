@@ -12,6 +12,13 @@ one-hot linear model (C chosen the same way). Logistic regression for classes, r
 The run folder gets, besides what every run writes: ``splits.csv`` (which file row went to which split),
 ``predictions_test.csv`` (id, true label, predicted label, every class's probability; for regression
 the prediction), ROC / PR curves (binary) and a report with what was read, changed and counted.
+
+``data.ensemble: K`` trains K members of the model (``genomics.members``: seeds + k, each in ``member-<k>/``,
+each with the recipe's whole budget), as the demo tasks do; the ensemble's outputs are the mean of the
+members' class probabilities (multi-label: of each class's sigmoid; regression: of the predictions), which
+``predictions_test.csv`` holds and the first row of ``results.json`` scores, each member's row after it, then
+the scratch twin and the baselines, fitted once. ``mambatune ensemble`` combines finished runs on the same
+data into the same layout (``genomics.ensemble``).
 """
 from __future__ import annotations
 
@@ -33,10 +40,11 @@ from mambatune.domains.genomics.sequence_data import DNAWindowDataset, collate_w
 from mambatune.domains.genomics.vocab import checkpoint_tokenizer
 
 from .. import domain_run
+from .. import ensemble_runs as shared
 from .models import (
-    base_config, binary_eval_metrics, dna_model, main_name, pretrained_settings, scratch_train_config, training_summary,
+    base_config, binary_eval_metrics, dna_model, pretrained_settings, scratch_train_config, training_summary,
 )
-from .members import train_members
+from .members import member_probs, train_members
 from .report import metrics_table
 from .user_data import UserData, load_user_data
 
@@ -46,6 +54,8 @@ HEADS = {"binary": "classification", "multiclass": "classification", "multilabel
 # when the recipe's train.metric_for_best is not one of them
 EVAL_METRICS = {"binary": ("auroc", "accuracy"), "multiclass": ("macro_f1", "accuracy"),
                 "multilabel": ("auroc_macro", "f1_micro"), "regression": ("pearson", "r2")}
+# what an ensemble averages, per label kind (``members.combine_text``)
+OUTPUTS = {"binary": "classes", "multiclass": "classes", "multilabel": "multilabel", "regression": "regression"}
 REPORT_COLUMNS = {"binary": ["auroc", "auprc", "mcc", "accuracy", "f1"],
                   "multiclass": ["accuracy", "macro_f1", "mcc", "auroc_macro"],
                   "multilabel": ["auroc_macro", "auroc_micro", "auprc_macro", "f1_micro", "f1_macro", "exact_match"],
@@ -149,8 +159,9 @@ def run_user_sequences(recipe, run_dir: Path, pretrained: str | None) -> dict | 
     spec = head_spec(recipe, kind, len(classes))
     config = base_config(recipe, tok, pretrained)
     metrics_fn = eval_metrics(kind)
+    # the model, or the data.ensemble members one after another (member-<k>/), on every rank
     trained = train_members(recipe, run_dir, pretrained, lambda r, p: user_model(r, config, spec, p), datasets,
-                                    collate_labelled, metrics_fn, save_base=True)
+                            collate_labelled, metrics_fn, save_base=True)
     scratch = None
     if pretrained and cfg.scratch_baseline:  # trained by every rank, like the model
         scratch, _, _ = domain_run.train_model(user_model(recipe, config, spec, None),
@@ -163,22 +174,36 @@ def run_user_sequences(recipe, run_dir: Path, pretrained: str | None) -> dict | 
     def outputs(model):
         return to_outputs(predict_logits(model, datasets["test"], eval_batch, cfg.rc_average), kind, scale)
 
-    name = main_name(recipe, pretrained)
-    preds = {name: outputs(trained[0][0])}
+    # the model's test outputs, or the ensemble's (the members' mean) and each member's (data.ensemble)
+    preds, extra = member_probs(recipe, pretrained, trained, outputs, OUTPUTS[kind])
     if scratch is not None:
         preds["same model from scratch (full)"] = outputs(scratch)
     baselines = fit_baselines(recipe, data, preds) if recipe.eval.baselines else {}
-    y = data.labels["test"].values
-    metrics = {m: score(kind, y, p, cfg) for m, p in preds.items()}
-    if kind == "binary":
-        plot_roc_pr(y, {m: p[:, 1] for m, p in preds.items()}, run_dir / "plots", title=recipe.name)
-    write_predictions(run_dir / "predictions_test.csv", data, preds[name], kind)
-    out = {"task": cfg.task, "data": data.describe(), "test": metrics, "sizes": data.sizes(),
+    out = {"task": cfg.task, "data": data.describe(), "test": {}, "sizes": data.sizes(),
            "training": training_summary(trained[0][1]), "summary": trained[0][2], "baseline_settings": baselines,
-           "tokenizer": {"kind": "dna", "k": tok.k}, "notes": notes + pretrained_settings(recipe, pretrained)[1]}
+           "tokenizer": {"kind": "dna", "k": tok.k}, "notes": notes + pretrained_settings(recipe, pretrained)[1],
+           **extra}
+    out["test"] = score_test_outputs(run_dir, recipe, data, preds, member_names(out))
     if kind == "regression":
         out["target_scale"] = {"mean": scale[0], "sd": scale[1]}
     return out
+
+
+def member_names(results: dict) -> set[str]:
+    """The rows of an ensemble's members in ``results["test"]`` (none for a run of one model)."""
+    return {m["name"] for m in (results.get("ensemble") or {}).get("members", [])}
+
+
+def score_test_outputs(run_dir: Path, recipe, data: UserData, preds: dict, unplotted: set[str] = frozenset()) -> dict:
+    """{model: test metrics} of every model's test outputs; the ROC / PR curves of a binary task (of every
+    model but ``unplotted``); ``predictions_test.csv`` of the first model (the ensemble's mean, for one)."""
+    kind, y = data.space.kind, data.labels["test"].values
+    metrics = {m: score(kind, y, p, recipe.data) for m, p in preds.items()}
+    if kind == "binary":
+        plot_roc_pr(y, {m: p[:, 1] for m, p in preds.items() if m not in unplotted}, run_dir / "plots",
+                    title=recipe.name)
+    write_predictions(run_dir / "predictions_test.csv", data, next(iter(preds.values())), kind)
+    return metrics
 
 
 def fit_baselines(recipe, data: UserData, preds: dict) -> dict:
@@ -267,6 +292,8 @@ def write_report(run_dir: Path, recipe, results: dict) -> None:
     notes = "\n".join(f"- {n}" for n in d["notes"] + results.get("notes", [])) or "- none"
     classes = ", ".join(d["labels"]["classes"]) or "a number"
     tail = domain_run.report_tail(run_dir, results, results.get("training"), "", "Curves")
+    ensemble = shared.ensemble_text(results, "models")
+    predicted_by = "ensemble (the mean of its members)" if results.get("ensemble") else "first model"
     text = f"""# {recipe.name}
 
 Recipe: `{recipe.source}` · data: `{cfg.path}` ({d['format']}) · base model:
@@ -277,7 +304,7 @@ Split: {d['split']}; examples per split: {d['sizes']} (`splits.csv`).
 Sequences: {seq['sequences']} of {seq['length_min']:,}-{seq['length_max']:,} bp; upper-cased:
 {seq['lower_case_upper_cased']}; characters other than ACGTN mapped to N: {replaced} (in
 {seq['sequences_with_non_acgtn']} sequences); cropped to data.max_length: {seq['cropped_to_max_length']}.{region_text}
-RC augmentation in training: {cfg.rc_augment}; RC-averaged inference: {cfg.rc_average}.
+RC augmentation in training: {cfg.rc_augment}; RC-averaged inference: {cfg.rc_average}.{ensemble}
 
 Notes:
 {notes}
@@ -287,7 +314,7 @@ Notes:
 {metrics_table(results['test'], REPORT_COLUMNS[kind])}
 
 Baselines' settings: {chosen or 'none fitted (eval.baselines=false)'}.
-Predictions of the first model: `predictions_test.csv`.
+Predictions of the {predicted_by}: `predictions_test.csv`.
 
 {tail}"""
     atomic_write_text(run_dir / "report.md", text)

@@ -41,13 +41,15 @@ from mambatune.core.training.distributed import pick_device
 from mambatune.domains.tables import FILE, ROW, TableError, read_table
 
 from .. import domain_run
+from .. import ensemble_runs as shared
 from ..data_source import split_rows
-from .members import train_members
+from .members import member_probs, train_members
 from .models import (
-    base_config, binary_eval_metrics, language_model, main_name, pair_classifier, pair_probs, pretrained_settings,
+    base_config, binary_eval_metrics, language_model, pair_classifier, pair_probs, pretrained_settings,
     record_model, scratch_train_config, training_summary,
 )
 from .report import metrics_table
+from .user_data import fingerprint_rows
 
 FLANK = 500  # variant windows are read as 1,001 bp, then cropped to data.window
 
@@ -129,28 +131,15 @@ def run_user_variants(recipe, run_dir: Path, pretrained: str | None) -> dict | N
                              "(data.label_info=<INFO key> or data.labels_path=<table>), or run genomics/vep_zeroshot "
                              "to score them without labels")
         return zero_shot_unlabelled(recipe, run_dir, pretrained, tok, df, info)
-    column = label_column(cfg)
-    test_df = None
-    if cfg.test_path:
-        test_df, test_info = read_user_variants(cfg, cfg.test_path)
-        info["counts"] = {k: info["counts"].get(k, 0) + test_info["counts"].get(k, 0)
-                          for k in sorted(set(info["counts"]) | set(test_info["counts"]))}
-    space = label_space([df, test_df], column, kind="binary", positive=cfg.positive_label,
-                        where=f"data.path={cfg.path}")
-    splits = split_rows(df, cfg, label_column=column, test_df=test_df, where=f"data.path={cfg.path}")
+    parts, data, splits = labelled_parts(cfg, df, info)
     if domain_run.is_main_process():
         splits.write(run_dir)
-    parts = {s: {"ref": f["ref_win"].to_list(), "alt": f["alt_win"].to_list(),
-                 "labels": space.encode(f, column, cfg.label_separator, "data.path").values.tolist(), "frame": f}
-             for s, f in splits.frames.items()}
-    data = {"format": "vcf", "sizes": {s: len(p["labels"]) for s, p in parts.items()}, "split": splits.how,
-            "labels": {"kind": "binary", "classes": space.classes, "how": space.how}, "variants": info["counts"],
-            "notes": splits.notes + space.notes + info["notes"] + pretrained_settings(recipe, pretrained)[1]}
+    data["notes"] += pretrained_settings(recipe, pretrained)[1]
     if cfg.task == "vep_zeroshot":
         scores = zero_shot_scores(recipe, run_dir, pretrained, tok, parts["test"], parts["train"]["ref"])
-        result, summary = None, ""
+        result, summary, extra = None, "", {}
     else:
-        scores, result, summary = supervised_scores(recipe, run_dir, pretrained, tok, parts)
+        scores, result, summary, extra = supervised_scores(recipe, run_dir, pretrained, tok, parts)
         if scores is None:
             return None
     if recipe.eval.baselines:
@@ -163,10 +152,35 @@ def run_user_variants(recipe, run_dir: Path, pretrained: str | None) -> dict | N
     y = np.asarray(parts["test"]["labels"])
     metrics = {k: binary_metrics(y, s, threshold=0.0 if "LLR" in k else 0.5, n_boot=cfg.n_boot, seed=cfg.seed)
                for k, s in scores.items()}
-    plot_roc_pr(y, scores, run_dir / "plots", title=recipe.name)
-    write_predictions(run_dir / "predictions_test.csv", parts["test"]["frame"], scores, space.classes, y)
+    members = {m["name"] for m in (extra.get("ensemble") or {}).get("members", [])}
+    plot_roc_pr(y, {k: s for k, s in scores.items() if k not in members}, run_dir / "plots", title=recipe.name)
+    write_predictions(run_dir / "predictions_test.csv", parts["test"]["frame"], scores, data["labels"]["classes"], y)
     return {"task": cfg.task, "data": data, "test": metrics, "sizes": data["sizes"],
-            "training": training_summary(result), "summary": summary}
+            "training": training_summary(result), "summary": summary, **extra}
+
+
+def labelled_parts(cfg, df: pl.DataFrame, info: dict) -> tuple[dict, dict, object]:
+    """(parts, data record, Splits) of labelled variants ``df`` (+ ``data.test_path``'s): per split the ref
+    and alt windows, the labels (0 / 1) and the rows; the record results.json keeps of the data, with a
+    fingerprint of each split (``mambatune ensemble`` checks that runs read the same variants)."""
+    column = label_column(cfg)
+    test_df = None
+    if cfg.test_path:
+        test_df, test_info = read_user_variants(cfg, cfg.test_path)
+        info["counts"] = {k: info["counts"].get(k, 0) + test_info["counts"].get(k, 0)
+                          for k in sorted(set(info["counts"]) | set(test_info["counts"]))}
+    space = label_space([df, test_df], column, kind="binary", positive=cfg.positive_label,
+                        where=f"data.path={cfg.path}")
+    splits = split_rows(df, cfg, label_column=column, test_df=test_df, where=f"data.path={cfg.path}")
+    parts = {s: {"ref": f["ref_win"].to_list(), "alt": f["alt_win"].to_list(),
+                 "labels": space.encode(f, column, cfg.label_separator, "data.path").values.tolist(), "frame": f}
+             for s, f in splits.frames.items()}
+    fingerprint = {s: fingerprint_rows(zip(p["frame"]["chrom"].cast(pl.String).to_list(), p["frame"]["pos"].to_list(),
+                                           p["ref"], p["alt"], p["labels"])) for s, p in parts.items()}
+    data = {"format": "vcf", "sizes": {s: len(p["labels"]) for s, p in parts.items()}, "split": splits.how,
+            "fingerprint": fingerprint, "labels": {"kind": "binary", "classes": space.classes, "how": space.how},
+            "variants": info["counts"], "notes": splits.notes + space.notes + info["notes"]}
+    return parts, data, splits
 
 
 def zero_shot_scores(recipe, run_dir: Path, pretrained: str | None, tok, part: dict, markov_corpus: list[str]) -> dict:
@@ -187,8 +201,10 @@ def zero_shot_scores(recipe, run_dir: Path, pretrained: str | None, tok, part: d
 
 
 def supervised_scores(recipe, run_dir: Path, pretrained: str | None, tok, parts: dict):
-    """(test scores by model, TrainResult, summary): the pair classifier fine-tuned (vep_method=finetune)
-    with its scratch twin, or logistic regression on frozen LM features (embedding). None on other ranks."""
+    """(test scores by model, TrainResult, summary, ensemble records): the pair classifier fine-tuned
+    (vep_method=finetune; or its ``data.ensemble`` members, whose mean comes first, see
+    ``members.member_probs``) with its scratch twin, or logistic regression on frozen LM features
+    (embedding). None on other ranks."""
     cfg = recipe.data
     if cfg.vep_method == "embedding":
         lm = language_model(recipe, tok, pretrained) if pretrained else None
@@ -198,23 +214,24 @@ def supervised_scores(recipe, run_dir: Path, pretrained: str | None, tok, parts:
         feats = {s: pair_features(lm.backbone, parts[s]["ref"], parts[s]["alt"], tok, radius=cfg.vep_radius,
                                   rc_average=cfg.rc_average) for s in ("train", "test")}
         clf = fit_embedding_classifier(feats["train"], parts["train"]["labels"], seed=cfg.seed)
-        return {"pretrained LM embeddings + logistic regression": clf.predict_proba(feats["test"])[:, 1]}, None, ""
+        return {"pretrained LM embeddings + logistic regression": clf.predict_proba(feats["test"])[:, 1]}, None, "", {}
     data = {s: VariantPairDataset(p["ref"], p["alt"], p["labels"], tok, rc_augment=cfg.rc_augment and s == "train")
             for s, p in parts.items()}
     config = base_config(recipe, tok, pretrained)
     trained = train_members(recipe, run_dir, pretrained, lambda r, p: pair_classifier(r, config, p), data,
-                                    collate_pairs, binary_eval_metrics)
+                            collate_pairs, binary_eval_metrics)
     scratch = None
     if pretrained and cfg.scratch_baseline:
         scratch, _, _ = domain_run.train_model(pair_classifier(recipe, config, None),
                                                scratch_train_config(recipe, run_dir, "scratch"), data["train"],
                                                data["val"], collate_pairs, binary_eval_metrics)
     if not domain_run.is_main_process():
-        return None, None, ""
-    scores = {main_name(recipe, pretrained): pair_probs(trained[0][0], data["test"], cfg.rc_average)[:, 1]}
+        return None, None, "", {}
+    probs, extra = member_probs(recipe, pretrained, trained, lambda m: pair_probs(m, data["test"], cfg.rc_average))
+    scores = {name: p[:, 1] for name, p in probs.items()}
     if scratch is not None:
         scores["same model from scratch (full)"] = pair_probs(scratch, data["test"], cfg.rc_average)[:, 1]
-    return scores, trained[0][1], trained[0][2]
+    return scores, trained[0][1], trained[0][2], extra
 
 
 def zero_shot_unlabelled(recipe, run_dir: Path, pretrained: str | None, tok, df: pl.DataFrame, info: dict) -> dict:
@@ -263,7 +280,7 @@ Recipe: `{recipe.source}` · task `{cfg.task}` · variants: `{cfg.path}` on `{cf
 `{domain_run.base_model_text(recipe, results)}`
 
 Labels: {d['labels'] or 'none'}. Split: {d['split']}; variants per split: {d['sizes']}.
-Windows: {cfg.window or 2 * FLANK + 1} bp centred on each SNV. Reading and normalising: {d['variants']}.
+Windows: {cfg.window or 2 * FLANK + 1} bp centred on each SNV. Reading and normalising: {d['variants']}.{shared.ensemble_text(results, 'models')}
 
 Notes:
 {notes}
