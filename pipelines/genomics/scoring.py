@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from mambatune.core import peft
+from mambatune.core.atomic import atomic_write_json
 from mambatune.core.checkpoints import load_pretrained
 from mambatune.core.training.distributed import pick_device
 from mambatune.domains.genomics import DNATokenizer
@@ -103,6 +104,23 @@ def classifiers(run_dir: Path, recipe, results: dict) -> list[tuple]:
     if not members:
         return [(run_dir, recipe, results)]
     return [(m, *member_model(m, k, recipe, results)) for k, m in enumerate(members)]
+
+
+def export_ensemble(run_dir: Path, recipe, results: dict, load, out: Path, meta: dict, combine: str) -> None:
+    """Each member exported to ``out/member-<k>/`` (``load(folder, member recipe, member results)`` builds it;
+    one loaded at a time), then ``out/export.json``, which names the members and how they ``combine``."""
+    folders = []
+    members = classifiers(run_dir, recipe, results)
+    for k, (folder, member_recipe, member_results) in enumerate(members):
+        domain_run.export_model(load(folder, member_recipe, member_results), out / folder.name, meta | {
+            "ensemble_member": k, "seed": member_recipe.model.seed,
+            "note": f"member {k} of an ensemble of {len(members)}: see ../export.json for how they combine"})
+        if (out / folder.name / "model").is_dir():
+            DNATokenizer(recipe.data.k).save(out / folder.name / "model")
+        folders.append(folder.name)
+    atomic_write_json(out / "export.json", meta | {
+        "exported_from": str(run_dir), "ensemble": len(folders), "members": folders, "combine": combine,
+        "written": folders})
 
 
 def classifier_probs(folder: Path, recipe, results: dict, inputs) -> np.ndarray:

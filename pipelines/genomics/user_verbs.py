@@ -2,7 +2,11 @@
 
 The run folder holds what is needed: ``config.yaml`` (the data keys, so the splits are remade exactly),
 ``results.json`` (the label kind and classes, a regression target's scale) and the model (``model/``, or
-``adapter/`` on ``base/`` or on the pretrained base), each with its ``tokenizer.json``.
+``adapter/`` on ``base/`` or on the pretrained base), each with its ``tokenizer.json``; an ensemble
+(``data.ensemble`` > 1, or made by ``mambatune ensemble``) holds one such model per ``member-<k>/``, and every
+verb uses the mean of the members' outputs (class probabilities, or a regressor's predictions), as the run
+scored them. ``export`` writes each member to ``out/member-<k>/`` and ``out/export.json`` (as the demo tasks'
+ensembles do).
 
 - ``eval``: the user's files are read again and split as in the run; the run's model scores the split.
 - ``predict``: the records read by ``genomics.inputs`` (a FASTA, a table with the run's sequence column, or
@@ -28,9 +32,10 @@ from mambatune.domains.genomics.sequence_data import DNAWindowDataset, predict_l
 from .. import domain_run
 from ..data_source import split_rows
 from .models import base_config
-from .scoring import load_trained, short_flags, variant_scores
+from .members import combine_text
+from .scoring import classifiers, export_ensemble, load_trained, member_dirs, short_flags, variant_scores
 from .user_data import load_user_data
-from .user_tasks import head_spec, label_text, score, to_outputs, user_model
+from .user_tasks import OUTPUTS, head_spec, label_text, score, to_outputs, user_model
 from .user_vep import label_column, read_user_variants
 
 
@@ -51,14 +56,33 @@ def load_model(run_dir: Path, recipe, results: dict):
     return load_trained(run_dir, pretrained_base)
 
 
+def models(run_dir: Path, recipe, results: dict) -> list[tuple]:
+    """(folder, recipe, results) of each model to load: the run itself, or each member of an ensemble (its
+    own model section and base model over the run's results)."""
+    return [(folder, member, results | extra) for folder, member, extra in classifiers(run_dir, recipe, results)]
+
+
 def outputs(run_dir: Path, recipe, results: dict, sequences: list[str]) -> np.ndarray:
+    """The run's outputs for ``sequences``: class probabilities (n, classes) or predictions (n,); of an
+    ensemble, the mean of its members' (loaded one at a time)."""
+    return np.mean([model_outputs(*m, sequences) for m in models(run_dir, recipe, results)], axis=0)
+
+
+def model_outputs(folder: Path, recipe, results: dict, sequences: list[str]) -> np.ndarray:
+    """The outputs of the one model saved in ``folder`` (a run's top or a member) for ``sequences``."""
     kind, classes, scale = label_info(results)
     if not sequences:
         return np.zeros((0,) if kind == "regression" else (0, len(classes)))
-    model = load_model(run_dir, recipe, results).to(pick_device(recipe.train.device))
+    model = load_model(folder, recipe, results).to(pick_device(recipe.train.device))
     data = DNAWindowDataset(sequences, tokenizer=DNATokenizer(recipe.data.k))
     batch = recipe.train.eval_batch_size or recipe.train.batch_size
     return to_outputs(predict_logits(model, data, batch, recipe.data.rc_average), kind, scale)
+
+
+def ensemble_size(run_dir: Path, recipe) -> dict:
+    """``{"members": K}`` for an ensemble's evaluation (as the demo runs' ``eval`` says it), else {}."""
+    members = len(member_dirs(run_dir, recipe))
+    return {"members": members} if members else {}
 
 
 def evaluate(run_dir: Path, recipe, results: dict, split: str) -> dict:
@@ -78,13 +102,14 @@ def evaluate(run_dir: Path, recipe, results: dict, split: str) -> dict:
         s = scores.get("p_deleterious", scores.get("score"))
         metrics = binary_metrics(y, s, threshold=0.5 if "p_deleterious" in scores else 0.0, n_boot=cfg.n_boot,
                                  seed=cfg.seed)
-        return {"task": cfg.task, "split": split, "model": name, "examples": int(len(y)), "metrics": metrics}
+        return {"task": cfg.task, "split": split, "model": name, "examples": int(len(y)), "metrics": metrics} | \
+            ensemble_size(run_dir, recipe)
     data = load_user_data(cfg)
     kind = results["data"]["labels"]["kind"]
     out = outputs(run_dir, recipe, results, data.sequences[split])
     metrics = score(kind, data.labels[split].values, out, cfg)
     return {"task": cfg.task, "split": split, "model": name, "examples": len(data.sequences[split]),
-            "metrics": metrics}
+            "metrics": metrics} | ensemble_size(run_dir, recipe)
 
 
 def predict(run_dir: Path, recipe, results: dict, inputs) -> list[dict]:
@@ -123,6 +148,10 @@ def export(run_dir: Path, recipe, results: dict, out) -> Path:
             "labels": classes, "tokenizer": f"DNATokenizer(k={recipe.data.k})", "rc_average": recipe.data.rc_average}
     if kind == "regression":
         meta["target_scale"] = {"mean": scale[0], "sd": scale[1]}
+    if member_dirs(run_dir, recipe):
+        export_ensemble(run_dir, recipe, results, lambda f, m, res: load_model(f, m, results | res), Path(out),
+                        meta, combine_text(recipe, OUTPUTS[kind]))
+        return Path(out)
     domain_run.export_model(load_model(run_dir, recipe, results), out, meta)
     if (Path(out) / "model").is_dir():
         DNATokenizer(recipe.data.k).save(Path(out) / "model")

@@ -27,9 +27,10 @@ from mambatune.domains.genomics.vcf import variant_kind
 from .. import domain_run
 from .data import lm_corpus, promoter_splits, variant_splits
 from .inputs import GenomicsInputs
+from .members import combine_text
 from .models import lm_loss, load_embedding_classifier
 from .scoring import (
-    LM_TASKS, bits_per_base, class_names, classifiers, device_of, load_classifier, load_lm, load_pair_classifier,
+    LM_TASKS, bits_per_base, class_names, device_of, export_ensemble, load_classifier, load_lm, load_pair_classifier,
     mean_probs, member_dirs, open_run, short_flags, variant_scores,
 )
 from .user_verbs import evaluate as evaluate_user_run, export as export_user_run, predict as predict_user_run
@@ -145,7 +146,7 @@ def export(run_dir, out) -> Path:
         load = load_lm
     members = member_dirs(run_dir, recipe)
     if members:
-        export_ensemble(run_dir, recipe, results, load, Path(out), meta)
+        export_ensemble(run_dir, recipe, results, load, Path(out), meta, combine_text(recipe))
         return Path(out)
     model = load(run_dir, recipe, results)
     manifest = domain_run.export_model(model, out, meta)
@@ -157,22 +158,3 @@ def export(run_dir, out) -> Path:
         manifest["written"].append("embedding_classifier.json")
         atomic_write_json(Path(out) / "export.json", manifest)
     return Path(out)
-
-
-def export_ensemble(run_dir: Path, recipe, results: dict, load, out: Path, meta: dict) -> None:
-    """Each member exported to ``out/member-<k>/`` (one loaded at a time), then ``out/export.json``."""
-    folders = []
-    members = classifiers(run_dir, recipe, results)
-    for k, (folder, member_recipe, member_results) in enumerate(members):
-        domain_run.export_model(load(folder, member_recipe, member_results), out / folder.name, meta | {
-            "ensemble_member": k, "seed": member_recipe.model.seed,
-            "note": f"member {k} of an ensemble of {len(members)}: see ../export.json for how they combine"})
-        if (out / folder.name / "model").is_dir():
-            DNATokenizer(recipe.data.k).save(out / folder.name / "model")
-        folders.append(folder.name)
-    strands = " (each member's: the mean of its forward and reverse-complement logits, then softmax)" \
-        if recipe.data.rc_average else ""
-    atomic_write_json(out / "export.json", meta | {
-        "exported_from": str(run_dir), "ensemble": len(folders), "members": folders,
-        "combine": f"mean of the members' softmax class probabilities{strands}", "written": folders})
-
