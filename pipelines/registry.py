@@ -50,7 +50,8 @@ class Entry:
 PIPELINES: dict[str, Entry] = {
     "sequence_classification": Entry("mambatune.pipelines.generic"),
     "genomics": Entry("mambatune.pipelines.genomics", "mambatune.pipelines.genomics.ensemble",
-                      ("auroc", "auprc", "accuracy", "macro_f1"), ("genome",)),
+                      ("auroc", "auprc", "accuracy", "macro_f1", "auroc_macro", "f1_micro", "pearson", "r2"),
+                      ("genome",)),
     "documents": Entry("mambatune.pipelines.documents", "mambatune.pipelines.documents.ensemble",
                        ("accuracy", "micro_f1", "macro_f1"), ("text_column", "id_column")),
     "timeseries": Entry("mambatune.pipelines.timeseries", "mambatune.pipelines.timeseries.ensemble",
