@@ -12,16 +12,26 @@ S[t] its cumulative sum inside the chunk, four pieces give the output (Dao & Gu,
 4. what the incoming state adds inside the next chunk:
    y[t] += exp(S[t]) * C[t] . h[c - 1]
 
+Piece 1 needs exp(S[t] - S[s]) per head for every pair. Where the range of S inside a chunk allows
+(at most EXP_RANGE), it is split as exp(S[t] - mid) * exp(mid - S[s]): the second factor is folded
+into x, the first scales the output rows, and piece 1 becomes one matmul per chunk and group,
+(C . B^T masked to s <= t) over all heads' channels at once, in the inputs' own step-major layout.
+A wider range takes the per-head difference form (a (..., Q, Q) tensor per head, head-major copies).
+
 Packed sequences (``seq_idx``) cut every path that crosses a document start: a pair (t, s) counts
 only when both steps belong to the same document, and the incoming state only reaches steps of the
 document that was running at the chunk's start. Padded steps have dt = 0, so they are identity
-steps. Autograd differentiates this directly; memory is O(batch * L * H * (Q + P * N / Q)).
+steps. Autograd differentiates this directly, except piece 3 (``_ChunkRecurrence``, its own
+backward); memory is O(batch * L * (H * P * (1 + N / Q) + G * Q)) on the fast path.
 
-Measured against the reference loop (one CPU thread, CPU time, chunk 64, 2026-12-02):
-B1 L1024 H4 P32 N32: forward 3.2 ms vs 82 ms (26x), forward + backward 11.5 ms vs 341 ms (30x);
-B2 L2048 H8 P64 N64: forward 52 ms vs 382 ms (7x), forward + backward 174 ms vs 21.1 s (121x).
+Measured against the reference loop (fp32, chunk 64, 2026-12-02, 2 CPU cores shared with a CI run;
+median of 9 forwards, 7 forward + backward (the loop's: 3); one thread: CPU time, two threads: wall):
+one thread, B2 L512 H8 P32 N32: forward 4.3 ms vs 23 ms (5.4x), forward + backward 16 ms vs 0.30 s (19x);
+B1 L2048 H24 P64 N128: forward 50 ms vs 0.30 s (6.0x), forward + backward 0.25 s vs 23.7 s (94x);
+B2 L2048 H8 P32 N32: forward 12.6 ms vs 116 ms (9.2x), forward + backward 61 ms vs 4.8 s (80x).
+Two threads, the same shapes: forward 9.8x, 7.3x, 13.9x; forward + backward 21x, 107x, 84x.
 The forward does about the loop's arithmetic (P * N per head and step, twice, plus Q * P), but in
-batched matmuls instead of L small element-wise passes.
+batched matmuls, which are now about two thirds of its time at N = 128.
 """
 from __future__ import annotations
 
@@ -33,12 +43,13 @@ from torch.autograd.function import once_differentiable
 
 from .spec import SSDInputs
 
-# Longer chunks only add work here: the [Q, Q] tiles grow while the state work per step stays
-# (on a CPU Q = 64 beats 128 and 256 at P = N = 64), so a larger chunk_size is capped to this.
+# Chunk length cap on a CPU: re-measured with the fast path below (2026-12-02, Q = 16 / 32 / 64 / 128
+# at the three shapes of issue 18), 64 is the fastest or level with 128, and 128 would double the
+# decay range a chunk must fit into EXP_RANGE; a larger chunk_size is capped to this.
 MAX_CHUNK = 64
 # The widest range of summed log decay S inside one chunk (and head) for which exp(S[t] - S[s]) is
 # formed as a product of two exponentials, each then within exp(+-60) (fp32 reaches exp(+-87)); a
-# wider one takes the per-head difference form, exact at any range and about twice the time.
+# wider one takes the per-head difference form, exact at any range and 1.5-2x the forward time.
 EXP_RANGE = 120.0
 
 
