@@ -37,10 +37,10 @@ UNMEASURED = Timing(None)
 # recipe -> (2-core CPU, GPU)
 RECIPE_TIMES: dict[str, tuple[Timing, Timing]] = {
     "genomics/promoter_full": (
-        Timing(10.1, "light load", "timed here 2026-12-02 14:41-14:51 UTC from a clean clone of 17c8e49: 10 min 4 s "
-                                   "wall, 887 s user + 228 s system CPU, beside light editing; 8 min 14 s in a clean "
-                                   "clone of 0dbe6ea on the idle 2 cores the same morning (31.6 min in issue 20 was "
-                                   "measured on the code of 2026-11-23, before the CPU speed-ups)"),
+        Timing(9.8, "", "timed here 2026-12-02 17:14-17:24 UTC from a clean clone of a0df3b8 with the README's "
+                        "command, the 2 cores otherwise idle: 9 min 47 s wall, 888 s user + 210 s system CPU; the "
+                        "same day 10 min 4 s under light load (17c8e49) and 8 min 14 s idle (0dbe6ea) (31.6 min in "
+                        "issue 20 was measured on the code of 2026-11-23, before the CPU speed-ups)"),
         Timing(4.2, "H100, GPU size", "RESULTS.md, promoter classification with attention pooling: 253 s for "
                                       "eight such runs side by side on one H100, training capped at 2.8 min")),
     "generic/sequence_classification_lora": (
