@@ -33,7 +33,8 @@ from .. import domain_run
 from ..data_source import split_rows
 from .models import base_config
 from .members import combine_text
-from .scoring import classifiers, export_ensemble, load_trained, member_dirs, short_flags, variant_scores
+from .scoring import (classifiers, export_ensemble, load_lm, load_trained, member_dirs, short_flags,
+                      variant_scores)
 from .user_data import load_user_data
 from .user_tasks import OUTPUTS, head_spec, label_text, score, to_outputs, user_model
 from .user_vep import label_column, read_user_variants
@@ -97,8 +98,13 @@ def evaluate(run_dir: Path, recipe, results: dict, split: str) -> dict:
         column = label_column(cfg)
         classes = results["data"]["labels"]["classes"]
         part = split_rows(df, cfg, label_column=column, test_df=test_df, where=f"data.path={cfg.path}").frames[split]
+        lm = None
+        if cfg.task == "vep_zeroshot":
+            lm = load_lm(run_dir, recipe, results)
+            if lm.config.bidirectional:  # as in the run: a masked LM's score is defined for SNVs only
+                part = part.filter(pl.col("kind") == "snv")
         y = np.asarray([classes.index(str(v).strip()) for v in part[column].cast(pl.String).to_list()])
-        scores = variant_scores(run_dir, recipe, results, part["ref_win"].to_list(), part["alt_win"].to_list())
+        scores = variant_scores(run_dir, recipe, results, part["ref_win"].to_list(), part["alt_win"].to_list(), lm=lm)
         s = scores.get("p_deleterious", scores.get("score"))
         metrics = binary_metrics(y, s, threshold=0.5 if "p_deleterious" in scores else 0.0, n_boot=cfg.n_boot,
                                  seed=cfg.seed)

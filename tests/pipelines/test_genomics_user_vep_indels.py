@@ -124,6 +124,10 @@ def test_labelled_metrics_over_all_and_per_kind(tmp_path):
     assert preds.height == 24 and preds["kind"].to_list().count("snv") == 12
     report = (out / "report.md").read_text()
     assert "### SNVs" in report and "### Other kinds" in report
+    assert main(["eval", str(out)]) == 0  # eval rescores the same variants, every kind, as the run did
+    evaluated = json.loads((out / "eval_test.json").read_text())
+    assert evaluated["examples"] == 24
+    assert evaluated["metrics"]["auroc"] == pytest.approx(results["test"]["pretrained LM (-LLR)"]["auroc"], abs=1e-6)
 
 
 def test_a_kind_group_too_small_or_of_one_class_says_so():
@@ -153,3 +157,17 @@ def test_a_masked_lm_scores_the_snvs_and_counts_the_rest(tmp_path):
     assert results["scored"] == {"scored_snv": 3, "scored_not_snv": 0}
     assert pl.read_csv(out / "predictions_test.csv")["kind"].to_list() == ["snv"] * 3
     assert "4 other variant(s)" in (out / "report.md").read_text()
+
+    # labelled, then `mambatune eval`: the masked LM's run scored SNVs only, and so does its evaluation
+    write_vcf(tmp_path / "train.vcf", variants(seq, 100, 24, 4))
+    write_vcf(tmp_path / "test.vcf", variants(seq, 2500, 12, 12))
+    out = tmp_path / "zs_labelled"
+    assert main(["run", "genomics/vep_zeroshot", f"train.output_dir={out}", f"data.path={tmp_path}/train.vcf",
+                 f"data.test_path={tmp_path}/test.vcf", f"data.genome={tmp_path}/g.fa", "data.label_info=CLASS",
+                 f"model.pretrained={tmp_path}/masked", "model.config.d_model=8", "model.config.n_layer=1",
+                 "model.config.d_state=4", *QUICK]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert main(["eval", str(out)]) == 0
+    evaluated = json.loads((out / "eval_test.json").read_text())
+    assert evaluated["examples"] == 12
+    assert evaluated["metrics"]["auroc"] == pytest.approx(results["test"]["pretrained LM (-LLR)"]["auroc"], abs=1e-6)
