@@ -13,10 +13,11 @@ definition; ``triton.py`` fuses the whole of it into one read and two writes per
 The norm's weight is passed as a plain tensor, as the model's norm module holds it: adapters target the
 projections, never the norm, and a norm weight being trained gets its gradient like any other input.
 
-How the model would call it (``core/model.py`` does not yet; this is the pre-norm form mamba_ssm uses).
-Today a block computes ``residual + mixer(norm(hidden))`` and returns the sum. With the fused op a block
-takes and returns the pair ``(hidden, residual)`` -- the last mixer's output and the running stream, kept
-apart -- and its first line does the previous block's add and its own norm in one call::
+How the model calls it (``core.model.FUSED_ADD_NORM``, off by default until timed on a GPU; the pre-norm
+form mamba_ssm uses). Unfused, a block computes ``residual + mixer(norm(hidden))`` and returns the sum. Fused,
+the blocks pass on the pair ``(hidden, residual)`` -- the last mixer's output and the running stream, kept
+apart -- and each block's first step does the previous block's add and its own norm in one call (written
+here as a block's forward; ``MambaModel._fused_layers`` does the same in its loop)::
 
     def forward(self, hidden, residual=None, ...):          # block 0: hidden = embeddings, residual None
         normed, residual = add_rms_norm(hidden, self.norm.weight, residual, eps=self.norm.eps,
@@ -34,10 +35,9 @@ from __future__ import annotations
 
 import torch
 
-BACKENDS = ("auto", "triton", "reference")
+from .spec import MAX_TRITON_DIM
 
-# the Triton kernels hold a whole row in registers: wider rows go to the reference path under "auto"
-MAX_TRITON_DIM = 16384
+BACKENDS = ("auto", "triton", "reference")
 
 __all__ = ["add_rms_norm", "add_layer_norm", "BACKENDS", "MAX_TRITON_DIM"]
 

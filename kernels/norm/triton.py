@@ -22,6 +22,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .spec import MAX_TRITON_DIM
+
 # programs of the backward; each reduces a run of tiles into one row of the weight-gradient buffer
 BWD_PROGRAMS = 1024
 
@@ -184,8 +186,6 @@ def add_norm_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
                     residual: torch.Tensor | None, eps: float, rms: bool, residual_dtype: torch.dtype,
                     out_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """Same contract as ``reference.add_norm_reference``: (normed in out_dtype, residual_out in residual_dtype)."""
-    from . import MAX_TRITON_DIM
-
     if x.shape[-1] > MAX_TRITON_DIM:
         raise ValueError(f"add_norm backend 'triton' holds a row in registers: d = {x.shape[-1]} is over "
                          f"{MAX_TRITON_DIM}; use backend='reference'")
