@@ -38,6 +38,8 @@ import torch
 
 from mambatune.kernels.norm import add_rms_norm
 
+from .kernel_timing import call_extra_mib, rel
+
 SHAPES = ((16384, 768), (16384, 1536), (131072, 768))
 ROWS = ("fused", "unfused", "mamba_ssm")
 EPS = 1e-5
@@ -93,11 +95,6 @@ def run_once(f, t, g) -> list[torch.Tensor]:
     return [normed.detach(), residual_out.detach(), t["x"].grad, t["residual"].grad, t["weight"].grad]
 
 
-def rel(out: torch.Tensor, ref: torch.Tensor) -> float:
-    out, ref = out.double(), ref.double()
-    if not torch.isfinite(out).all():
-        return float("inf")
-    return ((out - ref).norm() / ref.norm().clamp_min(1e-30)).item()
 
 
 def bench_row(name: str, f, t, g, truth, rows: int, d: int) -> dict:
@@ -117,16 +114,7 @@ def bench_row(name: str, f, t, g, truth, rows: int, d: int) -> dict:
 
     ms_f = do_bench(fwd, warmup=10, rep=100)
     ms_fb = do_bench(fwd_bwd, warmup=10, rep=100, grad_to_none=leaves)
-    for v in leaves:
-        v.grad = None
-    torch.cuda.synchronize()
-    base = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    fwd_bwd()
-    torch.cuda.synchronize()
-    peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-    for v in leaves:
-        v.grad = None
+    peak = call_extra_mib(fwd_bwd, leaves)
     n = rows * d
     row = {"shape": f"{rows}x{d}", "row": name, "fwd_ms": round(ms_f, 4), "fwd_bwd_ms": round(ms_fb, 4),
            "fwd_GBps": round(FWD_BYTES * n / ms_f / 1e6, 1),

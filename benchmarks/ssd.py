@@ -39,6 +39,8 @@ import torch.nn.functional as F
 
 from mambatune.kernels.ssd import ssd_scan
 
+from .kernel_timing import call_extra_mib, rel
+
 SHAPE = dict(batch=4, heads=24, headdim=64, n=128, groups=1)
 LAUNCHES = [{"fwd_bp": 32}, {"fwd_bp": 16}, {"fwd_warps": 8, "bwd_warps": 8},
             {"fwd_bp": 32, "fwd_warps": 8, "bwd_warps": 16}, {"fwd_parallel": True, "bwd_parallel": True},
@@ -89,11 +91,6 @@ def grads(f, t, dy):
     return y.detach(), {k: t[k].grad.detach().clone() for k in GRADS}
 
 
-def rel(out, ref) -> float:
-    out, ref = out.double(), ref.double()
-    if not torch.isfinite(out).all():
-        return float("inf")
-    return ((out - ref).norm() / ref.norm().clamp_min(1e-30)).item()
 
 
 def bench_scan(name: str, f, t, dy, truth) -> dict:
@@ -110,14 +107,7 @@ def bench_scan(name: str, f, t, dy, truth) -> dict:
     errors = {"y": rel(y, truth[0]), **{f"d{k}": rel(g[k], truth[1][k]) for k in GRADS}}
     ms_f = do_bench(fwd, warmup=5, rep=40)
     ms_fb = do_bench(fwd_bwd, warmup=5, rep=40, grad_to_none=list(t.values()))
-    torch.cuda.synchronize()
-    base = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    fwd_bwd()
-    torch.cuda.synchronize()
-    peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-    for v in t.values():
-        v.grad = None
+    peak = call_extra_mib(fwd_bwd, list(t.values()), clear_first=False)
     row = {"row": name, "fwd_ms": round(ms_f, 3), "fwd_bwd_ms": round(ms_fb, 3), "peak_mib": round(peak, 1),
            "rel_err": {k: float(f"{v:.2e}") for k, v in errors.items()}}
     print(json.dumps(row), flush=True)
