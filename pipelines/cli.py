@@ -361,10 +361,22 @@ def quiet_third_party_warnings() -> None:
     warnings.filterwarnings("ignore", message=r"Using `json`-module for json-handling", category=UserWarning)
 
 
+def report_native_crashes_under_torchrun() -> None:
+    """A process torchrun launched that dies in native code (an abort inside a collective library, a
+    segfault) prints the Python stack of each of its threads on stderr, so the rank's last line of the run's
+    log says where it was; torchrun itself reports only the signal."""
+    import faulthandler
+    import os
+    launched = os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1")  # a bad value: launch_env says so
+    if launched and not faulthandler.is_enabled():
+        faulthandler.enable(all_threads=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     from .recipe import RecipeError
     args = parser().parse_args(argv)
     quiet_third_party_warnings()
+    report_native_crashes_under_torchrun()
     commands = {"list": lambda: cmd_list(), "models": lambda: cmd_models(), "run": lambda: cmd_run(args),
                 "cp": lambda: cmd_cp(args), "eval": lambda: cmd_eval(args),
                 "predict": lambda: cmd_predict(args), "advise": lambda: cmd_advise(args),
