@@ -4,29 +4,10 @@ every rank trains, only rank 0 scores, fits the baselines and writes results.jso
 import json
 import subprocess
 import sys
-import warnings
 
 import pytest
 import torch
-
-NATIVE_ABORT = "terminate called without an active exception"
-
-
-def torchrun(cmd: list[str]) -> subprocess.CompletedProcess:
-    """Runs a torchrun command; a launch in which a rank aborted inside native code with NATIVE_ABORT is
-    run once more, with a warning that carries the rank's stacks.
-
-    CI saw this once in about seven clean-clone runs (stop 22: rank 1 of the forecaster's DDP/FSDP test,
-    before its first evaluation); more than 60 launches of the same command here, idle and loaded, never
-    showed it. The CLI now prints every thread's Python stack when a launched rank dies in native code
-    (``report_native_crashes_under_torchrun``), so the warning says where it was. Any other failure, or
-    the same abort twice, fails the test."""
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0 and NATIVE_ABORT in proc.stderr:
-        warnings.warn(f"a torchrun rank aborted in native code; running the launch again. Its stderr:\n"
-                      f"{proc.stderr[-6000:]}")
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    return proc
+from helpers import torchrun
 
 
 def test_a_launched_rank_that_aborts_prints_its_python_stack():
@@ -52,7 +33,7 @@ def test_fsdp_recipe_saves_a_whole_adapter(tmp_path):
            "mambatune.pipelines.cli", "run", "generic/sequence_classification_lora", "train.distributed=fsdp",
            "train.batch_size=4", "train.max_steps=2", "train.eval_every=0", "train.device=cpu",
            "train.progress=false", "train.plots=false", f"train.output_dir={out}", "eval.baselines=false"]
-    proc = torchrun(cmd)
+    proc = torchrun(cmd, fresh=[out])
     assert proc.returncode == 0, proc.stderr[-3000:]
     from safetensors.torch import load_file
 
@@ -69,7 +50,7 @@ def test_domain_recipe_under_ddp_scores_and_fits_baselines_on_rank_0_only(tmp_pa
            "model.pretrained=default", "data.window=64", "data.max_train=32", "data.max_eval=24", "data.n_boot=20",
            "train.batch_size=8", "train.epochs=1", "train.eval_every=2", "train.progress=false",
            "train.monitor_every=0", "train.tensorboard=false", f"train.output_dir={out}"]
-    proc = torchrun(cmd)
+    proc = torchrun(cmd, fresh=[out])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]  # rank 1 exited 0 too
     # both ranks write to this stdout: the baselines were fitted once, the results printed once
     assert proc.stdout.count("baselines: fitting 6-mer logistic regression") == 1, proc.stdout[-3000:]
@@ -98,7 +79,7 @@ def test_forecaster_under_fsdp_matches_ddp(tmp_path):
                "train.batch_size=4", "train.progress=false", "data.max_train_windows=32", "data.num_samples=10",
                "data.windows=2", "data.max_history=1500", "data.context_length=256", "data.seasonal_skip=168",
                f"train.output_dir={out}"]
-        proc = torchrun(cmd)
+        proc = torchrun(cmd, fresh=[out])
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
         assert proc.stdout.count("run folder: ") == 1
         results = json.loads((out / "results.json").read_text())

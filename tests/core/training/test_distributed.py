@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import torchrun
 from safetensors.torch import load_file
 
 from mambatune.core.training import read_metrics
@@ -24,8 +25,11 @@ def launch(tmp_path, name, nproc, extra):
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", str(SCRIPT)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd + [str(run_dir), str(out), *ARGS, *extra], env=env, capture_output=True, text=True,
-                          timeout=180)
+    cmd += [str(run_dir), str(out), *ARGS, *extra]
+    if nproc == 1:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    else:
+        proc = torchrun(cmd, fresh=[run_dir, out], env=env, timeout=180)
     assert proc.returncode == 0, proc.stderr[-4000:]
     records = read_metrics(run_dir / "metrics.jsonl")
     return ([r["train/loss"] for r in records if "train/loss" in r],
