@@ -13,11 +13,13 @@ nothing is dropped silently.
 from __future__ import annotations
 
 import csv
+import difflib
 import glob
 import gzip
 import io
 import json
 import math
+import re
 import zlib
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -56,13 +58,15 @@ def is_table_file(path: Path) -> bool:
     return path.is_file() and name.endswith(TABLE_SUFFIXES)
 
 
-def find_files(path: str | Path | Sequence[str | Path], search_dirs: Iterable[str | Path] = ()) -> list[Path]:
+def find_files(path: str | Path | Sequence[str | Path], search_dirs: Iterable[str | Path] = (),
+               key: str = "data.path") -> list[Path]:
     """The files that ``path`` names: a file, a folder (its table files, sorted), a glob, or a list of
-    those. A relative path is tried in the working folder, then in each of ``search_dirs``."""
+    those. A relative path is tried in the working folder, then in each of ``search_dirs``. ``key``: the
+    recipe key that gave ``path``, named when nothing is found."""
     if isinstance(path, (list, tuple)):
         out: list[Path] = []
         for p in path:
-            out.extend(f for f in find_files(p, search_dirs) if f not in out)
+            out.extend(f for f in find_files(p, search_dirs, key) if f not in out)
         return out
     text = str(path)
     bases = [Path(".")] + [Path(d) for d in search_dirs]
@@ -85,7 +89,7 @@ def find_files(path: str | Path | Sequence[str | Path], search_dirs: Iterable[st
                                  f"{', '.join(TABLE_SUFFIXES)}, optionally .gz)")
             return hits
     raise TableError(f"data file {text!r} not found (looked for: {', '.join(dict.fromkeys(tried))}); "
-                     "check data.path (a file, a folder or a glob)")
+                     f"check {key} (a file, a folder or a glob)")
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -117,6 +121,9 @@ def decode(data: bytes, path: Path, encoding: str) -> str:
 
 
 def read_delimited(path: Path, text: str, delimiter: str) -> pl.DataFrame:
+    # a long document is one field: csv's default limit (128 KiB per field) would refuse it, so a field may be
+    # as long as the file itself
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
     rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = next(rows)
@@ -128,6 +135,14 @@ def read_delimited(path: Path, text: str, delimiter: str) -> pl.DataFrame:
     header = [h.strip() for h in header]
     if not any(header):
         raise TableError(f"{path}: the first line is empty; it must name the columns")
+    other = other_separator(header, delimiter)
+    if other:
+        names = {"\t": "tabs", ";": "';'", "|": "'|'", ",": "commas"}
+        fix = ("name the file .tsv (tab-separated)" if other == "\t" else
+               "save it with commas between fields and decimal points in numbers (in a spreadsheet: CSV, '.' as the "
+               "decimal separator)" if delimiter == "," else "save it with tabs between fields, or name it .csv")
+        raise TableError(f"{path}, line 1: the header is one column ({header[0]!r}) whose names are separated by "
+                         f"{names[other]}, but this file is read with {names[delimiter]} between fields; {fix}")
     seen = set()
     for h in header:
         if not h:
@@ -156,9 +171,20 @@ def read_delimited(path: Path, text: str, delimiter: str) -> pl.DataFrame:
     return frame.with_columns(pl.Series(ROW, row_numbers, dtype=pl.Int64))
 
 
+def other_separator(header: list[str], delimiter: str) -> str | None:
+    """The separator a one-column header seems to use instead of ``delimiter`` (``;`` in a CSV written with
+    decimal commas, a tab in a .csv), or None."""
+    if len(header) != 1:
+        return None
+    for sep in (";", "\t", "|", ","):
+        if sep != delimiter and len([part for part in header[0].split(sep) if part.strip()]) >= 2:
+            return sep
+    return None
+
+
 def records_frame(path: Path, records: list, numbers: list[int], unit: str) -> pl.DataFrame:
     if not records:
-        raise TableError(f"{path} holds no records")
+        raise TableError(f"{path} holds no records: it needs one JSON object per example")
     for rec, n in zip(records, numbers):
         if not isinstance(rec, dict):
             raise TableError(f"{path}, {unit} {n}: expected an object of fields ({{\"text\": ..., \"label\": ...}}), "
@@ -169,9 +195,31 @@ def records_frame(path: Path, records: list, numbers: list[int], unit: str) -> p
         except Exception:  # a field mixing types ([1.5, 2] or "NaN" beside numbers in a list): keep it, as text
             frame = pl.DataFrame(records, infer_schema_length=None, strict=False)  # where needed, for the converters
     except Exception as err:  # polars reports mixed types per column, without the row
-        raise TableError(f"{path}: the records' fields do not have one type per field ({err}); "
+        clash = mixed_field(records, numbers, unit)
+        detail = clash or f"({str(err).splitlines()[0]})"
+        raise TableError(f"{path}{', ' if clash else ': the records do not have one type per field '}{detail}; "
                          "give each field the same type in every record") from None
     return frame.with_columns(pl.Series(ROW, numbers, dtype=pl.Int64))
+
+
+def mixed_field(records: list[dict], numbers: list[int], unit: str) -> str | None:
+    """'line 7: field 'text' is a list, but line 1 has a str' for the first field whose records hold two kinds
+    of value (a number and a bool are their own kinds; int and float are one); None when none does."""
+    def kind(value) -> str:
+        if isinstance(value, bool):
+            return "bool"
+        return "number" if isinstance(value, (int, float)) else type(value).__name__
+
+    first: dict[str, tuple[str, int]] = {}
+    for rec, n in zip(records, numbers):
+        for name, value in rec.items():
+            if value is None:
+                continue
+            seen = first.setdefault(name, (kind(value), n))
+            if seen[0] != kind(value):
+                return (f"{unit} {n}: field {name!r} is a {kind(value)}, but {unit} {seen[1]} has a {seen[0]} "
+                        "there")
+    return None
 
 
 def keyed_records(path: Path, whole: dict) -> pl.DataFrame:
@@ -195,7 +243,8 @@ def keyed_records(path: Path, whole: dict) -> pl.DataFrame:
 def read_json(path: Path, text: str, kind: str) -> pl.DataFrame:
     stripped = text.lstrip()
     if not stripped:
-        raise TableError(f"{path} is empty")
+        raise TableError(f"{path} is empty: it needs one JSON object per line (JSON lines) or an array of objects "
+                         "(JSON), one per example")
     if kind == "json" and stripped[0] == "[":
         try:
             records = json.loads(text)
@@ -249,10 +298,10 @@ def read_one(path: Path, encoding: str = "utf-8") -> pl.DataFrame:
 
 
 def read_table(path: str | Path | Sequence[str | Path], *, encoding: str = "utf-8",
-               search_dirs: Iterable[str | Path] = ()) -> pl.DataFrame:
+               search_dirs: Iterable[str | Path] = (), key: str = "data.path") -> pl.DataFrame:
     """Every row of the files ``path`` names (see :func:`find_files`), with :data:`FILE` and :data:`ROW`.
     Several files must have the same columns."""
-    files = find_files(path, search_dirs)
+    files = find_files(path, search_dirs, key)
     frames = [read_one(f, encoding) for f in files]
     first = frames[0]
     for f, frame in zip(files[1:], frames[1:]):
@@ -282,8 +331,18 @@ def require_columns(df: pl.DataFrame, columns: dict[str, str | None], where: str
     present = [c for c in df.columns if c not in (FILE, ROW)]
     for key, col in columns.items():
         if col is not None and col not in df.columns:
-            raise TableError(f"{where}: no column {col!r} ({key}); its columns are {', '.join(present)}. "
-                             f"Set {key}=<one of them>")
+            close = closest_column(col, present)
+            fix = f"Did you mean {close!r}? Set {key}={close}" if close else f"Set {key}=<one of them>"
+            raise TableError(f"{where}: no column {col!r} ({key}); its columns are {', '.join(present)}. {fix}")
+
+
+def closest_column(name: str, present: list[str]) -> str | None:
+    """The column ``name`` most likely means (another case, a typo), or None."""
+    by_case = [c for c in present if c.lower() == str(name).lower()]
+    if by_case:
+        return by_case[0]
+    close = difflib.get_close_matches(str(name), present, n=1, cutoff=0.75)
+    return close[0] if close else None
 
 
 def to_numbers(df: pl.DataFrame, column: str, *, where: str, allow_missing: bool = True,
@@ -307,8 +366,8 @@ def to_numbers(df: pl.DataFrame, column: str, *, where: str, allow_missing: bool
         bad = (~blank & parsed.is_null()).to_numpy()
         if bad.any():
             i = int(np.argmax(bad))
-            raise TableError(f"{where_row(df, i)}: column {column!r} holds {series[i]!r}, not a number ({where}); fix "
-                             "the value or mark it missing (empty or NA)")
+            raise TableError(f"{where_row(df, i)}: column {column!r} holds {series[i]!r}, not a number ({where}); "
+                             f"{number_fix(str(series[i]).strip())}")
         values = parsed.fill_null(float("nan")).to_numpy().astype(np.float64, copy=True)
         values[blank.to_numpy()] = np.nan
     nan = np.isnan(values)
@@ -325,6 +384,15 @@ def to_numbers(df: pl.DataFrame, column: str, *, where: str, allow_missing: bool
     return values, int(nan.sum())
 
 
+def number_fix(text: str) -> str:
+    """How to fix a value that is not a number; a decimal comma or thousands separator gets its own advice."""
+    if re.fullmatch(r"[-+]?[\d.,' ]*\d,\d[\d.,' ]*", text):
+        example = text.replace(",", ".") if re.fullmatch(r"[-+]?\d+,\d+", text) else "1234.5"
+        return (f"a decimal comma or a thousands separator? Write numbers with a decimal point and no separators "
+                f"({example}); in a spreadsheet, export CSV with '.' as the decimal separator")
+    return "fix the value or mark it missing (empty or NA)"
+
+
 def canonical_number(text: str) -> str | None:
     """'0.0' -> '0', '1e0' -> '1', '2.50' -> '2.5'; None when ``text`` is not a finite number."""
     try:
@@ -337,20 +405,22 @@ def canonical_number(text: str) -> str | None:
 
 
 def to_labels(df: pl.DataFrame, column: str, *, where: str) -> tuple[list[str], list[str]]:
-    """Class labels as stripped strings, and notes on what was changed. Missing labels ('', NA, nan,
-    null) are a TableError naming the rows; numeric labels written two ways ('0' and '0.0') become one."""
+    """Class labels as stripped strings, and notes on what was changed (spaces stripped are counted). Missing
+    labels ('', NA, nan, null) are a TableError naming the rows; numeric labels written two ways ('0' and '0.0')
+    become one."""
     raw = df[column].to_list()
-    labels, empty = [], []
+    labels, empty, spaced = [], [], 0
     for i, v in enumerate(raw):
         text = "" if v is None else (str(v).strip() if not isinstance(v, float) or not math.isnan(v) else "")
         if text.lower() in MISSING:
             empty.append(i)
+        spaced += isinstance(v, str) and bool(text) and text != v
         labels.append(text)
     if empty:
         shown = "; ".join(where_row(df, i) for i in empty[:5])
         raise TableError(f"{where}: {len(empty)} row(s) have no label in column {column!r} (e.g. {shown}); "
                          "give every row a label, or remove those rows")
-    notes = []
+    notes = [f"column {column!r}: {spaced} label(s) with spaces around them, stripped"] if spaced else []
     canon = [canonical_number(t) for t in labels]
     if all(c is not None for c in canon):
         changed = sum(c != t for c, t in zip(canon, labels))
