@@ -33,9 +33,10 @@ def cut(entry: dict, first: int, stop: int) -> dict:
     return out
 
 
-def trim_missing_ends(collection: SeriesCollection) -> tuple[SeriesCollection, list[str], dict]:
+def trim_missing_ends(collection: SeriesCollection,
+                      where: str = "the data") -> tuple[SeriesCollection, list[str], dict]:
     """Each series without its leading and trailing missing targets; series with no value at all are left
-    out. Returns the collection, notes and counts."""
+    out. Returns the collection, notes and counts (``where``: the file, for the error when no value is left)."""
     entries, lead, trail, empty = [], 0, 0, []
     for e in collection.entries:
         seen = np.flatnonzero(np.isfinite(np.asarray(e["target"], dtype=np.float64)))
@@ -46,8 +47,9 @@ def trim_missing_ends(collection: SeriesCollection) -> tuple[SeriesCollection, l
         lead, trail = lead + first, trail + len(e["target"]) - stop
         entries.append(cut(e, first, stop) if (first, stop) != (0, len(e["target"])) else e)
     if not entries:
-        raise TimeSeriesDataError(f"every series is empty: no target value is present in any of "
-                                  f"{len(collection)} series")
+        raise TimeSeriesDataError(f"{where}: every series is empty: no target value is present in any of "
+                                  f"{len(collection)} series (every one is missing: NA, empty, ...); is "
+                                  "data.target_column the column of the values?")
     notes, counts = [], {}
     if lead or trail:
         counts["missing steps trimmed at the ends"] = lead + trail
@@ -113,12 +115,15 @@ def check_backtest_length(collection: SeriesCollection, prediction_length: int, 
     held_out = prediction_length * windows
     short = [(e["item_id"], len(e["target"])) for e in collection.entries if len(e["target"]) <= held_out]
     if len(short) == len(collection.entries):
-        longest = max(n for _, n in short)
+        name, longest = max(short, key=lambda s: s[1])
         fit = max((longest - 1) // prediction_length, 0)
+        fix = (f"Lower data.windows (at most {fit} fit{'s' if fit == 1 else ''} at this horizon) or "
+               "data.prediction_length" if fit else
+               f"Lower data.prediction_length to at most {longest - 1} (with data.windows=1), or give longer series"
+               if longest > 1 else "Give series of more than one step")
         raise TimeSeriesDataError(
             f"{where}: no series is long enough for the backtest: {windows} window(s) of {prediction_length} steps "
-            f"need more than {held_out} steps, and the longest series ({short[0][0]!r} ...) has {longest}. Lower "
-            f"data.windows (at most {fit} fit{'s' if fit == 1 else ''} at this horizon) or data.prediction_length")
+            f"need more than {held_out} steps, and the longest series ({name!r} ...) has {longest}. {fix}")
     if not short:
         return [], {}
     shown = ", ".join(f"{name!r} ({n} steps)" for name, n in short[:5])

@@ -35,6 +35,9 @@ from .data import SeriesCollection, from_polars
 from .frequency import FrequencyError, infer_freq, normalise_freq
 
 PLACEHOLDER_START = "2000-01-01"
+# a timestamp's UTC offset after its time of day: 13:00Z, 13:00:00+01:00, 13:00-0500 (not a date's 01-01-2024)
+OFFSET_PATTERN = r"\d\d:\d\d(?::\d\d(?:\.\d+)?)?\s*(Z|[+-]\d\d:?\d\d)$"
+UTC_NOTE = "timestamps converted to UTC"
 TIMESTAMP_PARTS = ("year", "month", "day", "hour", "minute", "second")
 PART_RANGES = {"month": (1, 12), "day": (1, 31), "hour": (0, 23), "minute": (0, 59), "second": (0, 59)}
 RESAMPLE_METHODS = ("mean", "sum", "last", "first", "max", "min")
@@ -119,7 +122,7 @@ def read_long(frame: pl.DataFrame, columns: SeriesColumns, freq: str | None, whe
     require_columns(frame, keys, where)
     notes: list[str] = []
     counts = {"rows": frame.height}
-    stamps, integer_index = timestamps(frame, columns, freq, where)
+    stamps, integer_index = timestamps(frame, columns, freq, where, notes)
     target, missing = to_numbers(frame, columns.target, where=where)
     counts["missing targets"] = missing
     if missing:
@@ -144,7 +147,7 @@ def read_long(frame: pl.DataFrame, columns: SeriesColumns, freq: str | None, whe
         notes.append("rows were not in time order within each series: sorted")
     table = table.sort(["item_id", "timestamp"], maintain_order=True)
     if not columns.resample:
-        check_duplicates(table, item)
+        check_duplicates(table, item, in_utc=any(n.startswith(UTC_NOTE) for n in notes))
     freq, kept, dropped = choose_frequency(table, freq, where, notes, counts, integer_index)
     table = table.filter(pl.col("item_id").is_in(kept))
     try:
@@ -168,16 +171,24 @@ def read_long(frame: pl.DataFrame, columns: SeriesColumns, freq: str | None, whe
     return SeriesRead(series, notes, counts, integer_index, left_out=left_out_at(dropped, freq))
 
 
-def timestamps(frame: pl.DataFrame, columns: SeriesColumns, freq: str | None, where: str) -> tuple[pl.Series, bool]:
+def timestamps(frame: pl.DataFrame, columns: SeriesColumns, freq: str | None, where: str,
+               notes: list[str]) -> tuple[pl.Series, bool]:
     """Every row's timestamp (Datetime), and whether they are an integer time index placed from
-    PLACEHOLDER_START (then ``freq`` is required)."""
+    PLACEHOLDER_START (then ``freq`` is required). Timestamps with a UTC offset or time zone are read as
+    :func:`zoned_timestamps` says (noted in ``notes``)."""
     if columns.timestamp_parts:
         return from_parts(frame, columns.timestamp_parts, where), False
     col = columns.timestamp
     raw = frame[col]
-    if raw.null_count():
-        i = int(raw.is_null().arg_max())
-        raise TableError(f"{where_row(frame, i)}: no timestamp in column {col!r}; give every row its time")
+    blank = raw.is_null() | (raw.cast(pl.Utf8).str.strip_chars() == "") if raw.dtype == pl.Utf8 else raw.is_null()
+    if blank.any():
+        i = int(blank.arg_max())
+        raise TableError(f"{where_row(frame, i)}: no timestamp in column {col!r} ({blank.sum()} row(s) without one); "
+                         "give every row its time")
+    if isinstance(raw.dtype, pl.Datetime) and raw.dtype.time_zone is not None:
+        notes.append(f"{UTC_NOTE} (column {col!r} is in time zone {raw.dtype.time_zone}), so that daylight saving "
+                     "leaves no duplicate or missing hour; forecasts.csv and predict give UTC times")
+        return raw.dt.convert_time_zone("UTC").dt.replace_time_zone(None).cast(pl.Datetime("us")), False
     if raw.dtype == pl.Date or isinstance(raw.dtype, pl.Datetime):
         return raw.cast(pl.Datetime("us")), False
     digits = raw.dtype == pl.Utf8 and raw.str.strip_chars().str.contains(r"^-?\d+$").all()
@@ -193,6 +204,8 @@ def timestamps(frame: pl.DataFrame, columns: SeriesColumns, freq: str | None, wh
         periods = pd.PeriodIndex.from_ordinals(start.ordinal + (index.to_numpy() - int(index.min())), freq=freq)
         return pl.Series(col, periods.to_timestamp(how="start")).cast(pl.Datetime("us")), True
     text = raw.cast(pl.Utf8).str.strip_chars()
+    if columns.timestamp_format is None or "%z" not in columns.timestamp_format:
+        text = zoned_timestamps(text, frame, col, notes)
     try:
         parsed = text.str.to_datetime(format=columns.timestamp_format, strict=False)
     except pl.exceptions.PolarsError as err:
@@ -205,7 +218,36 @@ def timestamps(frame: pl.DataFrame, columns: SeriesColumns, freq: str | None, wh
         raise TableError(f"{where_row(frame, i)}: timestamp {text[i]!r} in column {col!r} does not parse with {fmt}; "
                          "fix the value, or set data.timestamp_format to a strftime format every row follows "
                          "(e.g. '%Y-%m-%d %H:%M')")
+    if isinstance(parsed.dtype, pl.Datetime) and parsed.dtype.time_zone is not None:  # a format with %z
+        parsed = parsed.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+        if not any(n.startswith(UTC_NOTE) for n in notes):
+            notes.append(f"{UTC_NOTE} (the format {columns.timestamp_format!r} reads their UTC offsets); forecasts.csv "
+                         "and predict give UTC times")
     return parsed.cast(pl.Datetime("us")), False
+
+
+def zoned_timestamps(text: pl.Series, frame: pl.DataFrame, col: str, notes: list[str]) -> pl.Series:
+    """Timestamp text with UTC offsets (``2024-03-01T00:00+01:00``, ``...Z``) made one kind: one offset in the
+    whole column is dropped (the clock times are kept as written, so days start at the file's midnight);
+    several offsets (daylight saving) are kept, and the times parse in UTC. Some rows with an offset and
+    some without is an error naming the first of each. Noted in ``notes``."""
+    offset = text.str.extract(OFFSET_PATTERN, 1)
+    has = offset.is_not_null()
+    if not has.any():
+        return text
+    if not has.all():
+        i, j = int(has.arg_max()), int((~has).arg_max())
+        raise TableError(f"{where_row(frame, i)}: timestamp {text[i]!r} in column {col!r} has a UTC offset, but "
+                         f"{where_row(frame, j)} ({text[j]!r}) has none; write every timestamp with its offset, or "
+                         "none of them")
+    offsets = sorted(set(offset.str.replace("^Z$", "+00:00").str.replace(r"^([+-]\d\d)(\d\d)$", "$1:$2").to_list()))
+    if len(offsets) == 1:
+        notes.append(f"timestamps in column {col!r} all carry the UTC offset {offsets[0]}: read as the clock times "
+                     "written, the offset dropped")
+        return text.str.replace(r"\s*(Z|[+-]\d\d:?\d\d)$", "")
+    notes.append(f"{UTC_NOTE} (column {col!r} has the UTC offsets {', '.join(offsets)}: daylight saving?), so the "
+                 "steps stay regular; forecasts.csv and predict give UTC times")
+    return text
 
 
 def from_parts(frame: pl.DataFrame, parts: dict[str, str], where: str) -> pl.Series:
@@ -235,14 +277,16 @@ def from_parts(frame: pl.DataFrame, parts: dict[str, str], where: str) -> pl.Ser
     return stamps.cast(pl.Datetime("us"))
 
 
-def check_duplicates(table: pl.DataFrame, item: str | None) -> None:
+def check_duplicates(table: pl.DataFrame, item: str | None, in_utc: bool = False) -> None:
     dup = table.select(pl.struct("item_id", "timestamp").is_duplicated()).to_series()
     if dup.any():
         rows = table.filter(dup).head(2)
         series = f" of series {rows['item_id'][0]!r}" if item else ""
+        utc = " (in UTC: the timestamps' UTC offsets differ)" if in_utc else ""
         raise TableError(f"{rows[FILE][0]}, rows {rows[ROW][0]} and {rows[ROW][1]}: the same timestamp "
-                         f"{rows['timestamp'][0]}{series} twice; remove one, name the series with data.item_column, or "
-                         "set data.resample=mean (or sum, last, ...) to aggregate rows of one period")
+                         f"{rows['timestamp'][0]}{utc}{series} twice; remove one, name the series with "
+                         "data.item_column, or set data.resample=mean (or sum, last, ...) to aggregate rows of one "
+                         "period")
 
 
 def choose_frequency(table: pl.DataFrame, freq: str | None, where: str, notes: list[str], counts: dict,
@@ -273,7 +317,9 @@ def choose_frequency(table: pl.DataFrame, freq: str | None, where: str, notes: l
         counts["series at another frequency"] = n
         notes.append(f"{n} series left out: at another frequency than data.freq={freq} ({describe(dropped)})")
     if not kept:
-        raise TableError(f"{where}: no series is at data.freq={freq} ({describe(named)})")
+        raise TableError(f"{where}: no series is at the frequency {freq} (data.freq, or a finished run's when "
+                         f"predicting); its series are at {describe(named)}. Give series at {freq}, or leave data.freq "
+                         "unset (or set it to theirs) in a run of their own")
     return freq, kept, dropped
 
 
@@ -327,8 +373,13 @@ def read_records(frame: pl.DataFrame, columns: SeriesColumns, freq: str | None, 
         start = pd.Period(PLACEHOLDER_START, freq=chosen)
         if has_start:
             value = frame[columns.start][i]
+            if value is None or (isinstance(value, str) and not value.strip()):
+                raise TableError(f"{where_row(frame, i)}: series {names[i]!r} has no {columns.start!r} date; give "
+                                 "every series its start (e.g. 2024-01-31), or leave the field out of every record")
             try:
                 start = pd.Period(value, freq=chosen)
+                if start is pd.NaT:
+                    raise ValueError(value)
             except (ValueError, TypeError):
                 raise TableError(f"{where_row(frame, i)}: start {value!r} is not a date; write it like 2024-01-31 "
                                  "or 2024-01-31 13:00") from None
@@ -345,7 +396,9 @@ def read_records(frame: pl.DataFrame, columns: SeriesColumns, freq: str | None, 
         notes.append(f"{counts['series at another frequency']} series left out: at another frequency than "
                      f"data.freq={chosen} ({describe(dropped)})")
     if not entries:
-        raise TableError(f"{where}: no series is at data.freq={chosen} ({describe(groups)})")
+        raise TableError(f"{where}: no series is at the frequency {chosen} (data.freq, or a finished run's when "
+                         f"predicting); its series are at {describe(groups)}. Give series at {chosen}, or set "
+                         "data.freq_column / data.freq to theirs in a run of their own")
     counts["missing targets"] = missing
     if missing:
         notes.append(f"{missing} target values are missing (null / NaN): kept as unobserved steps")

@@ -81,8 +81,30 @@ def label_values(raw: pl.DataFrame, cfg, where: str, notes: list[str]) -> tuple[
     if not multi:
         labels, label_notes = tables.to_labels(raw, column, where=where)
         notes.extend(label_notes)
+        joined = [v for v in labels if cfg.label_separator in v]
+        if joined:
+            notes.append(f"column {column!r}: {len(joined)} label(s) hold {cfg.label_separator!r} (e.g. "
+                         f"{joined[0]!r}), each read as one class; set data.multi_label=true to read them as several "
+                         "labels")
         return labels, False
+    if not is_list:
+        check_separator(raw, column, cfg.label_separator, where)
     return multi_labels(raw, column, cfg.label_separator, is_list, where, notes), True
+
+
+def check_separator(raw: pl.DataFrame, column: str, separator: str, where: str) -> None:
+    """Multi-label text cells whose labels are joined by another separator than ``separator`` would each be one
+    label: an error naming the separator they use."""
+    values = [str(v) for v in raw[column].to_list() if v is not None]
+    if any(separator in v for v in values):
+        return
+    for other in (";", "|", ",", "/", "+"):
+        joined = [v for v in values if other != separator and other in v]
+        if joined:
+            raise TableError(f"{where}: data.multi_label=true splits the labels of column {column!r} on "
+                             f"data.label_separator={separator!r}, which no row holds, but {len(joined)} row(s) hold "
+                             f"{other!r} (e.g. {joined[0]!r}); set 'data.label_separator=\"{other}\"' (quoted, as "
+                             "YAML reads it)")
 
 
 def multi_labels(raw: pl.DataFrame, column: str, separator: str, is_list: bool, where: str,

@@ -27,7 +27,7 @@ from mambatune.domains.documents.tokenizer_file import load_tokenizer
 from ..data_source import SPLIT_NAMES, split_rows
 from .columns import ID, document_frame
 from .config import DEMO, TASKS, DataConfig
-from .files import read_text_folder_with_labels
+from .files import TEXT_SUFFIXES, read_text_folder_with_labels
 
 SPLITS = ("train", "val", "test")
 FILE_SPLIT = "_split_from_file"  # the split a train / val / test file name gives its rows
@@ -130,7 +130,16 @@ def read_documents(cfg: DataConfig, path: str, search_dirs, key: str, n_read: di
         if cfg.id_column is None:  # a document is named by its file
             cfg = dataclasses.replace(cfg, id_column=cfg.file_column)
     else:
-        raw, file_notes = tables.read_table(path, encoding=cfg.encoding, search_dirs=search_dirs), []
+        try:
+            raw, file_notes = tables.read_table(path, encoding=cfg.encoding, search_dirs=search_dirs, key=key), []
+        except tables.TableError as err:
+            folder = Path(path)
+            texts = [f for f in folder.rglob("*") if f.suffix.lower() in TEXT_SUFFIXES] if folder.is_dir() else []
+            if not texts:
+                raise
+            raise tables.TableError(f"{err}. {key} {path} is a folder of {len(texts)} text file(s): label them with "
+                                    "data.labels_path=<a table with a 'file' column (each file's path inside the "
+                                    "folder) and a 'label' column>") from None
     frame, notes = document_frame(raw, cfg, where)
     notes = file_notes + notes
     n_read[key] = raw.height  # rows before empty documents were left out

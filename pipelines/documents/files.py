@@ -32,7 +32,7 @@ def read_text_folder_with_labels(folder: str, labels_path: str, *, file_column: 
     """(the label table with a ``text`` column added: each row's file, decoded; FILE / ROW name the table
     row, and notes on the files not used)."""
     root = find_folder(folder, search_dirs)
-    labels = tables.read_table(labels_path, encoding=encoding, search_dirs=search_dirs)
+    labels = tables.read_table(labels_path, encoding=encoding, search_dirs=search_dirs, key="data.labels_path")
     where = f"data.labels_path {labels_path}"
     tables.require_columns(labels, {"data.file_column": file_column}, where)
     if "text" in labels.columns:

@@ -39,6 +39,7 @@ from mambatune.domains.documents import DocumentDataset, class_weights
 from mambatune.domains.documents.baselines import run_baselines
 from mambatune.domains.documents.metrics import save_confusion_matrix
 from mambatune.domains.documents.tokenizer_file import save_tokenizer
+from mambatune.domains.tables import FILE, where_row
 from mambatune.domains.documents.training import BatchCollate, BucketedBatches, DocumentClassifier, collate_lm, \
     lm_windows, predict_scores
 
@@ -55,6 +56,24 @@ from .scores import (
 )
 
 
+def check_unseen_labels(table, known, split: str, cfg) -> None:
+    """An evaluation document whose label the training split never has: an error naming the labels and rows
+    (data.unseen_labels=map scores them as wrong instead, counted)."""
+    frame = table.frame
+    labels = frame["label"].to_list()
+    unseen = [[x for x in (v if table.multi_label else [v]) if x not in known] for v in labels]
+    rows = [i for i, u in enumerate(unseen) if u]
+    if not rows:
+        return
+    shown = "; ".join(f"{', '.join(map(repr, unseen[i]))} ({where_row(frame, i) if FILE in frame.columns else i + 1})"
+                      for i in rows[:5])
+    folds = (f"; with data.cv_folds={cfg.cv_folds} a class with fewer than {cfg.cv_folds} documents is missing from "
+             "some fold's training split" if cfg.fold is not None else "")
+    raise ValueError(f"data {cfg.describe()}: {len(rows)} {split} document(s) have a label never seen in training "
+                     f"({shown}){folds}. Give each class more documents, remove those, or set "
+                     "data.unseen_labels=map (scored as wrong, counted)")
+
+
 def run_classify(recipe, run_dir: Path, pretrained: str | None) -> dict:
     cfg = recipe.data
     _, model_notes = model_overrides(recipe, pretrained)  # an override the pretrained model contradicts: stop here
@@ -65,7 +84,13 @@ def run_classify(recipe, run_dir: Path, pretrained: str | None) -> dict:
     train_ds = DocumentDataset(tables["train"], tok, **length)
     multi = train_ds.multi_label
     if not multi and train_ds.num_labels < 2:
-        raise ValueError("the training split has fewer than two labels; a classifier needs at least two")
+        seen = ", ".join(repr(n) for n in train_ds.vocab.names()) or "none"
+        raise ValueError(f"data {cfg.describe()}: the training split has one label ({seen}, in column "
+                         f"{cfg.label_column!r}); a classifier needs at least two classes: check data.label_column, "
+                         "or add documents of another class")
+    if cfg.unseen_labels == "error":
+        for split in ("val", "test"):
+            check_unseen_labels(tables[split], train_ds.vocab.index, split, cfg)
     data = {"train": train_ds, **{s: DocumentDataset(tables[s], tok, vocab=train_ds.vocab, unseen=cfg.unseen_labels,
                                                      **length) for s in ("val", "test")}}
     names = train_ds.vocab.names()

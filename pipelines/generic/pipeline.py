@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import torch
 
 from mambatune.core import MambaConfig, MambaForTask, build_head
@@ -34,7 +35,9 @@ from mambatune.core import peft
 from mambatune.core.atomic import atomic_write_text
 from mambatune.core.checkpoints import load_pretrained, save_pretrained
 from mambatune.core.training import Precision
-from mambatune.domains.tables import FILE, ROW, TableError, read_table, require_columns, to_labels, where_row
+from mambatune.domains.tables import (
+    FILE, ROW, TableError, canonical_number, read_table, require_columns, to_labels, where_row,
+)
 
 from .. import domain_run
 from ..data_source import DataSource, Splits, split_rows
@@ -103,7 +106,7 @@ def load_splits(cfg: DataConfig, source: str | None = None) -> tuple[dict[str, E
                             "data.id_column": cfg.id_column}, where)
     test_table = None
     if cfg.test_path:
-        test_table = read_table(cfg.test_path, encoding=cfg.encoding, search_dirs=dirs)
+        test_table = read_table(cfg.test_path, encoding=cfg.encoding, search_dirs=dirs, key="data.test_path")
         require_columns(test_table, {"data.text_column": cfg.text_column, "data.label_column": cfg.label_column,
                                      "data.id_column": cfg.id_column}, f"data.test_path={cfg.test_path}")
         test_table = test_table.select(table.columns) if set(table.columns) <= set(test_table.columns) else test_table
@@ -111,8 +114,16 @@ def load_splits(cfg: DataConfig, source: str | None = None) -> tuple[dict[str, E
     for frame, name in ((table, where), (test_table, f"data.test_path={cfg.test_path}")):
         if frame is None:
             continue
+        check_text_column(frame, cfg.text_column, name)
+        if isinstance(frame.schema[cfg.label_column], (pl.List, pl.Array)):
+            raise TableError(f"{name}: data.label_column {cfg.label_column!r} holds lists ({where_row(frame, 0)}: "
+                             f"{frame[cfg.label_column].to_list()[0]!r}); the generic recipe gives each row one class: "
+                             "give one label per row")
         labels, changed = to_labels(frame, cfg.label_column, where=name)
+        check_class_labels(labels, frame, cfg.label_column, name)
         notes += changed
+        if cfg.id_column:
+            notes += check_ids(frame, cfg.id_column, name)
         texts = frame[cfg.text_column].to_list()
         empty = [i for i, t in enumerate(texts) if t is None or not str(t).strip()]
         if empty:
@@ -128,16 +139,56 @@ def load_splits(cfg: DataConfig, source: str | None = None) -> tuple[dict[str, E
     return out, splits, notes + splits.notes
 
 
+def check_class_labels(labels: list[str], frame, column: str, where: str) -> None:
+    """Labels that are numbers, not all whole (0.37, 2.5), are a regression target, which this recipe does not fit
+    (each value would be a class of its own)."""
+    numbers = [canonical_number(y) for y in labels]
+    if labels and all(n is not None for n in numbers) and any("." in n or "e" in n for n in numbers):
+        i = next(k for k, n in enumerate(numbers) if "." in n or "e" in n)
+        raise TableError(f"{where}: data.label_column {column!r} holds numbers that are not all whole "
+                         f"({where_row(frame, i)}: {labels[i]!r}; {len(set(numbers))} distinct values), a regression "
+                         "target; the generic recipe classifies. Give class labels (or bin the values into classes); "
+                         "for DNA regression use genomics/promoter_full")
+
+
+def check_ids(frame, column: str, where: str) -> list[str]:
+    """Every row has an id (an error naming the rows without one); repeated ids are counted in the notes."""
+    values = ["" if v is None else str(v).strip() for v in frame[column].to_list()]
+    blank = [i for i, v in enumerate(values) if not v]
+    if blank:
+        shown = "; ".join(where_row(frame, i) for i in blank[:5])
+        raise TableError(f"{where}: {len(blank)} row(s) have no id in data.id_column {column!r} ({shown}); give every "
+                         "row an id, or leave data.id_column unset (rows are then named file:row)")
+    repeated = len(values) - len(set(values))
+    return [f"column {column!r}: {repeated} repeated id(s) (ids name rows in predictions_test.csv)"] if repeated else []
+
+
+def check_text_column(frame, column: str, where: str) -> None:
+    """The text column holds text: numbers, booleans or lists (JSON, parquet) are not read as their spelling."""
+    dtype = frame.schema[column]
+    if dtype not in (pl.String, pl.Null):
+        first = next((i for i, v in enumerate(frame[column].to_list()) if v is not None), 0)
+        raise TableError(f"{where}: data.text_column {column!r} holds {dtype} values ({where_row(frame, first)}: "
+                         f"{frame[column][first]!r}), not text; point data.text_column at the column of sequences or "
+                         "texts, or write them as strings")
+
+
 def encode(tokenizer: TextTokenizer, examples: Examples, label_ids: dict[str, int] | None, cfg: DataConfig,
-           split: str, counts: dict | None = None) -> list[dict]:
-    """Encoded examples; inputs over max_length are cut and counted in ``counts`` (or refused)."""
+           split: str, counts: dict | None = None, unknown: dict | None = None) -> list[dict]:
+    """Encoded examples; inputs over max_length are cut and counted in ``counts`` (or refused); a char
+    tokenizer's characters that training never had (read as the unknown id) are counted in ``unknown``."""
     out = []
     for i, (text, y, ident) in enumerate(zip(examples.texts, examples.labels or [None] * len(examples),
                                             examples.ids)):
+        name = f"{split} example {ident}"
         try:
-            ids = tokenizer.encode(text, name=f"{split} example {ident}")
-        except ValueError as err:
-            raise TableError(f"{split} example {ident}: {err}") from None
+            ids = tokenizer.encode(text, name=name)
+        except ValueError as err:  # the DNA tokenizer's message names the example already
+            raise TableError(str(err) if str(err).startswith(name) else f"{name}: {err}") from None
+        if tokenizer.kind == "char" and unknown is not None:
+            n_unknown = sum(c not in tokenizer.index for c in text)
+            if n_unknown:
+                unknown[split] = unknown.get(split, 0) + n_unknown
         if len(ids) > cfg.max_length:
             if cfg.overflow == "error":
                 raise TableError(f"{split} example {ident}: {len(ids)} tokens, more than data.max_length="
@@ -148,8 +199,11 @@ def encode(tokenizer: TextTokenizer, examples: Examples, label_ids: dict[str, in
         entry = {"input_ids": torch.tensor(ids)}
         if label_ids is not None and y is not None:
             if y not in label_ids:
-                raise TableError(f"{split} example {ident}: label {y!r} was not seen in training (labels: "
-                                 f"{', '.join(label_ids)}); every class needs training rows")
+                known = ", ".join(list(label_ids)[:10]) + (f", ... ({len(label_ids)} in all)" if len(label_ids) > 10
+                                                           else "")
+                raise TableError(f"{split} example {ident}: label {y!r} was not seen in training (labels: {known}); "
+                                 "every class needs training rows: give each class at least 2 rows (with "
+                                 "data.cv_folds=K, K rows), or remove the rows of that class")
             entry["labels"] = torch.tensor(label_ids[y])
         out.append(entry)
     return out
@@ -332,10 +386,14 @@ def run(recipe) -> Path:
     tokenizer, tok_note = for_checkpoint(cfg.tokenizer, pretrained, splits["train"].texts)
     print(tok_note, flush=True)
     cut: dict[str, int] = {}
-    data = {name: encode(tokenizer, ex, label_ids, cfg, name, cut) for name, ex in splits.items()}
+    unknown: dict[str, int] = {}
+    data = {name: encode(tokenizer, ex, label_ids, cfg, name, cut, unknown) for name, ex in splits.items()}
     if cut:
         notes.append(f"inputs over data.max_length={cfg.max_length} tokens cut to it: "
                      + ", ".join(f"{k} {v}" for k, v in cut.items()))
+    if unknown:
+        notes.append("characters the training texts do not have, read as the char tokenizer's unknown id: "
+                     + ", ".join(f"{k} {v}" for k, v in unknown.items()))
     if on_main:
         tokenizer.save(run_dir / "tokenizer.json")
         atomic_write_text(run_dir / "labels.json", json.dumps(label_names) + "\n")
@@ -473,27 +531,42 @@ def predict_logits(model: MambaForTask, data: list[dict], batch_size: int = 32) 
 @domain_run.head_from_the_run()
 def predict(run_dir: str | Path, texts) -> list[dict]:
     """[{"id", "text", "label", "probability", "prob_<class>" ..., "note"}] for each input (``texts``: strings or
-    (id, text) pairs); an input over max_length is cut and says so in its note."""
+    (id, text) pairs); an input over max_length is cut and says so in its note; an empty one keeps its row,
+    without a prediction, and its note says so. The counts go to stderr."""
+    from ..domain_run import report_skipped
     from ..recipe import load_resolved
     recipe = load_resolved(run_dir)
     model, tokenizer, labels = load_trained(run_dir, recipe)
     pairs = [t if isinstance(t, tuple) else (str(i + 1), t) for i, t in enumerate(texts)]
     data, notes = [], []
     for ident, text in pairs:
+        if not str(text).strip():
+            notes.append("empty input: not classified")
+            continue
         try:
             ids = tokenizer.encode(text, name=f"input {ident}")
-        except ValueError as err:
-            raise TableError(f"input {ident}: {err}") from None
-        notes.append(f"cut from {len(ids)} to {recipe.data.max_length} tokens" if len(ids) > recipe.data.max_length
-                     else "")
+        except ValueError as err:  # the DNA tokenizer's message names the input already
+            raise TableError(str(err) if str(err).startswith(f"input {ident}") else f"input {ident}: {err}") from None
+        n_unknown = sum(c not in tokenizer.index for c in text) if tokenizer.kind == "char" else 0
+        notes.append("; ".join(part for part in (
+            f"cut from {len(ids)} to {recipe.data.max_length} tokens" if len(ids) > recipe.data.max_length else "",
+            f"{n_unknown} character(s) the training texts do not have, read as unknown" if n_unknown else "") if part))
         data.append({"input_ids": torch.tensor(ids[:recipe.data.max_length])})
-    probs = torch.softmax(predict_logits(model, data), -1) if data else torch.zeros(0, len(labels))
+    probs = iter(torch.softmax(predict_logits(model, data), -1) if data else torch.zeros(0, len(labels)))
     rows = []
-    for (ident, text), p, note in zip(pairs, probs, notes):
-        row = {"id": ident, "text": text, "label": labels[int(p.argmax())], "probability": float(p.max())}
-        row.update({f"prob_{y}": float(v) for y, v in zip(labels, p)})
+    for (ident, text), note in zip(pairs, notes):
+        if note.startswith("empty"):
+            row = {"id": ident, "text": text, "label": "", "probability": "", **{f"prob_{y}": "" for y in labels}}
+        else:
+            p = next(probs)
+            row = {"id": ident, "text": text, "label": labels[int(p.argmax())], "probability": float(p.max())}
+            row.update({f"prob_{y}": float(v) for y, v in zip(labels, p)})
         row["note"] = note
         rows.append(row)
+    report_skipped("predict inputs", {"inputs": len(rows), "empty (not classified)": sum(n.startswith("empty")
+                                                                                          for n in notes),
+                                      "cut to data.max_length": sum(n.startswith("cut") for n in notes),
+                                      "with unknown characters": sum("read as unknown" in n for n in notes)})
     return rows
 
 
@@ -506,7 +579,7 @@ def read_inputs(source: str, recipe) -> list:
             raise FileNotFoundError(f"input file {source!r} does not exist (to score a literal text that looks like a "
                                     "path, put it in a .txt file)")
         return [source]
-    if p.suffix.lower() == ".txt":
+    if p.suffix.lower() == ".txt":  # one input per line, named by its line number; blank lines are not inputs
         return [(str(i), line) for i, line in enumerate(p.read_text().splitlines(), start=1) if line.strip()]
     table = read_table(p)
     cfg = recipe.data

@@ -67,7 +67,8 @@ def file_problem(cfg, path: str) -> Problem:
     recipe's column keys, missing ends trimmed, an incomplete last day handled, short series named."""
     read = read_series(path, columns(cfg), freq=cfg.freq, encoding=cfg.encoding)
     series, notes, counts = read.series, list(read.notes), dict(read.counts)
-    for step in (trim_missing_ends, lambda s: partial_last_period(s, cfg.partial_period)):
+    name = Path(path).name if isinstance(path, str) and not any(ch in path for ch in "*?[") else str(path)
+    for step in (lambda s: trim_missing_ends(s, name), lambda s: partial_last_period(s, cfg.partial_period)):
         series, more_notes, more_counts = step(series)
         notes += more_notes
         counts.update(more_counts)
@@ -75,7 +76,6 @@ def file_problem(cfg, path: str) -> Problem:
         series = last_steps(series, cfg.max_history)
         notes.append(f"only the last {cfg.max_history} steps of each series used (data.max_history)")
     h = cfg.prediction_length
-    name = Path(path).name if isinstance(path, str) and not any(ch in path for ch in "*?[") else str(path)
     more_notes, more_counts = check_backtest_length(series, h, cfg.windows, name)
     notes += more_notes
     counts.update(more_counts)

@@ -14,6 +14,7 @@ row without a forecast whose note says so.
 """
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -110,7 +111,7 @@ class SeriesInputs:
 
 def read_inputs(source: str, recipe) -> SeriesInputs:
     try:
-        find_files(source)
+        find_files(source, key="the input path")
     except TableError as err:
         raise FileNotFoundError(f"{err} (time-series predict reads your series with the run's column keys: a long "
                                 "table, or series records with a list-valued target)") from None
@@ -172,6 +173,8 @@ def predict(run_dir, inputs: SeriesInputs) -> list[dict]:
     counts["without observed values"] = sum(n.startswith("no observed") for n in notes)
     counts["shorter than the context"] = sum("shorter" in n for n in notes)
     domain_run.report_skipped("predict series", counts)
+    for note in read.notes:  # what reading the file changed (sorted rows, gaps, UTC offsets, ...)
+        print(f"predict series: {note}", file=sys.stderr)
     rows = []
     for entry, forecast, note in zip(series.entries, predictor.predict(series.entries), notes):
         rows.extend(forecast_rows(forecast, str(entry.get("item_id")), note))
