@@ -120,6 +120,11 @@ class Genome:
             ) from err
         except pyfaidx.FastaIndexingError as err:
             raise GenomeError(f"{self.path} is not a well-formed FASTA: {err}") from err
+        except ValueError as err:  # pyfaidx: 'Duplicate key "20"' when two records share a name
+            if "Duplicate key" not in str(err):
+                raise
+            raise GenomeError(f"{self.path}: two records have the name {str(err).split(' ', 2)[-1]}; a reference "
+                              "genome names each contig once: rename or remove the copy") from err
         self.contigs: dict[str, int] = {name: len(rec) for name, rec in self._fasta.records.items()}
         self.alias = alias
         self.aliases_used: dict[str, str] = {}
@@ -149,7 +154,9 @@ class Genome:
         if matches:
             hint = f" The genome names it {matches[0]!r}; pass alias=True or rename."
         elif any(n.startswith("chr") for n in names) != contig.startswith("chr"):
-            hint = " Naming differs ('chr20' vs '20'): check which convention your files use."
+            other = contig.removeprefix("chr") if contig.startswith("chr") else f"chr{contig}"
+            hint = (f" Naming differs ('chr20' vs '20'), but {other!r} is not in it either: is it the genome your "
+                    "coordinates refer to?")
         raise UnknownContigError(f"unknown contig {contig!r} in {self.path.name}; contigs: {shown}.{hint}")
 
     def length(self, contig: str) -> int:

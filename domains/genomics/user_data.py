@@ -2,21 +2,24 @@
 
 :func:`clean_sequences` upper-cases every sequence and maps any character other than A C G T N to N,
 counting each character it replaced (IUPAC codes such as R or Y, but also '-', '.', 'U' or spaces), so
-a run reports what it changed. A sequence longer than ``max_length`` is an error naming its row, or,
+a run reports what it changed. An RNA sequence (U and no T) is read as DNA, its U as T (counted). A sequence longer than ``max_length`` is an error naming its row, or,
 with ``too_long="crop"``, its central ``max_length`` bases are kept (counted). An empty sequence, and a
 sequence that is mostly not DNA (more than half its characters replaced: likely the wrong column), is
 an error naming the file and row.
 
 :func:`encode_labels` reads a label column as one of four kinds:
 
-- ``binary`` / ``multiclass``: one class per row (any text or number; '0' and '0.0' are one class);
+- ``binary`` / ``multiclass``: one class per row (any text or number; '0' and '0.0' are one class, also
+  across files and beside text labels, noted);
 - ``multilabel``: several classes per row, as a list column (parquet / JSON) or a string of classes
   separated by ``separator`` (default ``;``, e.g. ``"CTCF;H3K27ac"``);
 - ``regression``: one number per row.
 
 ``kind="auto"`` picks ``multilabel`` for a list column or when a label holds the separator,
 ``regression`` when every label is a number and at least one is not a whole number, else binary or
-multi-class by the number of classes; the choice is recorded (``Labels.how``).
+multi-class by the number of classes; the choice is recorded (``Labels.how``). Labels that are mostly
+numbers, not all whole, with a few that are not finite numbers (``inf``, ``3.5 (approx)``) are an error
+naming the first such row, not 40 classes.
 """
 from __future__ import annotations
 
@@ -47,19 +50,23 @@ class SequenceCounts:
     replaced: Counter = field(default_factory=Counter)
     with_replaced: int = 0
     cropped: int = 0
+    rna: int = 0
     min_length: int = 0
     max_length: int = 0
 
     def as_dict(self) -> dict:
         return {"sequences": self.n, "lower_case_upper_cased": self.lower_case,
                 "sequences_with_non_acgtn": self.with_replaced,
-                "non_acgtn_mapped_to_n": dict(sorted(self.replaced.items())), "cropped_to_max_length": self.cropped,
+                "non_acgtn_mapped_to_n": dict(sorted(self.replaced.items())), "rna_u_read_as_t": self.rna,
+                "cropped_to_max_length": self.cropped,
                 "length_min": self.min_length, "length_max": self.max_length}
 
     def text(self) -> str:
         parts = [f"{self.n} sequences of {self.min_length:,}-{self.max_length:,} bp"]
         if self.lower_case:
             parts.append(f"{self.lower_case} upper-cased")
+        if self.rna:
+            parts.append(f"{self.rna} RNA sequences (U, no T) read as DNA (U -> T)")
         if self.replaced:
             chars = ", ".join(f"{c!r} x{n}" for c, n in sorted(self.replaced.items()))
             parts.append(f"{sum(self.replaced.values())} characters other than ACGTN mapped to N in "
@@ -84,6 +91,9 @@ def clean_sequences(df: pl.DataFrame, column: str, *, where: str, max_length: in
         upper = seq.upper()
         if upper != seq:
             counts.lower_case += 1
+        if "U" in upper and "T" not in upper:  # RNA: its U is DNA's T, not an unknown base
+            upper = upper.replace("U", "T")
+            counts.rna += 1
         data = np.frombuffer(upper.encode("utf-8", "surrogatepass"), dtype=np.uint8)
         if data.size != len(upper) or not _KEEP[data].all():
             bad = [ch for ch in upper if ch not in DNA]
@@ -146,7 +156,19 @@ class LabelSpace:
             return Labels(self.kind, hot, self.classes, self.how)
         labels, _ = to_labels(df, column, where=where)
         index = {c: j for j, c in enumerate(self.classes)}
-        return Labels(self.kind, np.asarray([index[y] for y in labels], dtype=np.int64), self.classes, self.how)
+        ids = []
+        for i, y in enumerate(labels):
+            j = index.get(one_spelling(y))
+            if j is None:
+                raise TableError(f"{where_row(df, i)}: label {y!r} in column {column!r} is not one of the classes "
+                                 f"the run learns ({', '.join(self.classes[:10])}); fix the label or remove the row")
+            ids.append(j)
+        return Labels(self.kind, np.asarray(ids, dtype=np.int64), self.classes, self.how)
+
+
+def one_spelling(label: str) -> str:
+    """A class label as the label space names it: a number in one spelling ('0.0' -> '0'), text as it is."""
+    return canonical_number(label) or label
 
 
 def label_sets(df: pl.DataFrame, column: str, separator: str, where: str) -> list[list[str]]:
@@ -186,8 +208,11 @@ def label_space(frames: list[pl.DataFrame], column: str, *, kind: str = "auto", 
             kind, how = "multilabel", ("auto: a list column" if is_list else f"auto: labels hold {separator!r}")
         else:
             canon = [canonical_number(t.strip()) for t in texts if t.strip().lower() not in MISSING]
-            if canon and all(c is not None for c in canon) and any("." in c or "e" in c for c in canon):
+            fractions = sum(c is not None and ("." in c or "e" in c) for c in canon)
+            if canon and all(c is not None for c in canon) and fractions:
                 kind, how = "regression", "auto: numbers that are not all whole"
+            elif fractions and 2 * sum(c is None for c in canon) < len(canon):
+                not_number(frames, column, where)
     notes: list[str] = []
     if kind == "regression":
         for f in frames:
@@ -205,7 +230,14 @@ def label_space(frames: list[pl.DataFrame], column: str, *, kind: str = "auto", 
         labels, more = to_labels(f, column, where=where)
         seen += labels
         notes += more
-    classes = sorted(set(seen), key=class_order)
+    spellings: dict[str, set[str]] = {}
+    for label in seen:
+        spellings.setdefault(one_spelling(label), set()).add(label)
+    merged = {c: sorted(s) for c, s in spellings.items() if len(s) > 1}
+    if merged:  # e.g. '0' in one file and '0.0' in the other, or beside text labels
+        notes.append(f"column {column!r}: numeric labels written two ways read as one class ("
+                     + "; ".join(f"{v} -> {k!r}" for k, v in sorted(merged.items())) + ")")
+    classes = sorted(spellings, key=class_order)
     if len(classes) < 2:
         raise TableError(f"{where}: column {column!r} (data.label_column) has one class ({classes[0]!r}); a "
                          "classifier needs at least two. For a numeric target set data.label_kind=regression")
@@ -224,6 +256,21 @@ def label_space(frames: list[pl.DataFrame], column: str, *, kind: str = "auto", 
                              f"({', '.join(classes)})")
         classes = [c for c in classes if c != positive] + [positive]
     return LabelSpace(kind, classes, how, notes)
+
+
+def not_number(frames: list[pl.DataFrame], column: str, where: str) -> None:
+    """Raises for the first label of ``column`` that is not a finite number, in labels that are mostly numbers
+    and not all whole (a regression target with a typo, ``inf`` or a note in a cell)."""
+    numbers = sum(canonical_number(str(v).strip()) is not None for f in frames for v in f[column].to_list()
+                  if v is not None and str(v).strip().lower() not in MISSING)
+    for f in frames:
+        for i, v in enumerate(f[column].to_list()):
+            text = "" if v is None else str(v).strip()
+            if text.lower() not in MISSING and canonical_number(text) is None:
+                raise TableError(f"{where_row(f, i)}: column {column!r} holds {text!r}, not a finite number, while "
+                                 f"{numbers} other labels are numbers, not all whole (a regression target?) "
+                                 f"({where}); fix the value, or set data.label_kind=multiclass if every label is a "
+                                 "class name")
 
 
 def class_order(label: str):

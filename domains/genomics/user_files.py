@@ -12,7 +12,8 @@ the header, by ``header_label``:
   else no label column (labels then come from a side table, :func:`attach_labels`);
 - ``none``: no labels from the header.
 
-Regions (BED, narrowPeak, broadPeak, or a table with chrom / start / end columns): 0-based half-open
+Regions (BED, narrowPeak, broadPeak, or a table with chrom / start / end columns; a BED file's first line may
+name its columns, ``chrom  start  end  name  label``, instead of the positions): 0-based half-open
 coordinates as in BED; the sequence of each region is read from a reference FASTA (:class:`~.fasta.Genome`):
 ``window`` bp around the region's centre, or the region plus ``flank`` bp on each side, or the region
 itself; a region on the minus strand is reverse-complemented. A region that is not inside its contig
@@ -125,6 +126,10 @@ def read_fasta_table(path: str | Path, *, header_label: str = "auto", label_key:
         if empty:
             raise TableError(f"{f}, record {empty[0] + 1} ({records[empty[0]][0]!r}): no sequence under the header; "
                              "every record needs its bases")
+        nameless = [i for i, r in enumerate(records) if not r[0].strip()]
+        if nameless:
+            raise TableError(f"{f}, record {nameless[0] + 1}: a '>' header with no id ({len(nameless)} such "
+                             "record(s)); give every record a name after the '>' (e.g. '>seq1')")
         ids = [r[0] for r in records]
         labels = header_labels(f, records, header_label, label_key)
         if labels is not None and header_label_kind(records, header_label, label_key) == "pipe":
@@ -225,20 +230,29 @@ def read_region_table(path: str | Path, encoding: str = "utf-8") -> pl.DataFrame
     frames = []
     for f in files_of(path, REGION_SUFFIXES, "region file"):
         names = PEAK_COLUMNS if bare_name(f).endswith((".narrowpeak", ".broadpeak")) else BED_COLUMNS
-        rows, lines = [], []
+        rows, lines, header = [], [], None
         for n, line in enumerate(text_of(f, encoding).splitlines(), 1):
             if not line.strip() or line.startswith(("#", "track", "browser")):
                 continue
             parts = line.rstrip("\r").split("\t")
             if len(parts) < 3:
-                raise TableError(f"{f}, line {n}: {len(parts)} tab-separated column(s); a BED line needs at least "
-                                 "chrom, start and end separated by tabs")
+                spaced = " (its fields look separated by spaces: a BED file separates them by tabs)" \
+                    if len(line.split()) >= 3 else ""
+                raise TableError(f"{f}, line {n}: {len(parts)} tab-separated column(s){spaced}; a BED line needs at "
+                                 "least chrom, start and end separated by tabs")
+            if not rows and header is None and is_header(parts):
+                header = [REGION_ALIASES.get(p.strip().lower(), p.strip().lower()) for p in parts]
+                continue
             rows.append(parts)
             lines.append(n)
         if not rows:
-            raise TableError(f"{f} holds no regions (only blank, comment or track lines)")
+            raise TableError(f"{f} holds no regions (only blank, comment, track or header lines)")
         width = max(len(r) for r in rows)
-        cols = [names[i] if i < len(names) else f"col{i + 1}" for i in range(width)]
+        if header is not None:  # a header line (chrom, start, end, ...) names the columns, as a table's would
+            names = header
+        cols = [names[i] if i < len(names) and names[i] else f"col{i + 1}" for i in range(width)]
+        if len(set(cols)) < len(cols):
+            raise TableError(f"{f}: the header line names a column twice ({', '.join(cols)}); give each its own name")
         data = {c: [r[i] if i < len(r) else None for r in rows] for i, c in enumerate(cols)}
         frame = pl.DataFrame(data, schema={c: pl.String for c in cols})
         frames.append(frame.with_columns(pl.Series(ROW, lines, dtype=pl.Int64), pl.lit(f.name).alias(FILE)))
@@ -246,6 +260,13 @@ def read_region_table(path: str | Path, encoding: str = "utf-8") -> pl.DataFrame
         return pl.concat(frames, how="diagonal")
     except Exception as err:
         raise TableError(f"the region files of {path} cannot be read together ({err})") from None
+
+
+def is_header(parts: list[str]) -> bool:
+    """A BED line that names columns ('chrom  start  end ...') rather than giving a region: its start and end
+    fields are names, not numbers."""
+    names = {REGION_ALIASES.get(p.strip().lower(), p.strip().lower()) for p in parts}
+    return all(whole(p) is None for p in parts[1:3]) and ("chrom" in names or {"start", "end"} <= names)
 
 
 def region_sequences(df: pl.DataFrame, genome_path: str | Path, *, window: int | None, flank: int | None,
@@ -277,7 +298,7 @@ def region_sequences(df: pl.DataFrame, genome_path: str | Path, *, window: int |
         elif start < 0 or start >= end:
             problem, reason = f"start {start} must be >= 0 and below end {end}", "bad_coordinate"
         elif strand not in ("+", "-"):
-            problem, reason = f"strand {strand!r} must be +, - or .", "bad_strand"
+            problem, reason = f"strand {strand!r} must be '+', '-' or '.'", "bad_strand"
         else:
             try:
                 name = genome.resolve(str(chrom))
@@ -289,8 +310,8 @@ def region_sequences(df: pl.DataFrame, genome_path: str | Path, *, window: int |
                     reason = "off_contig_end"
         if problem:
             if on_invalid == "error":
-                raise TableError(f"{where_row(df, i)}: {problem}. Fix the region, or set data.on_invalid=skip to "
-                                 "drop such regions (counted in the report)")
+                raise TableError(f"{where_row(df, i)}: {problem if problem.endswith(('.', '?')) else problem + '.'} Fix the region, or set "
+                                 "data.on_invalid=skip to drop such regions (counted in the report)")
             dropped[reason] += 1
             continue
         if window is not None:

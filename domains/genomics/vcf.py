@@ -20,6 +20,7 @@ every copy when their labels disagree). Every case is counted in the
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,56 +106,57 @@ def read_vcf(
     c = report.counts
     rows: list[tuple] = []
     labels: list[int | None] = []
-    with _open_text(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if line.startswith("#") or not line.strip():
-                continue
-            c["records"] += 1
-            parts = line.rstrip("\n\r").split("\t")
-            try:
-                if len(parts) < 5:
-                    raise VariantError(f"{len(parts)} tab-separated columns, a VCF record needs >= 8")
-                chrom, pos_s, vid, ref, alts = parts[:5]
-                pos = int(pos_s)
-                ref = ref.upper()
-                if pos < 1 or not ref or not set(ref) <= _DNA:
-                    raise VariantError(f"bad POS {pos_s!r} or REF {ref!r}")
-                label = None
-                if label_info_key is not None:
-                    label = _info_label(parts[7] if len(parts) > 7 else ".", label_info_key)
-            except (VariantError, ValueError) as err:
-                if on_invalid == "error":
-                    raise VariantError(
-                        f"{path.name} line {lineno}: {err}. Fix the record or pass on_invalid='skip'"
-                    ) from None
-                c["skipped_malformed"] += 1
-                continue
-            if label_info_key is not None and label is None:
-                if on_invalid == "error":
-                    raise VariantError(
-                        f"{path.name} line {lineno}: no {label_info_key}= label in INFO; "
-                        "label every record or pass on_invalid='skip' to drop and count them"
-                    )
-                c["skipped_missing_label"] += 1
-                continue
-            alt_list = alts.split(",")
-            if len(alt_list) > 1:
-                c["multiallelic_records"] += 1
-            for alt in alt_list:
-                alt = alt.upper()
-                if alt.startswith("<") or "[" in alt or "]" in alt:
-                    c["skipped_symbolic_alt"] += 1
-                elif alt in (".", "*", ""):
-                    c["skipped_no_alt"] += 1
-                elif not set(alt) <= _DNA:
-                    c["skipped_invalid_alt"] += 1
-                elif alt == ref:
-                    c["skipped_alt_equals_ref"] += 1
-                else:
-                    p, r, a = trim_alleles(pos, ref, alt)
-                    c["alleles"] += 1
-                    rows.append((chrom, p, vid, r, a))
-                    labels.append(label)
+    for lineno, line in _numbered_lines(path):
+        if line.startswith("#") or not line.strip():
+            continue
+        c["records"] += 1
+        parts = line.rstrip("\n\r").split("\t")
+        try:
+            if len(parts) < 5:
+                raise VariantError(f"{len(parts)} tab-separated columns, a VCF record needs >= 8")
+            chrom, pos_s, vid, ref, alts = parts[:5]
+            if not pos_s.strip().isdigit():
+                raise VariantError(f"POS {pos_s!r} is not a whole number (1-based)")
+            pos = int(pos_s)
+            ref = ref.upper()
+            if pos < 1 or not ref or not set(ref) <= _DNA:
+                raise VariantError(f"bad POS {pos_s!r} or REF {ref!r}")
+            label = None
+            if label_info_key is not None:
+                label = _info_label(parts[7] if len(parts) > 7 else ".", label_info_key)
+        except (VariantError, ValueError) as err:
+            if on_invalid == "error":
+                raise VariantError(
+                    f"{path.name} line {lineno}: {err}. Fix the record or pass on_invalid='skip'"
+                ) from None
+            c["skipped_malformed"] += 1
+            continue
+        if label_info_key is not None and label is None:
+            if on_invalid == "error":
+                raise VariantError(
+                    f"{path.name} line {lineno}: no {label_info_key}= label in INFO; "
+                    "label every record or pass on_invalid='skip' to drop and count them"
+                )
+            c["skipped_missing_label"] += 1
+            continue
+        alt_list = alts.split(",")
+        if len(alt_list) > 1:
+            c["multiallelic_records"] += 1
+        for alt in alt_list:
+            alt = alt.upper()
+            if alt.startswith("<") or "[" in alt or "]" in alt:
+                c["skipped_symbolic_alt"] += 1
+            elif alt in (".", "*", ""):
+                c["skipped_no_alt"] += 1
+            elif not set(alt) <= _DNA:
+                c["skipped_invalid_alt"] += 1
+            elif alt == ref:
+                c["skipped_alt_equals_ref"] += 1
+            else:
+                p, r, a = trim_alleles(pos, ref, alt)
+                c["alleles"] += 1
+                rows.append((chrom, p, vid, r, a))
+                labels.append(label)
     df = pl.DataFrame(rows, schema=_SCHEMA, orient="row")
     if label_info_key is not None:
         df = df.with_columns(pl.Series("label", labels, dtype=pl.Int64))
@@ -170,8 +172,26 @@ def _info_label(info: str, key: str) -> int | None:
     for item in info.split(";"):
         k, _, v = item.partition("=")
         if k == key and v not in ("", "."):
+            if not v.strip().lstrip("-").isdigit():
+                raise VariantError(f"INFO {key}={v!r} is not a whole number (labels in INFO are integers, e.g. 0 / 1; "
+                                   "text labels can come from a side table of id and label)")
             return int(v)
     return None
+
+
+def _numbered_lines(path: Path):
+    """(line number, line) of a plain or gzip text file; a truncated archive or bytes that are not UTF-8 are a
+    VariantError naming the file and line."""
+    lineno = 0
+    try:
+        with _open_text(path) as fh:
+            for lineno, line in enumerate(fh, 1):
+                yield lineno, line
+    except UnicodeDecodeError:
+        raise VariantError(f"{path}, line {lineno + 1}: bytes that are not UTF-8; save the file as UTF-8") from None
+    except (EOFError, OSError, zlib.error) as err:
+        raise VariantError(f"{path}: the gzip archive is truncated or corrupt after line {lineno} ({err}); "
+                           "compress it again (bgzip or gzip)") from None
 
 
 def read_cbv(

@@ -19,7 +19,6 @@ with a ``note``; the counts go to stderr.
 """
 from __future__ import annotations
 
-import gzip
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ import polars as pl
 from mambatune.domains.genomics import DNATokenizer, Genome, GenomeError, InvalidSequenceError, read_vcf
 from mambatune.domains.genomics.sequence_data import center_crop
 from mambatune.domains.genomics.user_data import clean_sequences
-from mambatune.domains.genomics.user_files import file_format, read_region_table, region_sequences
+from mambatune.domains.genomics.user_files import file_format, read_region_table, region_sequences, text_of
 from mambatune.domains.genomics.vep import haplotype_windows, variant_pairs
 from mambatune.domains.tables import FILE, ROW, TableError, where_row
 
@@ -64,21 +63,20 @@ class Record:
     unread: str = ""
 
 
-def read_fasta_records(path: Path) -> list[tuple[str, str]]:
-    """(id, sequence) of every record (the id is the header's first word), empty records included; plain or gzip."""
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
+def read_fasta_records(path: Path, encoding: str = "utf-8") -> list[tuple[str, str]]:
+    """(id, sequence) of every record (the id is the header's first word), empty records included; plain or
+    gzip (a truncated archive, or bytes that are not ``encoding``, are a TableError naming the file)."""
     records, name, parts = [], None, []
-    with opener(path, "rt") as fh:
-        for line in fh:
-            line = line.strip()
-            if line.startswith(">"):
-                if name is not None:
-                    records.append((name, "".join(parts)))
-                name, parts = (line[1:].split() or [f"record{len(records) + 1}"])[0], []
-            elif line and name is not None:
-                parts.append(line)
-            elif line:
-                raise ValueError(f"{path}: sequence text before the first '>' header; is it a FASTA file?")
+    for line in text_of(path, encoding).splitlines():
+        line = line.strip()
+        if line.startswith(">"):
+            if name is not None:
+                records.append((name, "".join(parts)))
+            name, parts = (line[1:].split() or [f"record{len(records) + 1}"])[0], []
+        elif line and name is not None:
+            parts.append(line)
+        elif line:
+            raise ValueError(f"{path}: sequence text before the first '>' header; is it a FASTA file?")
     if name is not None:
         records.append((name, "".join(parts)))
     return records
@@ -89,6 +87,9 @@ def read_inputs(source: str, recipe, genome: str | None = None) -> GenomicsInput
     each prepared as the run prepared its inputs."""
     cfg = recipe.data
     path = Path(source)
+    if path.is_dir():
+        raise ValueError(f"input {source} is a folder; genomics predict reads one file: a FASTA, a table with a "
+                         f"{cfg.sequence_column!r} column, regions with --genome, or a VCF with --genome")
     if not path.is_file():
         raise FileNotFoundError(f"input {source} not found; genomics predict reads a FASTA, a table with a "
                                 f"{cfg.sequence_column!r} column, regions (BED, or a table with chrom, start, end) "
@@ -103,7 +104,7 @@ def read_inputs(source: str, recipe, genome: str | None = None) -> GenomicsInput
     if cfg.task == "vep":
         raise ValueError(f"a vep run scores variants: give a VCF and --genome, not {path.name}")
     if fmt == "fasta":
-        records = [Record({"id": name}, seq, path.name, n) for n, (name, seq) in enumerate(read_fasta_records(path), 1)]
+        records = [Record({"id": name}, seq, path.name, n) for n, (name, seq) in enumerate(read_fasta_records(path, cfg.encoding), 1)]
         if not records:
             raise ValueError(f"{path.name} has no FASTA records")
         return sequence_inputs(records, recipe)
@@ -239,6 +240,9 @@ def user_sequence(record: Record, cfg, tok: DNATokenizer) -> tuple[str | None, s
     except TableError as err:
         return None, f"not scored: {err}", ["not_scored"]
     parts, counted = [], []
+    if counts.rna:
+        parts.append("RNA: U read as T")
+        counted.append("rna_u_read_as_t")
     if counts.replaced:
         parts.append(f"{sum(counts.replaced.values())} non-ACGTN character(s) read as N")
         counted.append("non_acgtn_mapped_to_n")
@@ -259,7 +263,9 @@ def variant_inputs(path: Path, recipe, genome: Genome) -> GenomicsInputs:
     out = GenomicsInputs("variants", [])
     out.counts.update(report.as_dict())
     if df.height == 0:
-        raise ValueError(f"{path.name}: no variant left to score ({report})")
+        from .user_vep import why_none_left
+        raise ValueError(f"{path.name}: no variant left to score ({report}); "
+                         f"{why_none_left(report.counts, genome, '--genome')}")
     ids = df["id"].to_list()
     for i, (chrom, pos, ref, alt, kind, fix) in enumerate(zip(*(df[c].to_list() for c in
                                                                  ("chrom", "pos", "ref", "alt", "kind", "fix")))):

@@ -303,7 +303,8 @@ Labels: {kind} ({d['labels']['how']}; column `{cfg.label_column}`): {classes}.
 Split: {d['split']}; examples per split: {d['sizes']} (`splits.csv`).
 Sequences: {seq['sequences']} of {seq['length_min']:,}-{seq['length_max']:,} bp; upper-cased:
 {seq['lower_case_upper_cased']}; characters other than ACGTN mapped to N: {replaced} (in
-{seq['sequences_with_non_acgtn']} sequences); cropped to data.max_length: {seq['cropped_to_max_length']}.{region_text}
+{seq['sequences_with_non_acgtn']} sequences); RNA read as DNA (U -> T): {seq.get('rna_u_read_as_t', 0)}; cropped to
+data.max_length: {seq['cropped_to_max_length']}.{region_text}
 RC augmentation in training: {cfg.rc_augment}; RC-averaged inference: {cfg.rc_average}.{ensemble}
 
 Notes:

@@ -37,14 +37,14 @@ from mambatune.domains.genomics.baselines import baseline_scores, tuned_baseline
 from mambatune.domains.genomics.metrics import binary_metrics, plot_roc_pr
 from mambatune.domains.genomics.user_data import label_space
 from mambatune.domains.genomics.user_files import VCF_SUFFIXES, attach_labels, files_of
-from mambatune.domains.genomics.vcf import variant_windows
+from mambatune.domains.genomics.vcf import VariantError, variant_windows
 from mambatune.domains.genomics.vocab import checkpoint_tokenizer
 from mambatune.domains.genomics.vep import (
     MarkovLM, VariantPairDataset, collate_pairs, fit_embedding_classifier, haplotype_windows, lm_log_likelihood_ratio,
     pair_features, variant_pairs,
 )
 from mambatune.core.training.distributed import pick_device
-from mambatune.domains.tables import FILE, ROW, TableError, read_table
+from mambatune.domains.tables import FILE, ROW, TableError, canonical_number, read_table
 
 from .. import domain_run
 from .. import ensemble_runs as shared
@@ -79,7 +79,10 @@ def read_user_variants(cfg, path: str | None = None) -> tuple[pl.DataFrame, dict
     counts: Counter = Counter()
     frames = []
     for f in files_of(path, VCF_SUFFIXES, "VCF file"):
-        df, rep = read_vcf(f, genome=genome, label_info_key=cfg.label_info, on_invalid=cfg.on_invalid)
+        try:
+            df, rep = read_vcf(f, genome=genome, label_info_key=cfg.label_info, on_invalid=cfg.on_invalid)
+        except VariantError as err:  # the domain's advice, in recipe keys
+            raise TableError(str(err).replace("pass on_invalid='skip'", "set data.on_invalid=skip")) from None
         counts.update(rep.counts)
         frames.append(df.with_columns(pl.lit(f.name).alias(FILE),
                                       pl.Series(ROW, range(1, df.height + 1), dtype=pl.Int64)))
@@ -95,13 +98,31 @@ def read_user_variants(cfg, path: str | None = None) -> tuple[pl.DataFrame, dict
     else:
         kept = df
     if kept.height == 0:
-        raise TableError(f"{where}: no variant left to score ({dict(counts)}); the supervised VEP recipes score "
-                         "single-base variants (genomics/vep_zeroshot scores every kind)")
+        raise TableError(f"{where}: no variant left to score ({dict(counts)}); {why_none_left(counts, genome)}")
     ref, alt, padded = variant_window_pairs(kept, genome, cfg.window)
     genome.close()
     counts["windows_padded_with_n_past_contig_end"] = padded
     out = kept.with_columns(pl.Series("ref_win", ref, dtype=pl.String), pl.Series("alt_win", alt, dtype=pl.String))
     return out, {"counts": dict(sorted(counts.items())), "notes": notes}
+
+
+def why_none_left(counts: Counter, genome: Genome, key: str = "data.genome") -> str:
+    """What most likely emptied a VCF, from the counts of reading and normalising it, and how to fix it
+    (``key``: the setting that named the genome)."""
+    contigs = ", ".join(list(genome.contigs)[:10])
+    if not counts["records"]:
+        return "the file holds no variant records (only header lines?)"
+    if counts["dropped_unknown_contig"]:
+        return (f"{counts['dropped_unknown_contig']} record(s) name contigs that {key} lacks (its contigs: "
+                f"{contigs}): is it the assembly the VCF refers to?")
+    if counts["dropped_ref_mismatch"] or counts["dropped_out_of_bounds"]:
+        return (f"{counts['dropped_ref_mismatch'] + counts['dropped_out_of_bounds']} record(s) have a REF that does "
+                f"not match {key} at their POS, or lie past a contig end: is it the assembly the VCF refers "
+                "to (e.g. GRCh37 vs GRCh38)?")
+    if counts["left_out_not_snv"]:
+        return ("the supervised VEP recipes score single-base variants and these are other kinds "
+                "(genomics/vep_zeroshot scores every kind)")
+    return "every record was skipped (see the counts); fix the records, or set data.on_invalid=error to stop at the first"
 
 
 def variant_window_pairs(df: pl.DataFrame, genome: Genome, window: int | None) -> tuple[list[str], list[str], int]:
@@ -134,7 +155,9 @@ def side_labels(df: pl.DataFrame, cfg, where: str) -> tuple[pl.DataFrame, list[s
     if all(c in side.columns for c in ("chrom", "pos", "ref", "alt")):
         def key(frame):
             return (frame["chrom"].cast(pl.String).str.strip_chars().str.replace("^chr", "") + ":"
-                    + frame["pos"].cast(pl.String).str.strip_chars() + ":"
+                    + pl.Series([canonical_number(str(v).strip()) or str(v).strip() for v in frame["pos"].to_list()],
+                                dtype=pl.String)
+                    + ":"
                     + frame["ref"].cast(pl.String).str.to_uppercase() + ":" + frame["alt"].cast(pl.String).str.to_uppercase())
         side = side.with_columns(key(side).alias("_variant"))
         joined, notes = attach_labels(df.with_columns(key(df).alias("_variant")), side, key="_variant",
@@ -249,6 +272,12 @@ def labelled_parts(cfg, df: pl.DataFrame, info: dict) -> tuple[dict, dict, objec
         test_df, test_info = read_user_variants(cfg, cfg.test_path)
         info["counts"] = {k: info["counts"].get(k, 0) + test_info["counts"].get(k, 0)
                           for k in sorted(set(info["counts"]) | set(test_info["counts"]))}
+    seen = label_space([df, test_df], column, kind="auto", where=f"data.path={cfg.path}")
+    if seen.kind != "binary":
+        classes = f": {', '.join(seen.classes[:10])}" if seen.classes else ""
+        raise TableError(f"data.path={cfg.path}: the variants' labels (column {column!r}) are {seen.kind} "
+                         f"({seen.how}{classes}); a VEP run learns two classes (e.g. 0 / 1, benign / pathogenic): "
+                         "give each variant one of two labels")
     space = label_space([df, test_df], column, kind="binary", positive=cfg.positive_label,
                         where=f"data.path={cfg.path}")
     splits = split_rows(df, cfg, label_column=column, test_df=test_df, where=f"data.path={cfg.path}")
